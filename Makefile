@@ -1,0 +1,41 @@
+# Two entry points for a fresh machine: `make book` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CHAPTERS := $(wildcard notebooks/[0-9][0-9]_*.py)
+HDLIB_HASH = $(shell cat hdlib/*.py hdlib/*.yaml 2>/dev/null | sha256sum | cut -c1-16)
+
+.PHONY: setup book test execute benchmark clean
+
+setup: $(STAMP)
+
+# The environment is rebuilt only when pyproject.toml changes; torch is pinned there (CPU build).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[book,test]'
+	touch $@
+
+# Executes every chapter (cached by jupyter-cache; the cache is dropped when hdlib changes,
+# because its key covers the notebook's code cells only) and renders HTML to _build/html.
+book: $(STAMP)
+	@if [ "$$(cat _build/.hdlib-hash 2>/dev/null)" != "$(HDLIB_HASH)" ]; then \
+		rm -rf _build/.jupyter_cache; fi
+	$(VENV)/bin/jupyter-book build . --all -W
+	@echo $(HDLIB_HASH) > _build/.hdlib-hash
+
+# Unit tests, .py/.ipynb pairing, nbval over the stored notebooks, and a -W book build of them.
+test: $(STAMP)
+	TQDM_DISABLE=1 $(PY) -m pytest tests $(CHAPTERS:.py=.ipynb) \
+		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+# Re-run every chapter at its defaults and rewrite the paired notebooks that nbval compares.
+execute: $(STAMP)
+	$(PY) -m hdlib refresh $(CHAPTERS)
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/leaky_ring_speed.py
+
+clean:
+	rm -rf _build notebooks/_runs notebooks/_artifacts .pytest_cache

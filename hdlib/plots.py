@@ -1,0 +1,177 @@
+"""Figures in one house style (seaborn ``ticks`` theme, ``colorblind`` palette, PNG output)."""
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg") if matplotlib.get_backend().lower() == "agg" else None
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib import animation  # noqa: E402
+
+WEIGHT_TITLES = {"W0": r"$J_1 W_0$ (maintain)", "WL": r"$W_L$ (turn left)",
+                 "WR": r"$W_R$ (turn right)"}
+
+
+def set_style() -> None:
+    """Apply the house style to every later figure."""
+    sns.set_theme(context="notebook", style="ticks", palette="colorblind",
+                  rc={"figure.dpi": 100, "savefig.dpi": 100, "axes.titlesize": "medium"})
+
+
+def _deg(x) -> np.ndarray:
+    return np.degrees(np.asarray(x))
+
+
+def _draw_weights(axes, weights, vmax=None):
+    images = []
+    for ax, (name, title) in zip(axes, WEIGHT_TITLES.items()):
+        w = np.asarray(weights[name])
+        lim = vmax if vmax is not None else np.abs(w).max()
+        images.append(ax.imshow(w, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest"))
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return images
+
+
+def plot_weight_matrices(start: dict, end: dict, labels=("start", "end")):
+    """Two rows of the three weight matrices (post-synaptic neuron = row)."""
+    fig, axes = plt.subplots(2, 3, figsize=(9, 6.2), constrained_layout=True)
+    for row, weights, label in zip(axes, (start, end), labels):
+        images = _draw_weights(row, weights)
+        row[0].set_ylabel(label)
+        for ax, im in zip(row, images):
+            fig.colorbar(im, ax=ax, shrink=0.75)
+    return fig
+
+
+def weight_evolution_animation(snapshots, path, fps: int = 5, dpi: int = 50) -> dict[str, Path]:
+    """Animate ``[(iteration, weights), ...]`` as a GIF (Pillow), and an MP4 when ffmpeg exists.
+
+    Colour limits are fixed by the final snapshot so that growth is visible. Returns the paths
+    written, keyed by format.
+    """
+    path = Path(path).with_suffix(".gif")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    final = snapshots[-1][1]
+    limits = {k: float(np.abs(np.asarray(v)).max()) for k, v in final.items()}
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4), constrained_layout=True)
+    images = []
+    for ax, (name, title) in zip(axes, WEIGHT_TITLES.items()):
+        lim = limits[name]
+        images.append(ax.imshow(np.asarray(snapshots[0][1][name]), cmap="RdBu_r",
+                                vmin=-lim, vmax=lim, interpolation="nearest"))
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    caption = fig.suptitle("")
+
+    def draw(frame):
+        iteration, weights = snapshots[frame]
+        for im, name in zip(images, WEIGHT_TITLES):
+            im.set_data(np.asarray(weights[name]))
+        caption.set_text(f"iteration {iteration}")
+        return images
+
+    anim = animation.FuncAnimation(fig, draw, frames=len(snapshots), blit=False)
+    written = {"gif": path}
+    anim.save(path, writer=animation.PillowWriter(fps=fps), dpi=dpi)
+    if shutil.which("ffmpeg"):
+        written["mp4"] = path.with_suffix(".mp4")
+        anim.save(written["mp4"], writer=animation.FFMpegWriter(fps=fps), dpi=dpi)
+    plt.close(fig)
+    return written
+
+
+def plot_training_history(history, smooth: int = 25):
+    """Loss and training error against iteration, with curriculum stages shaded."""
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.4), constrained_layout=True)
+    it = np.arange(1, len(history.loss) + 1)
+    kernel = np.ones(smooth) / smooth
+    for ax, values, label in ((ax_loss, history.loss, "loss"), (ax_err, history.error_deg,
+                                                                 "training error (deg)")):
+        ax.plot(it, values, alpha=0.3, lw=0.8)
+        if len(values) > smooth:
+            ax.plot(it[smooth - 1:], np.convolve(values, kernel, mode="valid"), lw=1.5)
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(label)
+        seq = np.asarray(history.seq_len)
+        for change in np.flatnonzero(np.diff(seq)) + 1:
+            ax.axvline(change, color="0.6", ls=":", lw=1)
+    ax_loss.set_title("cosine heading loss + amplitude term")
+    ax_err.set_title("mean absolute heading error on the training batch")
+    return fig
+
+
+def plot_integration_run(av, angles, decoded, activity, sample: int = 0, title: str = ""):
+    """Activity heatmap, bump profiles, input velocity and true vs decoded heading."""
+    av, angles, decoded = (np.asarray(x[sample]) for x in (av, angles, decoded))
+    act = np.asarray(activity[sample])
+    steps, n = act.shape
+    fig = plt.figure(figsize=(11, 6.5), constrained_layout=True)
+    grid = fig.add_gridspec(3, 2, width_ratios=(2.3, 1))
+    ax_heat = fig.add_subplot(grid[0, 0])
+    ax_av = fig.add_subplot(grid[1, 0], sharex=ax_heat)
+    ax_head = fig.add_subplot(grid[2, 0], sharex=ax_heat)
+    ax_prof = fig.add_subplot(grid[:, 1])
+    im = ax_heat.imshow(act.T, aspect="auto", origin="lower", cmap="viridis",
+                        extent=(0, steps, 0, 360), interpolation="nearest")
+    fig.colorbar(im, ax=ax_heat, label="rate", pad=0.01)
+    ax_heat.set_ylabel("preferred\ndirection (deg)")
+    ax_heat.set_title(title or "network activity")
+    ax_av.plot(np.arange(1, steps + 1), _deg(av), color="C2")
+    ax_av.set_ylabel("AV (deg/step)")
+    ax_head.plot(np.arange(1, steps + 1), _deg(angles) % 360, ".", ms=2, label="true")
+    ax_head.plot(np.arange(1, steps + 1), _deg(decoded) % 360, ".", ms=2, label="decoded")
+    ax_head.set_ylabel("heading (deg)")
+    ax_head.set_xlabel("time step")
+    ax_head.set_ylim(0, 360)
+    ax_head.legend(loc="upper right", markerscale=4, frameon=False, ncol=2)
+    preferred = 360 * np.arange(n) / n
+    times = np.linspace(0, steps - 1, 5).astype(int)
+    palette = sns.color_palette("rocket", len(times))
+    for colour, t in zip(palette, times):
+        ax_prof.plot(preferred, act[t], color=colour, label=f"t = {t + 1}")
+    ax_prof.set_xlabel("preferred direction (deg)")
+    ax_prof.set_ylabel("rate")
+    ax_prof.set_title("bump profiles")
+    ax_prof.legend(frameon=False, fontsize="small", loc="upper center",
+                   bbox_to_anchor=(0.5, -0.12), ncol=3)
+    return fig
+
+
+def plot_velocity_gain(curves: dict, max_av: float):
+    """Bump speed against input speed for each network in ``curves`` (``name -> (av, speed)``)."""
+    fig, ax = plt.subplots(figsize=(5, 4), constrained_layout=True)
+    lim = math.degrees(max_av) * 1.25
+    ax.plot([-lim, lim], [-lim, lim], color="0.5", ls="--", lw=1, label="ideal (gain 1)")
+    for name, (av, speed) in curves.items():
+        ax.plot(_deg(av), _deg(speed), "o-", ms=3, label=name)
+    ax.axvspan(-math.degrees(max_av), math.degrees(max_av), color="0.92", zorder=0)
+    ax.set_xlabel("input angular velocity (deg/step)")
+    ax.set_ylabel("bump speed (deg/step)")
+    ax.legend(frameon=False)
+    return fig
+
+
+def plot_error_bars(errors: dict, title: str = ""):
+    """Grouped bars: ``errors[condition][network] = degrees``."""
+    import pandas as pd
+
+    rows = [{"condition": c, "network": k, "error": v}
+            for c, by_net in errors.items() for k, v in by_net.items()]
+    fig, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
+    sns.barplot(pd.DataFrame(rows), x="condition", y="error", hue="network", ax=ax)
+    ax.set_yscale("log")
+    ax.set_ylabel("mean abs. error (deg)")
+    ax.set_xlabel("")
+    ax.set_title(title)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.1f", fontsize="x-small")
+    return fig

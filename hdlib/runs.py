@@ -1,0 +1,126 @@
+"""Run a chapter with papermill parameters: ``python -m hdlib run NOTEBOOK [-p NAME VALUE]...``.
+
+papermill cannot read the jupytext ``.py`` sources, so the source is read with jupytext and the
+notebook node is handed to papermill, with the notebook's folder as working directory (the same
+one nbval and Jupyter Book use). Unknown parameter names are an error. The output is written to
+a temporary file beside the target and moved into place only when the run succeeds, so a failed
+run never overwrites a stored notebook; it is kept as ``OUT.failed.ipynb`` for inspection.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+KERNEL_NAME = "python3"
+
+
+def _read(path: Path):
+    import jupytext
+
+    if not path.exists():
+        raise FileNotFoundError(f"notebook {str(path)!r} does not exist")
+    return jupytext.read(path)
+
+
+def _parameters_cell(notebook, path: Path):
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            return cell
+    raise ValueError(f"{path} has no code cell tagged 'parameters'")
+
+
+def notebook_parameters(path) -> dict[str, object]:
+    """The names and default values assigned in the notebook's ``parameters`` cell."""
+    path = Path(path)
+    cell = _parameters_cell(_read(path), path)
+    defaults = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            defaults[node.targets[0].id] = ast.literal_eval(node.value)
+    return defaults
+
+
+def collect_parameters(path, pairs=(), files=()) -> dict[str, object]:
+    """Merge parameter files (YAML mappings) then ``-p NAME VALUE`` pairs, checking names.
+
+    Values from ``-p`` are parsed as YAML (``-p epochs 10`` gives an int, ``-p sizes [1,2]`` a
+    list), as papermill's own command line does.
+    """
+    defaults = notebook_parameters(path)
+    chosen: dict[str, object] = {}
+    for file in files:
+        with open(file) as handle:
+            loaded = yaml.safe_load(handle) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"parameter file {file} must hold a mapping of names to values")
+        chosen.update(loaded)
+    for name, value in pairs:
+        chosen[name] = yaml.safe_load(value)
+    unknown = sorted(set(chosen) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for {path}; "
+                         f"known: {', '.join(defaults)}")
+    return chosen
+
+
+def default_output(path) -> Path:
+    path = Path(path)
+    return path.parent / "_runs" / f"{path.stem}.ipynb"
+
+
+def run_notebook(path, parameters: dict | None = None, output=None, progress: bool = True,
+                 kernel_name: str = KERNEL_NAME) -> Path:
+    """Execute a chapter with papermill and return the path of the executed notebook."""
+    import papermill
+
+    path = Path(path).resolve()
+    notebook = _read(path)
+    parameters = dict(parameters or {})
+    unknown = sorted(set(parameters) - set(notebook_parameters(path)))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for {path.name}")
+    output = Path(output) if output is not None else default_output(path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{output.stem}-", dir=output.parent)
+    os.close(handle)
+    try:
+        papermill.execute_notebook(notebook, tmp, parameters=parameters, cwd=str(path.parent),
+                                   kernel_name=kernel_name, progress_bar=progress,
+                                   log_output=False)
+    except BaseException:
+        failed = output.with_suffix(".failed.ipynb")
+        if os.path.getsize(tmp):
+            os.replace(tmp, failed)
+        else:
+            os.remove(tmp)
+        raise
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private
+    os.replace(tmp, output)
+    return output
+
+
+def refresh_stored(path, progress: bool = True) -> Path:
+    """Re-run a chapter at its defaults and store the result as its paired ``.ipynb``.
+
+    papermill's per-cell bookkeeping is stripped so that the pair stays in step with jupytext.
+    """
+    import nbformat
+
+    path = Path(path)
+    stored = path.with_suffix(".ipynb")
+    run_notebook(path, {}, stored, progress=progress)
+    notebook = nbformat.read(stored, as_version=4)
+    notebook.metadata.pop("papermill", None)
+    for cell in notebook.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.metadata.get("tags") == []:
+            del cell.metadata["tags"]
+    nbformat.write(notebook, stored)
+    return stored

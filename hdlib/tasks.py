@@ -1,0 +1,106 @@
+"""Head-direction tasks: angular-velocity sequences and the headings they integrate to."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import validate
+from .circular import TWO_PI, wrap
+
+
+class AVIntegrationDataset:
+    """Synthetic angular-velocity (AV) sequences and their integrated headings.
+
+    Each sequence of ``seq_len`` steps starts at a heading ``theta0 ~ U[0, 2*pi)`` and is built
+    from constant-velocity bouts:
+
+    * the first ``round(zero_padding_start_ratio * seq_len)`` steps have zero velocity (the
+      network must hold its bump);
+    * the rest is cut into bouts whose lengths are geometric with mean ``mean_bout_steps``
+      (``mean_bout_steps=1`` gives an independent velocity at every step);
+    * each bout is still (``av = 0``) with probability ``p`` and otherwise moves at a velocity
+      drawn from ``U[-max_av, max_av]`` radians per step; ``p`` is drawn per sequence from
+      ``zero_ratios_in_rest``, so ``p`` is the expected fraction of still time after the padding.
+
+    Convention: ``angles[:, t] = wrap(theta0 + sum_{s <= t} av[:, s])``, i.e. the heading at
+    step ``t`` *includes* ``av[t]``. :meth:`initial_heading` recovers ``theta0``.
+
+    With ``heading_rotations = k > 1`` every velocity sequence appears ``k`` times in a batch,
+    starting from ``k`` headings ``2*pi*j/k`` apart. For a ring whose grid has ``N`` neurons with
+    ``k`` dividing ``N`` the ``k`` copies are exact rotations of one another, so the batch
+    gradient is unchanged by a rotation of the ring by ``N/k`` neurons: weights that start
+    symmetric under that rotation stay so, and training adds no heterogeneity at that scale.
+
+    Batches are drawn from a seeded ``torch.Generator``: two datasets with the same seed yield
+    the same batches in the same order. ``num_samples`` is the number of sequences in one epoch
+    (see :meth:`epoch`); :meth:`generate_batch` draws fresh sequences each call.
+    """
+
+    def __init__(self, num_samples: int, seq_len: int = 120, zero_padding_start_ratio: float = 0.1,
+                 zero_ratios_in_rest=(0.2, 0.5, 0.8), max_av: float = 0.1 * math.pi,
+                 mean_bout_steps: float = 10.0, heading_rotations: int = 1, seed: int = 0,
+                 device="cpu"):
+        self.num_samples = validate.positive_int("num_samples", num_samples)
+        self.seq_len = validate.positive_int("seq_len", seq_len)
+        self.zero_padding_start_ratio = validate.float_in(
+            "zero_padding_start_ratio", zero_padding_start_ratio, 0.0, 1.0)
+        self.zero_ratios_in_rest = validate.ratios("zero_ratios_in_rest", zero_ratios_in_rest)
+        self.max_av = validate.positive_float("max_av", max_av)
+        self.mean_bout_steps = validate.float_in("mean_bout_steps", mean_bout_steps, 1.0, math.inf)
+        self.heading_rotations = validate.positive_int("heading_rotations", heading_rotations)
+        self.seed = validate.non_negative_int("seed", seed)
+        self.device = torch.device(device)
+        self._generator = torch.Generator().manual_seed(self.seed)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    @property
+    def padding_steps(self) -> int:
+        return round(self.zero_padding_start_ratio * self.seq_len)
+
+    def generate_batch(self, batch_size: int, seq_len: int | None = None):
+        """Draw ``(av_signals, angles)``, each of shape ``(batch_size, seq_len)`` (radians).
+
+        ``seq_len`` defaults to the dataset's; pass a longer one for generalisation tests.
+        """
+        batch_size = validate.positive_int("batch_size", batch_size)
+        steps = self.seq_len if seq_len is None else validate.positive_int("seq_len", seq_len)
+        k = self.heading_rotations
+        if batch_size % k:
+            raise ValueError(f"batch_size must be a multiple of heading_rotations={k}; "
+                             f"got {batch_size}")
+        av, angles = self._draw(batch_size // k, steps)
+        if k > 1:  # each sequence again from k headings evenly spaced around the ring
+            offsets = (TWO_PI / k) * torch.arange(k).repeat(batch_size // k)
+            av = av.repeat_interleave(k, dim=0)
+            angles = wrap(angles.repeat_interleave(k, dim=0) + offsets[:, None])
+        return av.to(self.device), angles.to(self.device)
+
+    def _draw(self, batch_size: int, steps: int):
+        g = self._generator
+        theta0 = torch.rand(batch_size, 1, generator=g) * TWO_PI
+
+        # Bout boundaries: a new bout starts at each step with probability 1/mean_bout_steps.
+        starts = torch.rand(batch_size, steps, generator=g) < 1.0 / self.mean_bout_steps
+        bout = torch.cumsum(starts, dim=1)  # bout index of every step, < steps
+        velocity = (2.0 * torch.rand(batch_size, steps, generator=g) - 1.0) * self.max_av
+        ratio_table = torch.tensor(self.zero_ratios_in_rest)
+        p_still = ratio_table[torch.randint(len(ratio_table), (batch_size, 1), generator=g)]
+        moving = torch.rand(batch_size, steps, generator=g) >= p_still
+        av = torch.gather(velocity * moving, 1, bout)
+        av[:, : self.padding_steps] = 0.0
+
+        return av, wrap(theta0 + torch.cumsum(av, dim=1))
+
+    def epoch(self, batch_size: int):
+        """Yield batches that together hold ``num_samples`` sequences (the last may be smaller)."""
+        batch_size = validate.positive_int("batch_size", batch_size)
+        for start in range(0, self.num_samples, batch_size):
+            yield self.generate_batch(min(batch_size, self.num_samples - start))
+
+    @staticmethod
+    def initial_heading(av_signals: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+        """The heading before the first step, ``wrap(angles[:, 0] - av[:, 0])``."""
+        return wrap(angles[:, 0] - av_signals[:, 0])

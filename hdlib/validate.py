@@ -1,0 +1,95 @@
+"""Argument checks shared by every module and by the notebooks' parameter cells.
+
+Each check raises ``ValueError`` whose message names the argument, the expected value and
+what was received, so a bad papermill parameter stops a run before any work is done.
+"""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+
+import torch
+
+
+def _fail(name: str, expected: str, value) -> None:
+    raise ValueError(f"{name} must be {expected}; got {value!r}")
+
+
+def positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        _fail(name, "a positive integer", value)
+    return int(value)
+
+
+def non_negative_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        _fail(name, "a non-negative integer", value)
+    return int(value)
+
+
+def positive_float(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        _fail(name, "a positive number", value)
+    return float(value)
+
+
+def float_in(name: str, value, low: float, high: float, *, low_open=False, high_open=False) -> float:
+    """A real number in [low, high]; ``low_open``/``high_open`` exclude an end."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        bracket = ("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]")
+        _fail(name, f"a number in {bracket}", value)
+    return float(value)
+
+
+def choice(name: str, value, options: Iterable[str]) -> str:
+    options = tuple(options)
+    if value not in options:
+        _fail(name, "one of " + ", ".join(repr(o) for o in options), value)
+    return value
+
+
+def ratios(name: str, values) -> list[float]:
+    """A non-empty list of fractions, each in [0, 1]."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        _fail(name, "a non-empty list of numbers in [0, 1]", values)
+    values = list(values)
+    if not values:
+        _fail(name, "a non-empty list of numbers in [0, 1]", values)
+    return [float_in(f"{name}[{i}]", v, 0.0, 1.0) for i, v in enumerate(values)]
+
+
+def path_string(name: str, value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        _fail(name, "a non-empty path string", value)
+    return value
+
+
+def tensor(name: str, value, *, ndim: int | tuple[int, ...], size: dict[int, int] | None = None,
+           floating: bool = True) -> torch.Tensor:
+    """A torch tensor with the given number of dimensions (and sizes along some of them)."""
+    if not isinstance(value, torch.Tensor):
+        _fail(name, "a torch.Tensor", type(value).__name__)
+    dims = (ndim,) if isinstance(ndim, int) else ndim
+    if value.dim() not in dims:
+        shape = " or ".join(f"{d}-D" for d in dims)
+        _fail(name, f"a {shape} tensor", f"shape {tuple(value.shape)}")
+    for axis, n in (size or {}).items():
+        if value.shape[axis] != n:
+            _fail(name, f"of size {n} along dimension {axis}", f"shape {tuple(value.shape)}")
+    if floating and not value.is_floating_point():
+        _fail(name, "a floating-point tensor", f"dtype {value.dtype}")
+    return value
+
+
+def parameters(values: dict, spec: dict) -> dict:
+    """Check a notebook's parameters against ``spec`` (``name -> check(name, value)``).
+
+    Every name in ``spec`` must be present; the checked values are returned in a new dict.
+    """
+    missing = [name for name in spec if name not in values]
+    if missing:
+        raise ValueError(f"missing parameter(s): {', '.join(missing)}")
+    return {name: check(name, values[name]) for name, check in spec.items()}

@@ -1,0 +1,74 @@
+import math
+
+import pytest
+import torch
+
+from hdlib.circular import circular_mae, wrap
+from hdlib.tasks import AVIntegrationDataset
+
+
+def test_shapes_range_and_padding():
+    ds = AVIntegrationDataset(100, seq_len=50, zero_padding_start_ratio=0.2, seed=3)
+    av, angles = ds.generate_batch(16)
+    assert av.shape == angles.shape == (16, 50)
+    assert torch.all(av[:, :10] == 0)
+    assert av.abs().max() <= 0.1 * math.pi + 1e-6
+    assert torch.all(angles > -math.pi) and torch.all(angles <= math.pi)
+
+
+def test_perfect_integrator_matches_angles_including_current_step():
+    ds = AVIntegrationDataset(100, seq_len=200, seed=1)
+    av, angles = ds.generate_batch(32)
+    theta0 = ds.initial_heading(av, angles)
+    integrated = wrap(theta0[:, None] + torch.cumsum(av, dim=1))
+    assert circular_mae(integrated, angles) < 1e-3
+    lagging = wrap(theta0[:, None] + torch.cumsum(av, dim=1) - av)  # excludes av[t]
+    assert circular_mae(lagging, angles) > 1.0
+
+
+def test_seeded_and_reproducible():
+    a = AVIntegrationDataset(10, seed=7).generate_batch(8)
+    b = AVIntegrationDataset(10, seed=7).generate_batch(8)
+    c = AVIntegrationDataset(10, seed=8).generate_batch(8)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+
+
+def test_zero_ratio_controls_still_fraction():
+    for ratio in (0.2, 0.8):
+        ds = AVIntegrationDataset(10, seq_len=400, zero_padding_start_ratio=0.0,
+                                  zero_ratios_in_rest=[ratio], seed=0)
+        av, _ = ds.generate_batch(256)
+        assert (av == 0).float().mean().item() == pytest.approx(ratio, abs=0.05)
+
+
+def test_epoch_covers_num_samples():
+    ds = AVIntegrationDataset(70, seq_len=10)
+    sizes = [av.shape[0] for av, _ in ds.epoch(32)]
+    assert sizes == [32, 32, 6]
+
+
+def test_longer_sequences_on_request():
+    av, angles = AVIntegrationDataset(10, seq_len=20).generate_batch(4, seq_len=1200)
+    assert av.shape == (4, 1200)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"num_samples": 0}, "num_samples"),
+    ({"num_samples": 10, "seq_len": -5}, "seq_len"),
+    ({"num_samples": 10, "seq_len": 2.5}, "seq_len"),
+    ({"num_samples": 10, "max_av": 0.0}, "max_av"),
+    ({"num_samples": 10, "max_av": -1.0}, "max_av"),
+    ({"num_samples": 10, "zero_padding_start_ratio": 1.5}, "zero_padding_start_ratio"),
+    ({"num_samples": 10, "zero_ratios_in_rest": [0.2, -0.1]}, r"zero_ratios_in_rest\[1\]"),
+    ({"num_samples": 10, "zero_ratios_in_rest": []}, "zero_ratios_in_rest"),
+    ({"num_samples": "10"}, "num_samples"),
+])
+def test_bad_arguments_name_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        AVIntegrationDataset(**kwargs)
+
+
+def test_bad_batch_size():
+    with pytest.raises(ValueError, match="batch_size"):
+        AVIntegrationDataset(10).generate_batch(0)
