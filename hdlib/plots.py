@@ -50,22 +50,24 @@ def plot_weight_matrices(start: dict, end: dict, labels=("start", "end")):
     return fig
 
 
-def weight_evolution_animation(snapshots, path, fps: int = 5, dpi: int = 50) -> dict[str, Path]:
+def weight_evolution_animation(snapshots, path, fps: int = 5, dpi: int = 60) -> dict[str, Path]:
     """Animate ``[(iteration, weights), ...]`` as a GIF (Pillow), and an MP4 when ffmpeg exists.
 
-    Colour limits are fixed by the final snapshot so that growth is visible. Returns the paths
-    written, keyed by format.
+    Colour limits are fixed by the final snapshot so that growth is visible. Frames share one
+    undithered 64-colour palette, which keeps the GIF small enough to embed in a page. Returns
+    the paths written, keyed by format.
     """
+    from PIL import Image
+
     path = Path(path).with_suffix(".gif")
     path.parent.mkdir(parents=True, exist_ok=True)
     final = snapshots[-1][1]
-    limits = {k: float(np.abs(np.asarray(v)).max()) for k, v in final.items()}
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4), constrained_layout=True)
+    limits = {k: float(np.abs(np.asarray(v)).max()) or 1.0 for k, v in final.items()}
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4), dpi=dpi, constrained_layout=True)
     images = []
     for ax, (name, title) in zip(axes, WEIGHT_TITLES.items()):
-        lim = limits[name]
         images.append(ax.imshow(np.asarray(snapshots[0][1][name]), cmap="RdBu_r",
-                                vmin=-lim, vmax=lim, interpolation="nearest"))
+                                vmin=-limits[name], vmax=limits[name], interpolation="nearest"))
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -78,11 +80,19 @@ def weight_evolution_animation(snapshots, path, fps: int = 5, dpi: int = 50) -> 
         caption.set_text(f"iteration {iteration}")
         return images
 
-    anim = animation.FuncAnimation(fig, draw, frames=len(snapshots), blit=False)
+    frames = []
+    for i in range(len(snapshots)):
+        draw(i)
+        fig.canvas.draw()
+        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]))
+    palette = frames[-1].quantize(colors=64, dither=Image.Dither.NONE)
+    frames = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    frames[0].save(path, save_all=True, append_images=frames[1:], optimize=True,
+                   duration=int(1000 / fps), loop=0)
     written = {"gif": path}
-    anim.save(path, writer=animation.PillowWriter(fps=fps), dpi=dpi)
     if shutil.which("ffmpeg"):
         written["mp4"] = path.with_suffix(".mp4")
+        anim = animation.FuncAnimation(fig, draw, frames=len(snapshots), blit=False)
         anim.save(written["mp4"], writer=animation.FFMpegWriter(fps=fps), dpi=dpi)
     plt.close(fig)
     return written

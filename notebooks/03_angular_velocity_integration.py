@@ -160,7 +160,7 @@ fig = plots.plot_integration_run(sample["av"].cpu(), sample["angles"].cpu(),
 # clipping. A curriculum starts on short sequences: while the ring does not yet hold a bump,
 # long sequences give gradients through time that are close to useless.
 
-# %%
+# %% tags=["remove-stderr"]
 network = make_network("random")
 history = avi.train_integrator(
     network, make_dataset(seed + 1), curriculum, batch_size=batch_size,
