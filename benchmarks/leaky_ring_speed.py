@@ -14,17 +14,14 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import resource
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hdlib.leaky_ring import ACTIVATIONS, LeakyRingAttractor  # noqa: E402
-from hdlib.av_integration import heading_loss  # noqa: E402
-from hdlib.tasks import AVIntegrationDataset  # noqa: E402
+from hdlib.av_integration import heading_loss
+from hdlib.leaky_ring import ACTIVATIONS, LeakyRingAttractor
+from hdlib.tasks import AVIntegrationDataset
 
 
 def reference_forward(model: LeakyRingAttractor, av: torch.Tensor,

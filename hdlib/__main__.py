@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
                      metavar=("NAME", "VALUE"), help="set one parameter (value parsed as YAML)")
     run.add_argument("-f", "--parameters-file", action="append", default=[], metavar="PARAMS.yaml",
                      help="YAML file of parameters (applied before -p)")
-    run.add_argument("-o", "--output", help="executed notebook (default notebooks/_runs/NAME.ipynb)")
+    run.add_argument("-o", "--output",
+                     help="executed notebook (default notebooks/_runs/NAME.ipynb)")
     run.add_argument("--list-params", action="store_true",
                      help="print the chapter's parameters and defaults, then exit")
     run.add_argument("--no-progress", action="store_true", help="hide the cell progress bar")

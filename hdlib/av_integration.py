@@ -18,8 +18,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import validate
-from .circular import (angle_grid, argmax_decode, circular_error, circular_mae, population_vector,
-                       population_vector_length, wrap)
+from .circular import (
+    angle_grid,
+    argmax_decode,
+    circular_error,
+    circular_mae,
+    population_vector,
+    population_vector_length,
+    wrap,
+)
 from .tasks import AVIntegrationDataset
 
 
@@ -202,8 +209,9 @@ def zero_input_drift(model, steps: int = 1200, num_headings: int = 36) -> dict[s
     Returns the mean absolute displacement after ``steps`` divided by ``steps`` (degrees per
     step), the largest one, and the final bump amplitude relative to the starting one.
     """
-    heading = wrap(angle_grid(num_headings))
-    activity = model(torch.zeros(num_headings, steps), heading)
+    device = model.grid.device
+    heading = wrap(angle_grid(num_headings, device=device))
+    activity = model(torch.zeros(num_headings, steps, device=device), heading)
     moved = circular_error(population_vector(activity[:, -1]), heading).abs()
     return {"mean_deg_per_step": math.degrees(moved.mean().item()) / steps,
             "max_deg_per_step": math.degrees(moved.max().item()) / steps,
@@ -218,6 +226,6 @@ def velocity_gain(model, av_values: torch.Tensor, steps: int = 200, settle: int 
     over the ring by starting each velocity at a different heading.
     """
     av = av_values[:, None].expand(-1, steps).contiguous()
-    heading = wrap(angle_grid(av_values.shape[0]))
+    heading = wrap(angle_grid(av_values.shape[0], device=av_values.device))
     decoded = population_vector(model(av, heading))
     return circular_error(decoded[:, settle + 1:], decoded[:, settle:-1]).mean(dim=1)

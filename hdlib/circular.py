@@ -59,7 +59,8 @@ def argmax_decode(activity: torch.Tensor) -> torch.Tensor:
     return wrap(grid[activity.argmax(dim=-1)])
 
 
-def von_mises_bump(heading: torch.Tensor, num_neurons: int, *, concentration: float = 4.0) -> torch.Tensor:
+def von_mises_bump(heading: torch.Tensor, num_neurons: int, *,
+                   concentration: float = 4.0) -> torch.Tensor:
     """Bump ``exp(kappa*(cos(theta_i - heading) - 1))`` peaking at 1 on each heading.
 
     ``heading`` of shape ``(...)`` gives activity of shape ``(..., num_neurons)``.

@@ -4,7 +4,8 @@ State ``r`` (one rate per neuron on the ring grid of :mod:`hdlib.circular`) evol
 
 .. math::
 
-    r_{t+1} = r_t + \\alpha\\,\\bigl(-r_t + F(J_0\\,\\bar r_t + J_1 W_0 r_t + L_t W_L r_t + R_t W_R r_t)\\bigr)
+    r_{t+1} = r_t + \\alpha\\,\\bigl(-r_t
+              + F(J_0\\,\\bar r_t + J_1 W_0 r_t + L_t W_L r_t + R_t W_R r_t)\\bigr)
 
 with ``alpha = dt / tau`` unless given, ``F`` one of tanh, ReLU or GELU, ``J0 * mean(r)`` the
 global inhibition (the all-to-all matrix ``J0/N``), ``W0`` the maintenance weights and

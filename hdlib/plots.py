@@ -5,13 +5,10 @@ import math
 import shutil
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg") if matplotlib.get_backend().lower() == "agg" else None
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib import animation  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib import animation
 
 WEIGHT_TITLES = {"W0": r"$J_1 W_0$ (maintain)", "WL": r"$W_L$ (turn left)",
                  "WR": r"$W_R$ (turn right)"}

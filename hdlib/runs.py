@@ -39,8 +39,10 @@ def notebook_parameters(path) -> dict[str, object]:
     cell = _parameters_cell(_read(path), path)
     defaults = {}
     for node in ast.parse(cell.source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            defaults[node.targets[0].id] = ast.literal_eval(node.value)
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name):
+                defaults[target.id] = ast.literal_eval(node.value)
     return defaults
 
 

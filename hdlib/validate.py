@@ -33,11 +33,14 @@ def positive_float(name: str, value) -> float:
     return float(value)
 
 
-def float_in(name: str, value, low: float, high: float, *, low_open=False, high_open=False) -> float:
+def float_in(name: str, value, low: float, high: float, *,
+             low_open: bool = False, high_open: bool = False) -> float:
     """A real number in [low, high]; ``low_open``/``high_open`` exclude an end."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        ok = above and below
     if not ok:
         bracket = ("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]")
         _fail(name, f"a number in {bracket}", value)

@@ -1,4 +1,3 @@
-import math
 
 import pytest
 import torch
@@ -39,7 +38,8 @@ def test_gradients_reach_every_parameter(batch):
 
 
 def test_debug_perfect_is_frozen_and_perfect_learns():
-    assert not any(p.requires_grad for p in LeakyRingAttractor(32, init="debug_perfect").parameters())
+    frozen = LeakyRingAttractor(32, init="debug_perfect")
+    assert not any(p.requires_grad for p in frozen.parameters())
     assert all(p.requires_grad for p in LeakyRingAttractor(32, init="perfect").parameters())
 
 

@@ -125,8 +125,11 @@ def test_book_builds_from_stored_notebooks_without_warnings(tmp_path):
         [str(jb), "build", str(ROOT), "--all", "-W", "--config", str(stored_config),
          "--path-output", str(tmp_path / "book")],
         capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    problems = [line for line in (result.stdout + result.stderr).splitlines()
+                if "WARNING" in line or "Warning:" in line or "ERROR" in line]
+    assert result.returncode == 0, "\n".join(problems) or result.stderr[-3000:]
     html = tmp_path / "book" / "_build" / "html"
-    page = (html / "notebooks" / "03_angular_velocity_integration.html").read_text()
-    assert "<img" in page and "data:image/gif" not in page or "image/gif" in page
-    assert "math" in page
+    for source in CHAPTERS:
+        page = (html / "notebooks" / f"{source.stem}.html").read_text()
+        assert page.count("<img") >= 3, f"{source.stem}: figures missing from the page"
+        assert "math notranslate" in page, f"{source.stem}: no rendered math"

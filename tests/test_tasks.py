@@ -49,7 +49,7 @@ def test_epoch_covers_num_samples():
 
 
 def test_longer_sequences_on_request():
-    av, angles = AVIntegrationDataset(10, seq_len=20).generate_batch(4, seq_len=1200)
+    av, _ = AVIntegrationDataset(10, seq_len=20).generate_batch(4, seq_len=1200)
     assert av.shape == (4, 1200)
 
 
