@@ -1,0 +1,191 @@
+"""An excitatory/inhibitory ring attractor for head direction.
+
+Excitatory neuron ``i`` prefers ``theta_i = 2*pi*i/N_E`` (:func:`hdlib.circular.angle_grid`);
+the inhibitory population is a pool without topography. With Euler steps of ``dt``:
+
+.. math::
+
+    r_E \\leftarrow r_E + \\tfrac{dt}{\\tau_E}\\bigl(-r_E + F(g_{EE} W_{EE} r_E
+        - g_{IE} W_{IE} r_I / N_I + g_{in} u_t + \\xi_E)\\bigr) \\\\
+    r_I \\leftarrow r_I + \\tfrac{dt}{\\tau_I}\\bigl(-r_I + F(g_{EI} W_{EI} r_E / N_E + \\xi_I)\\bigr)
+
+``W_EE[i, j]`` is a Gaussian of the circular distance between ``theta_i`` and ``theta_j`` with
+trainable width ``sigma_ee`` (radians), normalised so every row sums to 1. ``W_EI`` (E to I,
+``N_I x N_E``) and ``W_IE`` (I to E, ``N_E x N_I``, entering with a minus sign) are trainable
+matrices. ``F(x) = r_max * tanh(relu(x) / r_max)`` rectifies and saturates, which bounds the
+bump's height.
+
+Noise is Poisson-like and differentiable: ``xi = sqrt(noise_rate * relu(r) * dt / 1000) * eps``
+with ``eps ~ N(0, 1)`` and ``dt`` in ms, the variance of a spike count in one step scaled by
+``noise_rate``. It is a reparameterised Gaussian whose variance grows with the rate, so the noise
+rates receive true gradients (``torch.poisson`` has none).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import validate
+from .circular import angle_grid, population_vector, von_mises_bump, wrap
+
+
+class RingAttractorNetwork(nn.Module):
+    """E/I ring; see the module docstring for the equations. All sizes and times must be > 0."""
+
+    def __init__(self, n_exc: int = 800, n_inh: int = 200, sigma_ee: float = 0.5,
+                 tau_e: float = 10.0, tau_i: float = 5.0, dt: float = 1.0, g_ee: float = 1.5,
+                 g_ei: float = 1.0, g_ie: float = 2.0, input_gain: float = 1.0,
+                 noise_rate_e: float = 1.0, noise_rate_i: float = 1.0, r_max: float = 1.0,
+                 seed: int = 0, device=None):
+        super().__init__()
+        self.n_exc = validate.positive_int("n_exc", n_exc)
+        self.n_inh = validate.positive_int("n_inh", n_inh)
+        self.tau_e = validate.positive_float("tau_e", tau_e)
+        self.tau_i = validate.positive_float("tau_i", tau_i)
+        self.dt = validate.positive_float("dt", dt)
+        if self.dt > min(self.tau_e, self.tau_i):
+            raise ValueError(f"dt must not exceed tau_e or tau_i (Euler stability); got dt={dt}, "
+                             f"tau_e={tau_e}, tau_i={tau_i}")
+        self.r_max = validate.positive_float("r_max", r_max)
+        generator = torch.Generator().manual_seed(validate.non_negative_int("seed", seed))
+
+        def scalar(name, value):
+            return nn.Parameter(torch.tensor(validate.positive_float(name, value)))
+
+        self.sigma_ee = scalar("sigma_ee", sigma_ee)
+        self.g_ee = scalar("g_ee", g_ee)
+        self.g_ei = scalar("g_ei", g_ei)
+        self.g_ie = scalar("g_ie", g_ie)
+        self.input_gain = scalar("input_gain", input_gain)
+        self.noise_rate_e = scalar("noise_rate_e", noise_rate_e)
+        self.noise_rate_i = scalar("noise_rate_i", noise_rate_i)
+        self.W_EI = nn.Parameter(0.5 + torch.rand(self.n_inh, self.n_exc, generator=generator))
+        self.W_IE = nn.Parameter(0.5 * torch.rand(self.n_exc, self.n_inh, generator=generator))
+        self.register_buffer("grid", angle_grid(self.n_exc))
+        if device is not None:
+            self.to(device)
+
+    # ------------------------------------------------------------------ pieces
+    def w_ee_column(self) -> torch.Tensor:
+        """First column of ``W_EE``: ``exp(-d(theta_i, 0)^2 / (2 sigma_ee^2))``, summing to 1."""
+        sigma = self.sigma_ee.clamp_min(1e-3)
+        kernel = torch.exp(-0.5 * (wrap(self.grid) / sigma) ** 2)
+        return kernel / kernel.sum()
+
+    def w_ee(self) -> torch.Tensor:
+        """The full ``N_E x N_E`` matrix ``W_EE[i, j] = column[(i - j) mod N_E]`` (for figures)."""
+        column = self.w_ee_column()
+        neurons = torch.arange(self.n_exc)
+        index = torch.remainder(neurons[:, None] - neurons[None, :], self.n_exc)
+        return column[index.to(column.device)]
+
+    def excitation_spectrum(self) -> torch.Tensor:
+        """``rfft`` of ``g_EE`` times the first column of ``W_EE`` (``W_EE`` is circulant)."""
+        column = self.w_ee_column()
+        return self.g_ee * torch.fft.rfft(column)
+
+    def recurrent_excitation(self, r_e: torch.Tensor, spectrum: torch.Tensor) -> torch.Tensor:
+        """``g_EE W_EE r_E`` as a circular convolution by FFT (``O(N log N)``, not ``O(N^2)``)."""
+        return torch.fft.irfft(torch.fft.rfft(r_e, dim=-1) * spectrum, n=self.n_exc, dim=-1)
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.r_max * torch.tanh(torch.relu(x) / self.r_max)
+
+    def initial_state(self, heading: torch.Tensor, amplitude: float = 0.8):
+        """A bump on ``heading`` (shape ``(B,)``) and a silent inhibitory pool."""
+        r_e = amplitude * self.r_max * von_mises_bump(heading, self.n_exc, concentration=8.0)
+        return r_e, torch.zeros(heading.shape[0], self.n_inh, device=heading.device,
+                                dtype=r_e.dtype)
+
+    def cue(self, heading: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+        """Cue input: a bump on each heading, shape ``heading.shape + (N_E,)``."""
+        return strength * von_mises_bump(heading, self.n_exc, concentration=8.0)
+
+    def _noise(self, rate, noise_rate, generator):
+        eps = torch.randn(rate.shape, generator=generator, device=rate.device, dtype=rate.dtype)
+        return torch.sqrt(noise_rate * torch.relu(rate) * (self.dt / 1000.0) + 1e-12) * eps
+
+    # ------------------------------------------------------------------ dynamics
+    def forward(self, inputs: torch.Tensor, h0=None, *, noise: bool = True,
+                generator: torch.Generator | None = None):
+        """Run a whole input sequence.
+
+        ``inputs``: ``(batch, time, N_E)`` or unbatched ``(time, N_E)``. ``h0``: the state
+        ``(r_E, r_I)`` to continue from (a silent network when ``None``). Returns the excitatory
+        rates ``(batch, time, N_E)`` (unbatched in, unbatched out) and the final state
+        ``(r_E, r_I)``; passing that state back continues the run exactly.
+        """
+        validate.tensor("inputs", inputs, ndim=(2, 3), size={-1: self.n_exc})
+        unbatched = inputs.dim() == 2
+        if unbatched:
+            inputs = inputs.unsqueeze(0)
+        batch = inputs.shape[0]
+        if h0 is None:
+            r_e = inputs.new_zeros(batch, self.n_exc)
+            r_i = inputs.new_zeros(batch, self.n_inh)
+        else:
+            r_e, r_i = self._check_state(h0, batch, unbatched)
+        spectrum = self.excitation_spectrum()
+        w_ie = self.g_ie * self.W_IE / self.n_inh
+        w_ei = self.g_ei * self.W_EI / self.n_exc
+        drive_in = self.input_gain * inputs
+        a_e, a_i = self.dt / self.tau_e, self.dt / self.tau_i
+        rates = []
+        for t in range(inputs.shape[1]):
+            drive_e = self.recurrent_excitation(r_e, spectrum) - r_i @ w_ie.T + drive_in[:, t]
+            drive_i = r_e @ w_ei.T
+            if noise:
+                drive_e = drive_e + self._noise(r_e, self.noise_rate_e, generator)
+                drive_i = drive_i + self._noise(r_i, self.noise_rate_i, generator)
+            r_e = r_e + a_e * (self.activation(drive_e) - r_e)
+            r_i = r_i + a_i * (self.activation(drive_i) - r_i)
+            rates.append(r_e)
+        rates = torch.stack(rates, dim=1)
+        if unbatched:
+            return rates[0], (r_e[0], r_i[0])
+        return rates, (r_e, r_i)
+
+    def _check_state(self, h0, batch, unbatched):
+        if not (isinstance(h0, (tuple, list)) and len(h0) == 2):
+            raise ValueError("h0 must be the (r_E, r_I) state returned by forward; "
+                             f"got {type(h0).__name__}")
+        r_e, r_i = h0
+        if unbatched:
+            r_e, r_i = r_e.unsqueeze(0), r_i.unsqueeze(0)
+        validate.tensor("h0[0] (r_E)", r_e, ndim=2, size={0: batch, 1: self.n_exc})
+        validate.tensor("h0[1] (r_I)", r_i, ndim=2, size={0: batch, 1: self.n_inh})
+        return r_e, r_i
+
+    # ------------------------------------------------------------------ read-outs
+    def decode(self, rates: torch.Tensor) -> torch.Tensor:
+        """Population-vector heading of excitatory rates (radians)."""
+        return population_vector(rates)
+
+
+def count_bumps(rates: torch.Tensor, threshold: float = 0.5, smooth: int = 9) -> torch.Tensor:
+    """Number of separate activity peaks on the ring, per pattern (last dimension).
+
+    The pattern is first smoothed by a circular moving average of ``smooth`` neurons, so that
+    noise does not split one bump; a peak is then a circular run of neurons above
+    ``threshold * max``. A silent pattern, or one above threshold everywhere (no localised
+    peak), has 0 peaks.
+    """
+    if smooth > 1:
+        flat = rates.reshape(-1, 1, rates.shape[-1])
+        padded = torch.cat([flat[..., -(smooth // 2):], flat, flat[..., : smooth // 2]], dim=-1)
+        kernel = torch.full((1, 1, smooth), 1.0 / smooth, dtype=rates.dtype, device=rates.device)
+        rates = torch.nn.functional.conv1d(padded, kernel).reshape(rates.shape)
+    top = rates.amax(dim=-1, keepdim=True)
+    above = (rates > threshold * top) & (top > 1e-6)
+    starts = above & ~torch.roll(above, 1, dims=-1)
+    count = starts.sum(dim=-1)
+    return count
+
+
+def drift_deg_per_s(decoded: torch.Tensor, dt_ms: float) -> torch.Tensor:
+    """Mean heading change per second of a decoded sequence ``(..., time)``, in degrees."""
+    steps = torch.diff(decoded, dim=-1)
+    total = wrap(steps).sum(dim=-1)
+    return torch.rad2deg(total.abs()) / (decoded.shape[-1] - 1) / (dt_ms / 1000.0)
+
+

@@ -1,0 +1,110 @@
+import math
+
+import pytest
+import torch
+
+from benchmarks.ei_ring_speed import per_sample_forward
+from hdlib.circular import angle_grid, circular_mae, von_mises_bump
+from hdlib.ei_ring import RingAttractorNetwork, count_bumps, drift_deg_per_s
+
+
+@pytest.fixture(scope="module")
+def small():
+    return RingAttractorNetwork(n_exc=64, n_inh=16, seed=1)
+
+
+def _inputs(model, batch=3, steps=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    heading = torch.rand(batch, steps, generator=g) * 2 * math.pi
+    return model.cue(heading)
+
+
+def test_shapes_batched_and_unbatched(small):
+    x = _inputs(small)
+    rates, (r_e, r_i) = small(x)
+    assert rates.shape == (3, 40, 64) and r_e.shape == (3, 64) and r_i.shape == (3, 16)
+    rates1, (r_e1, r_i1) = small(x[0])
+    assert rates1.shape == (40, 64) and r_e1.shape == (64,) and r_i1.shape == (16,)
+
+
+def test_chunked_run_equals_whole_run(small):
+    x = _inputs(small)
+    h0 = small.initial_state(torch.tensor([0.0, 1.0, 2.0]))
+    whole, state = small(x, h0, generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    first, mid = small(x[:, :17], h0, generator=g)
+    second, end = small(x[:, 17:], mid, generator=g)
+    assert torch.equal(torch.cat([first, second], dim=1), whole)
+    assert torch.equal(end[0], state[0]) and torch.equal(end[1], state[1])
+
+
+def test_vectorised_matches_per_sample_loop(small):
+    x = _inputs(small)
+    h0 = small.initial_state(torch.tensor([0.0, 1.0, 2.0]))
+    fast, _ = small(x, h0, noise=False)
+    slow = per_sample_forward(small, x, h0)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+
+
+def test_every_parameter_gets_a_gradient_including_noise_rates(small):
+    x = _inputs(small)
+    rates, _ = small(x, small.initial_state(torch.zeros(3)))
+    (rates ** 2).mean().backward()
+    for name, p in small.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    small.zero_grad()
+
+
+def test_poisson_sampling_passes_no_gradient():
+    rate = torch.tensor([3.0], requires_grad=True)
+    torch.poisson(rate).sum().backward()
+    assert rate.grad.item() == 0.0
+
+
+def test_fft_excitation_equals_dense_circulant_product(small):
+    r = torch.rand(5, 64)
+    dense = small.g_ee * r @ small.w_ee().T
+    fft = small.recurrent_excitation(r, small.excitation_spectrum())
+    torch.testing.assert_close(fft, dense, atol=1e-5, rtol=1e-4)
+
+
+def test_bump_persists_without_input():
+    model = RingAttractorNetwork(n_exc=200, n_inh=50, seed=0)
+    heading = angle_grid(4)
+    rates, _ = model(torch.zeros(4, 300, 200), model.initial_state(heading), noise=False)
+    assert count_bumps(rates[:, -1]).tolist() == [1, 1, 1, 1]
+    assert circular_mae(model.decode(rates[:, -1]), heading) < 10.0
+
+
+def test_count_bumps():
+    one = von_mises_bump(torch.tensor([1.0]), 120, concentration=20.0)
+    two = one + von_mises_bump(torch.tensor([1.0 + math.pi]), 120, concentration=20.0)
+    assert count_bumps(one).item() == 1 and count_bumps(two).item() == 2
+    assert count_bumps(torch.zeros(1, 120)).item() == 0
+    assert count_bumps(torch.ones(1, 120)).item() == 0
+
+
+def test_drift_in_degrees_per_second():
+    decoded = torch.linspace(0, math.radians(10), 101)  # 10 degrees over 100 steps of 1 ms
+    assert drift_deg_per_s(decoded, dt_ms=1.0).item() == pytest.approx(100.0, rel=1e-4)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"n_exc": 0}, "n_exc"), ({"n_inh": -2}, "n_inh"), ({"sigma_ee": 0.0}, "sigma_ee"),
+    ({"tau_e": -1.0}, "tau_e"), ({"dt": 20.0}, "dt"), ({"g_ee": -1.0}, "g_ee"),
+    ({"noise_rate_e": 0.0}, "noise_rate_e"),
+])
+def test_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        RingAttractorNetwork(**{"n_exc": 16, "n_inh": 4, **kwargs})
+
+
+def test_bad_inputs_and_state(small):
+    with pytest.raises(ValueError, match="inputs"):
+        small(torch.zeros(3, 10, 63))
+    with pytest.raises(ValueError, match="inputs"):
+        small(torch.zeros(10))
+    with pytest.raises(ValueError, match="h0"):
+        small(torch.zeros(3, 10, 64), h0=torch.zeros(3, 64))
+    with pytest.raises(ValueError, match="r_I"):
+        small(torch.zeros(3, 10, 64), h0=(torch.zeros(3, 64), torch.zeros(3, 15)))
