@@ -7,7 +7,8 @@ the inhibitory population is a pool without topography. With Euler steps of ``dt
 
     r_E \\leftarrow r_E + \\tfrac{dt}{\\tau_E}\\bigl(-r_E + F(g_{EE} W_{EE} r_E
         - g_{IE} W_{IE} r_I / N_I + g_{in} u_t + \\xi_E)\\bigr) \\\\
-    r_I \\leftarrow r_I + \\tfrac{dt}{\\tau_I}\\bigl(-r_I + F(g_{EI} W_{EI} r_E / N_E + \\xi_I)\\bigr)
+    r_I \\leftarrow r_I + \\tfrac{dt}{\\tau_I}\\bigl(-r_I
+        + F(g_{EI} W_{EI} r_E / N_E + \\xi_I)\\bigr)
 
 ``W_EE[i, j]`` is a Gaussian of the circular distance between ``theta_i`` and ``theta_j`` with
 trainable width ``sigma_ee`` (radians), normalised so every row sums to 1. ``W_EI`` (E to I,

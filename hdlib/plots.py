@@ -182,3 +182,31 @@ def plot_error_bars(errors: dict, title: str = ""):
     for container in ax.containers:
         ax.bar_label(container, fmt="%.1f", fontsize="x-small")
     return fig
+
+
+def plot_trainer_history(trainer, max_params: int = 8):
+    """Train/validation loss, learning rate, gradient norm and scalar-parameter evolution of an
+    :class:`hdlib.training.AdamCosineTrainer`."""
+    history = trainer.history
+    epochs = np.arange(1, len(history["train_loss"]) + 1)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), constrained_layout=True)
+    ax = axes[0, 0]
+    ax.plot(epochs, history["train_loss"], label="train")
+    ax.plot(epochs, history["val_loss"], label="validation")
+    ax.set_yscale("log")
+    ax.set_title("loss")
+    ax.legend(frameon=False)
+    axes[0, 1].plot(epochs, history["learning_rate"])
+    axes[0, 1].set_title("learning rate (base group)")
+    axes[1, 0].plot(epochs, history["grad_norm"])
+    axes[1, 0].set_yscale("log")
+    axes[1, 0].set_title("gradient norm before clipping")
+    ax = axes[1, 1]
+    for name, values in list(trainer.param_history.items())[:max_params]:
+        start = values[0] if values[0] else 1.0
+        ax.plot(np.arange(len(values)), np.asarray(values) / start, label=name)
+    ax.set_title("parameters relative to their start")
+    ax.legend(frameon=False, fontsize="x-small", ncol=2)
+    for ax in axes.flat:
+        ax.set_xlabel("epoch")
+    return fig

@@ -104,3 +104,57 @@ class AVIntegrationDataset:
     def initial_heading(av_signals: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
         """The heading before the first step, ``wrap(angles[:, 0] - av[:, 0])``."""
         return wrap(angles[:, 0] - av_signals[:, 0])
+
+
+class HeadDirectionTrackingTask:
+    """Follow a visual cue: the input is a bump on the true heading; the target is the heading.
+
+    The heading follows smooth random turns: angular velocity is an Ornstein-Uhlenbeck process
+    ``v[t] = rho * v[t-1] + sqrt(1 - rho^2) * s * eps`` with ``rho = exp(-dt / tau_turn)`` and
+    stationary spread ``s = speed_deg_s`` (degrees per second), and ``theta[t] = theta[t-1] +
+    v[t] * dt``. The cue is ``cue_strength`` times a von Mises bump (concentration 8) on
+    ``theta[t]``. The loss is ``mean(1 - cos(decoded - theta))`` with the model's own
+    ``decode``, the network starting from ``model.initial_state`` on the first heading.
+    Following a cue is not path integration: the answer is in the input at every step.
+    """
+
+    def __init__(self, num_neurons: int, seq_len: int = 100, dt_ms: float = 1.0,
+                 speed_deg_s: float = 90.0, tau_turn_ms: float = 100.0,
+                 cue_strength: float = 1.0):
+        self.num_neurons = validate.positive_int("num_neurons", num_neurons)
+        self.seq_len = validate.positive_int("seq_len", seq_len)
+        self.dt_ms = validate.positive_float("dt_ms", dt_ms)
+        self.speed_deg_s = validate.float_in("speed_deg_s", speed_deg_s, 0.0, math.inf)
+        self.tau_turn_ms = validate.positive_float("tau_turn_ms", tau_turn_ms)
+        self.cue_strength = validate.float_in("cue_strength", cue_strength, 0.0, math.inf)
+
+    @classmethod
+    def for_model(cls, model, **kwargs) -> HeadDirectionTrackingTask:
+        """A task sized for ``model`` (its ``n_exc`` and ``dt``)."""
+        return cls(model.n_exc, dt_ms=getattr(model, "dt", 1.0), **kwargs)
+
+    def headings(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """Heading trajectories ``(batch_size, seq_len)`` in radians, wrapped."""
+        dt_s = self.dt_ms / 1000.0
+        rho = math.exp(-self.dt_ms / self.tau_turn_ms)
+        spread = math.radians(self.speed_deg_s)
+        eps = torch.randn(batch_size, self.seq_len, generator=generator)
+        velocity = torch.empty_like(eps)
+        velocity[:, 0] = spread * eps[:, 0]
+        for t in range(1, self.seq_len):  # a recurrence over time, vectorised over the batch
+            velocity[:, t] = rho * velocity[:, t - 1] + math.sqrt(1 - rho**2) * spread * eps[:, t]
+        theta0 = torch.rand(batch_size, 1, generator=generator) * TWO_PI
+        return wrap(theta0 + torch.cumsum(velocity * dt_s, dim=1))
+
+    def batch(self, split: str, batch_size: int, generator: torch.Generator):
+        """``(cue inputs (B, T, N), headings (B, T))``; ``split`` only names the purpose."""
+        validate.choice("split", split, ("train", "val"))
+        from .circular import von_mises_bump
+
+        headings = self.headings(validate.positive_int("batch_size", batch_size), generator)
+        return self.cue_strength * von_mises_bump(headings, self.num_neurons,
+                                                  concentration=8.0), headings
+
+    def loss(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        rates, _ = model(inputs, model.initial_state(targets[:, 0]))
+        return (1.0 - torch.cos(model.decode(rates) - targets)).mean()
