@@ -36,6 +36,7 @@ execute: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/leaky_ring_speed.py
+	$(PY) benchmarks/ei_ring_speed.py
 
 clean:
 	rm -rf _build notebooks/_runs notebooks/_artifacts .pytest_cache

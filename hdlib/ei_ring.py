@@ -90,6 +90,8 @@ class RingAttractorNetwork(nn.Module):
         return torch.fft.irfft(torch.fft.rfft(r_e, dim=-1) * spectrum, n=self.n_exc, dim=-1)
 
     def activation(self, x: torch.Tensor) -> torch.Tensor:
+        if self.r_max == 1.0:
+            return torch.tanh(torch.relu(x))
         return self.r_max * torch.tanh(torch.relu(x) / self.r_max)
 
     def initial_state(self, heading: torch.Tensor, amplitude: float = 0.8):
@@ -133,13 +135,14 @@ class RingAttractorNetwork(nn.Module):
         a_e, a_i = self.dt / self.tau_e, self.dt / self.tau_i
         rates = []
         for t in range(inputs.shape[1]):
-            drive_e = self.recurrent_excitation(r_e, spectrum) - r_i @ w_ie.T + drive_in[:, t]
+            excitation = self.recurrent_excitation(r_e, spectrum) + drive_in[:, t]
+            drive_e = torch.addmm(excitation, r_i, w_ie.T, alpha=-1.0)  # ... - W_IE r_I
             drive_i = r_e @ w_ei.T
             if noise:
                 drive_e = drive_e + self._noise(r_e, self.noise_rate_e, generator)
                 drive_i = drive_i + self._noise(r_i, self.noise_rate_i, generator)
-            r_e = r_e + a_e * (self.activation(drive_e) - r_e)
-            r_i = r_i + a_i * (self.activation(drive_i) - r_i)
+            r_e = torch.lerp(r_e, self.activation(drive_e), a_e)  # r + a (F - r)
+            r_i = torch.lerp(r_i, self.activation(drive_i), a_i)
             rates.append(r_e)
         rates = torch.stack(rates, dim=1)
         if unbatched:
@@ -190,3 +193,83 @@ def drift_deg_per_s(decoded: torch.Tensor, dt_ms: float) -> torch.Tensor:
     return torch.rad2deg(total.abs()) / (decoded.shape[-1] - 1) / (dt_ms / 1000.0)
 
 
+
+
+@torch.no_grad()
+def tracking_error_deg(model: RingAttractorNetwork, task, batch_size: int = 64,
+                       seed: int = 1234) -> float:
+    """Mean absolute error (degrees) of the decoded heading on cue-tracking sequences."""
+    from .circular import circular_mae
+
+    inputs, headings = task.batch("val", batch_size, torch.Generator().manual_seed(seed))
+    torch.manual_seed(seed)
+    rates, _ = model(inputs, model.initial_state(headings[:, 0]))
+    return circular_mae(model.decode(rates), headings)
+
+
+@torch.no_grad()
+def darkness_test(model: RingAttractorNetwork, cue_steps: int = 100, dark_steps: int = 1000,
+                  batch_size: int = 16, cue_strength: float = 1.0, seed: int = 0) -> dict:
+    """Show a still cue for ``cue_steps``, then remove all input for ``dark_steps``.
+
+    Returns the bump count and population-vector length at the end of the darkness relative to
+    the end of the cue, the drift of the decoded heading during darkness (degrees per second,
+    mean over the batch) and the decoded trace ``(batch, cue_steps + dark_steps)``.
+    """
+    from .circular import population_vector_length
+
+    heading = angle_grid(batch_size, device=model.grid.device)
+    cue = model.cue(heading[:, None].expand(-1, cue_steps), cue_strength)
+    torch.manual_seed(seed)
+    lit, state = model(cue, model.initial_state(heading))
+    dark, _ = model(cue.new_zeros(batch_size, dark_steps, model.n_exc), state)
+    decoded = model.decode(torch.cat([lit, dark], dim=1))
+    before = population_vector_length(lit[:, -1]).mean()
+    after = population_vector_length(dark[:, -1]).mean()
+    return {"bumps": count_bumps(dark[:, -1]).float().mean().item(),
+            "amplitude_kept": (after / before).item(),
+            "drift_deg_s": drift_deg_per_s(decoded[:, cue_steps - 1:], model.dt).mean().item(),
+            "decoded": decoded}
+
+
+@torch.no_grad()
+def bump_count_grid(sigmas, inhibitions, n_exc: int = 400, n_inh: int = 100, steps: int = 400,
+                    batch_size: int = 8, seed: int = 0, **model_kwargs):
+    """Mean number of bumps after ``steps`` from random activity with no input, for every
+    ``sigma_ee`` (rows) and inhibition gain ``g_ie`` (columns)."""
+    counts = torch.empty(len(sigmas), len(inhibitions))
+    for i, sigma in enumerate(sigmas):
+        for j, g_ie in enumerate(inhibitions):
+            model = RingAttractorNetwork(n_exc, n_inh, sigma_ee=sigma, g_ie=g_ie, seed=seed,
+                                         **model_kwargs)
+            g = torch.Generator().manual_seed(seed)
+            r_e = 0.5 * torch.rand(batch_size, n_exc, generator=g)
+            state = (r_e, torch.zeros(batch_size, n_inh))
+            rates, _ = model(torch.zeros(batch_size, steps, n_exc), state, generator=g)
+            counts[i, j] = count_bumps(rates[:, -1]).float().mean()
+    return counts
+
+
+def _number_list(name, values):
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or not list(values):
+        raise ValueError(f"{name} must be a non-empty list of positive numbers; got {values!r}")
+    return [validate.positive_float(f"{name}[{i}]", v) for i, v in enumerate(values)]
+
+
+#: Checks for the parameters of the E/I ring tracking chapter.
+TRACKING_CHAPTER_PARAMETERS = {
+    "n_exc": validate.positive_int,
+    "n_inh": validate.positive_int,
+    "sigma_ee": validate.positive_float,
+    "seq_len": validate.positive_int,
+    "speed_deg_s": validate.positive_float,
+    "cue_strength": validate.positive_float,
+    "max_epochs": validate.positive_int,
+    "batches_per_epoch": validate.positive_int,
+    "batch_size": validate.positive_int,
+    "learning_rate": validate.positive_float,
+    "dark_steps": validate.positive_int,
+    "grid_sigmas": _number_list,
+    "grid_inhibitions": _number_list,
+    "seed": validate.non_negative_int,
+}

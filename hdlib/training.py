@@ -59,6 +59,7 @@ class TrainingConfig:
     schedule: str = "cosine"  # or "constant"
     batches_per_epoch: int = 10
     val_batches: int = 2
+    val_batch_size: int = 64  # fixed, so that recipes with other batch sizes see the same data
     grad_clip: float = 1.0
     group_lr_scale: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_GROUP_LR_SCALE))
     constraints: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_CONSTRAINTS))
@@ -76,6 +77,7 @@ class TrainingConfig:
         self.schedule = validate.choice("schedule", self.schedule, ("cosine", "constant"))
         self.batches_per_epoch = validate.positive_int("batches_per_epoch", self.batches_per_epoch)
         self.val_batches = validate.positive_int("val_batches", self.val_batches)
+        self.val_batch_size = validate.positive_int("val_batch_size", self.val_batch_size)
         self.grad_clip = validate.positive_float("grad_clip", self.grad_clip)
         self.seed = validate.non_negative_int("seed", self.seed)
         unknown = set(self.group_lr_scale) - set(DEFAULT_GROUP_LR_SCALE)
@@ -176,8 +178,8 @@ class AdamCosineTrainer:
         self.model.eval()
         torch.manual_seed(self.config.seed + 99)
         generator = self._generator(-1, 1)
-        losses = [self.task.loss(self.model, *self.task.batch("val", self.config.batch_size,
-                                                               generator)).item()
+        size = self.config.val_batch_size
+        losses = [self.task.loss(self.model, *self.task.batch("val", size, generator)).item()
                   for _ in range(self.config.val_batches)]
         self.model.train()
         return sum(losses) / len(losses)
@@ -314,3 +316,24 @@ def quick_train(model, epochs: int = 50, lr: float = 1e-3, task=None, **config):
     model, history, _ = train_model_enhanced(model, learning_rate=lr, max_epochs=epochs,
                                              plot_progress=False, task=task, **config)
     return model, history
+
+
+def _seed_list(name, values):
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or not list(values):
+        raise ValueError(f"{name} must be a non-empty list of seeds; got {values!r}")
+    return [validate.non_negative_int(f"{name}[{i}]", v) for i, v in enumerate(values)]
+
+
+#: Checks for the parameters of the training chapter.
+TRAINING_CHAPTER_PARAMETERS = {
+    "n_exc": validate.positive_int,
+    "n_inh": validate.positive_int,
+    "seq_len": validate.positive_int,
+    "speed_deg_s": validate.positive_float,
+    "cue_strength": validate.positive_float,
+    "seeds": _seed_list,
+    "epoch_scale": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
+    "batches_per_epoch": validate.positive_int,
+    "resume_epochs": validate.positive_int,
+    "checkpoint_dir": validate.path_string,
+}

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from benchmarks.ei_ring_speed import per_sample_forward
+from benchmarks.ei_ring_speed import per_sample_dense_forward, per_sample_forward
 from hdlib.circular import angle_grid, circular_mae, von_mises_bump
 from hdlib.ei_ring import RingAttractorNetwork, count_bumps, drift_deg_per_s
 
@@ -42,8 +42,8 @@ def test_vectorised_matches_per_sample_loop(small):
     x = _inputs(small)
     h0 = small.initial_state(torch.tensor([0.0, 1.0, 2.0]))
     fast, _ = small(x, h0, noise=False)
-    slow = per_sample_forward(small, x, h0)
-    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast, per_sample_forward(small, x, h0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast, per_sample_dense_forward(small, x, h0), atol=1e-5, rtol=1e-5)
 
 
 def test_every_parameter_gets_a_gradient_including_noise_rates(small):
