@@ -4,7 +4,8 @@ Two references run the same equations one sample at a time, as the original impl
 (the document lists vectorising this loop as future work): one calls hdlib's own forward pass per
 sample (same FFT for the E->E product, so it isolates the gain from batching), the other also
 multiplies by the dense ``N_E x N_E`` matrix ``W_EE`` as the original did. Prints the time of
-each and the ratios (target: at least 10x) at batch 32, T = 100, 800 E and 200 I neurons. Run:
+each, forward only and forward plus backward, and the ratios to the batched form (target: at
+least 10x) at batch 32, T = 100, 800 E and 200 I neurons. Run:
 ``python benchmarks/ei_ring_speed.py [--batch 32] [--steps 100] [--repeats 3]``.
 """
 from __future__ import annotations
@@ -67,14 +68,26 @@ def main(argv=None) -> None:
     heading = torch.rand(args.batch, args.steps) * 2 * math.pi
     inputs = model.cue(heading)
     h0 = model.initial_state(heading[:, 0])
+    forms = {
+        "batched forward (FFT for E->E)": lambda: model(inputs, h0, noise=False)[0],
+        "per-sample loop, same kernels": lambda: per_sample_forward(model, inputs, h0),
+        "per-sample loop, dense W_EE": lambda: per_sample_dense_forward(model, inputs, h0),
+    }
+
+    def training_step(form):
+        model.zero_grad()
+        (form() ** 2).mean().backward()
+
     with torch.no_grad():
-        fast = _best_time(lambda: model(inputs, h0, noise=False), args.repeats)
-        slow = _best_time(lambda: per_sample_forward(model, inputs, h0), args.repeats)
-        dense = _best_time(lambda: per_sample_dense_forward(model, inputs, h0), args.repeats)
+        forward = {name: _best_time(form, args.repeats) for name, form in forms.items()}
+    train = {name: _best_time(lambda f=form: training_step(f), args.repeats)
+             for name, form in forms.items()}
     print(f"batch {args.batch}, T = {args.steps}, 800 E / 200 I, {torch.get_num_threads()} threads")
-    print(f"batched forward (FFT for E->E):  {1000 * fast:8.1f} ms")
-    print(f"per-sample loop, same kernels:   {1000 * slow:8.1f} ms   ratio {slow / fast:5.1f}x")
-    print(f"per-sample loop, dense W_EE:     {1000 * dense:8.1f} ms   ratio {dense / fast:5.1f}x")
+    print(f"{'form':<34}{'forward (ms)':>14}{'ratio':>8}{'fwd+bwd (ms)':>15}{'ratio':>8}")
+    batched = next(iter(forms))
+    for name in forms:
+        print(f"{name:<34}{1000 * forward[name]:>14.1f}{forward[name] / forward[batched]:>7.1f}x"
+              f"{1000 * train[name]:>15.1f}{train[name] / train[batched]:>7.1f}x")
 
 
 if __name__ == "__main__":
