@@ -110,7 +110,8 @@ def run_notebook(path, parameters: dict | None = None, output=None, progress: bo
 def refresh_stored(path, progress: bool = True) -> Path:
     """Re-run a chapter at its defaults and store the result as its paired ``.ipynb``.
 
-    papermill's per-cell bookkeeping is stripped so that the pair stays in step with jupytext.
+    papermill's per-cell bookkeeping is stripped and the pair is passed through
+    ``jupytext --sync``, so that the stored pair is exactly what jupytext would keep.
     """
     import nbformat
 
@@ -125,4 +126,7 @@ def refresh_stored(path, progress: bool = True) -> Path:
         if cell.metadata.get("tags") == []:
             del cell.metadata["tags"]
     nbformat.write(notebook, stored)
+    from jupytext.cli import jupytext as jupytext_cli
+
+    jupytext_cli(["--sync", "--quiet", str(stored)])  # normalise the pair's metadata
     return stored
