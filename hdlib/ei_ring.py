@@ -250,12 +250,6 @@ def bump_count_grid(sigmas, inhibitions, n_exc: int = 400, n_inh: int = 100, ste
     return counts
 
 
-def _number_list(name, values):
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or not list(values):
-        raise ValueError(f"{name} must be a non-empty list of positive numbers; got {values!r}")
-    return [validate.positive_float(f"{name}[{i}]", v) for i, v in enumerate(values)]
-
-
 #: Checks for the parameters of the E/I ring tracking chapter.
 TRACKING_CHAPTER_PARAMETERS = {
     "n_exc": validate.positive_int,
@@ -269,7 +263,7 @@ TRACKING_CHAPTER_PARAMETERS = {
     "batch_size": validate.positive_int,
     "learning_rate": validate.positive_float,
     "dark_steps": validate.positive_int,
-    "grid_sigmas": _number_list,
-    "grid_inhibitions": _number_list,
+    "grid_sigmas": validate.list_of(validate.positive_float, "positive numbers"),
+    "grid_inhibitions": validate.list_of(validate.positive_float, "positive numbers"),
     "seed": validate.non_negative_int,
 }

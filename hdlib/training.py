@@ -318,12 +318,6 @@ def quick_train(model, epochs: int = 50, lr: float = 1e-3, task=None, **config):
     return model, history
 
 
-def _seed_list(name, values):
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or not list(values):
-        raise ValueError(f"{name} must be a non-empty list of seeds; got {values!r}")
-    return [validate.non_negative_int(f"{name}[{i}]", v) for i, v in enumerate(values)]
-
-
 #: Checks for the parameters of the training chapter.
 TRAINING_CHAPTER_PARAMETERS = {
     "n_exc": validate.positive_int,
@@ -331,7 +325,7 @@ TRAINING_CHAPTER_PARAMETERS = {
     "seq_len": validate.positive_int,
     "speed_deg_s": validate.positive_float,
     "cue_strength": validate.positive_float,
-    "seeds": _seed_list,
+    "seeds": validate.list_of(validate.non_negative_int, "seeds (non-negative integers)"),
     "epoch_scale": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
     "batches_per_epoch": validate.positive_int,
     "resume_epochs": validate.positive_int,

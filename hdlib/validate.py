@@ -54,14 +54,21 @@ def choice(name: str, value, options: Iterable[str]) -> str:
     return value
 
 
+def list_of(check, what: str):
+    """A check for a non-empty list whose items all pass ``check(name[i], item)``."""
+    def check_list(name: str, values) -> list:
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            _fail(name, f"a non-empty list of {what}", values)
+        values = list(values)
+        if not values:
+            _fail(name, f"a non-empty list of {what}", values)
+        return [check(f"{name}[{i}]", v) for i, v in enumerate(values)]
+    return check_list
+
+
 def ratios(name: str, values) -> list[float]:
     """A non-empty list of fractions, each in [0, 1]."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        _fail(name, "a non-empty list of numbers in [0, 1]", values)
-    values = list(values)
-    if not values:
-        _fail(name, "a non-empty list of numbers in [0, 1]", values)
-    return [float_in(f"{name}[{i}]", v, 0.0, 1.0) for i, v in enumerate(values)]
+    return list_of(lambda n, v: float_in(n, v, 0.0, 1.0), "numbers in [0, 1]")(name, values)
 
 
 def path_string(name: str, value) -> str:

@@ -181,9 +181,9 @@ wins = sum(runs[("cosine (default)", s)]["trainer"].history["val_loss"][-1]
            < runs[("constant rate", s)]["trainer"].history["val_loss"][-1] for s in seeds)
 glue("cosine_wins", wins, display=False)
 glue("n_seeds", len(seeds), display=False)
-glue("cons_epochs", table.loc["conservative", "epochs run"], display=False)
+glue("cons_epochs", float(table.loc["conservative", "epochs run"]), display=False)
 glue("cons_max", recipes["conservative"]["max_epochs"], display=False)
-glue("cons_rises", table.loc["conservative", "val-loss rises per run"], display=False)
+glue("cons_rises", float(table.loc["conservative", "val-loss rises per run"]), display=False)
 
 # %% [markdown]
 # Cosine annealing ended with a lower validation loss than the constant rate in
