@@ -32,7 +32,9 @@
 #
 # $$
 # \tau_E \dot r_E = -r_E + F\bigl(g_{EE} W_{EE} r_E - g_{IE} W_{IE} r_I / N_I + g_{in} u + \xi_E\bigr),
-# \qquad
+# $$
+#
+# $$
 # \tau_I \dot r_I = -r_I + F\bigl(g_{EI} W_{EI} r_E / N_E + \xi_I\bigr),
 # $$
 #

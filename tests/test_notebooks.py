@@ -132,6 +132,7 @@ def test_book_builds_from_stored_notebooks_without_warnings(tmp_path):
                 if "WARNING" in line or "Warning:" in line or "ERROR" in line]
     assert result.returncode == 0, "\n".join(problems) or result.stderr[-3000:]
     html = tmp_path / "book" / "_build" / "html"
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax not served locally"
     for source in CHAPTERS:
         page = (html / "notebooks" / f"{source.stem}.html").read_text()
         assert page.count("<img") >= 2, f"{source.stem}: figures missing from the page"
