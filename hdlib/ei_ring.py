@@ -27,7 +27,14 @@ import torch
 from torch import nn
 
 from . import validate
-from .circular import angle_grid, population_vector, von_mises_bump, wrap
+from .circular import (
+    angle_grid,
+    circular_mae,
+    population_vector,
+    population_vector_length,
+    von_mises_bump,
+    wrap,
+)
 
 
 class RingAttractorNetwork(nn.Module):
@@ -182,8 +189,7 @@ def count_bumps(rates: torch.Tensor, threshold: float = 0.5, smooth: int = 9) ->
     top = rates.amax(dim=-1, keepdim=True)
     above = (rates > threshold * top) & (top > 1e-6)
     starts = above & ~torch.roll(above, 1, dims=-1)
-    count = starts.sum(dim=-1)
-    return count
+    return starts.sum(dim=-1)
 
 
 def drift_deg_per_s(decoded: torch.Tensor, dt_ms: float) -> torch.Tensor:
@@ -193,14 +199,10 @@ def drift_deg_per_s(decoded: torch.Tensor, dt_ms: float) -> torch.Tensor:
     return torch.rad2deg(total.abs()) / (decoded.shape[-1] - 1) / (dt_ms / 1000.0)
 
 
-
-
 @torch.no_grad()
 def tracking_error_deg(model: RingAttractorNetwork, task, batch_size: int = 64,
                        seed: int = 1234) -> float:
     """Mean absolute error (degrees) of the decoded heading on cue-tracking sequences."""
-    from .circular import circular_mae
-
     inputs, headings = task.batch("val", batch_size, torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)
     rates, _ = model(inputs, model.initial_state(headings[:, 0]))
@@ -216,8 +218,6 @@ def darkness_test(model: RingAttractorNetwork, cue_steps: int = 100, dark_steps:
     the end of the cue, the drift of the decoded heading during darkness (degrees per second,
     mean over the batch) and the decoded trace ``(batch, cue_steps + dark_steps)``.
     """
-    from .circular import population_vector_length
-
     heading = angle_grid(batch_size, device=model.grid.device)
     cue = model.cue(heading[:, None].expand(-1, cue_steps), cue_strength)
     torch.manual_seed(seed)

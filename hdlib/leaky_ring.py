@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import validate
-from .circular import angle_grid, population_vector, von_mises_bump
+from .circular import angle_grid, population_vector, von_mises_bump, wrap
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "gelu": F.gelu}
 INITS = ("random", "perfect", "debug_perfect")
@@ -82,9 +82,10 @@ class LeakyRingAttractor(nn.Module):
 
         n = self.num_neurons
         generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)  # the gain networks' default initialisation
-        self.gain_left = GainNetwork(self.hidden_gain_neurons)
-        self.gain_right = GainNetwork(self.hidden_gain_neurons)
+        with torch.random.fork_rng():  # seed the gain networks without touching global RNG
+            torch.manual_seed(seed)
+            self.gain_left = GainNetwork(self.hidden_gain_neurons)
+            self.gain_right = GainNetwork(self.hidden_gain_neurons)
         std = self.init_scale / math.sqrt(n)
         self.W0 = nn.Parameter(torch.randn(n, n, generator=generator) * std)
         self.WL = nn.Parameter(torch.randn(n, n, generator=generator) * std)
@@ -141,8 +142,7 @@ class LeakyRingAttractor(nn.Module):
             if t >= settle - 1:
                 phases.append(population_vector(r))
         phases = torch.stack(phases, dim=1)
-        speed = torch.remainder(torch.diff(phases, dim=1) + math.pi, 2 * math.pi) - math.pi
-        return turn, speed.mean(dim=1)
+        return turn, wrap(torch.diff(phases, dim=1)).mean(dim=1)
 
     def _fit_gains_to_inverse(self, turn: np.ndarray, speed: np.ndarray) -> None:
         """Fit ``g_L(av) = turn(av)/2`` and ``g_R = -g_L`` by least squares on the output layer.

@@ -33,10 +33,8 @@ def _parameters_cell(notebook, path: Path):
     raise ValueError(f"{path} has no code cell tagged 'parameters'")
 
 
-def notebook_parameters(path) -> dict[str, object]:
-    """The names and default values assigned in the notebook's ``parameters`` cell."""
-    path = Path(path)
-    cell = _parameters_cell(_read(path), path)
+def _defaults(notebook, path) -> dict[str, object]:
+    cell = _parameters_cell(notebook, path)
     defaults = {}
     for node in ast.parse(cell.source).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
@@ -46,13 +44,25 @@ def notebook_parameters(path) -> dict[str, object]:
     return defaults
 
 
+def _check_names(chosen, defaults, path) -> None:
+    unknown = sorted(set(chosen) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for {path}; "
+                         f"known: {', '.join(defaults)}")
+
+
+def notebook_parameters(path) -> dict[str, object]:
+    """The names and default values assigned in the notebook's ``parameters`` cell."""
+    path = Path(path)
+    return _defaults(_read(path), path)
+
+
 def collect_parameters(path, pairs=(), files=()) -> dict[str, object]:
     """Merge parameter files (YAML mappings) then ``-p NAME VALUE`` pairs, checking names.
 
     Values from ``-p`` are parsed as YAML (``-p epochs 10`` gives an int, ``-p sizes [1,2]`` a
     list), as papermill's own command line does.
     """
-    defaults = notebook_parameters(path)
     chosen: dict[str, object] = {}
     for file in files:
         with open(file) as handle:
@@ -62,10 +72,7 @@ def collect_parameters(path, pairs=(), files=()) -> dict[str, object]:
         chosen.update(loaded)
     for name, value in pairs:
         chosen[name] = yaml.safe_load(value)
-    unknown = sorted(set(chosen) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for {path}; "
-                         f"known: {', '.join(defaults)}")
+    _check_names(chosen, notebook_parameters(path), path)
     return chosen
 
 
@@ -82,9 +89,7 @@ def run_notebook(path, parameters: dict | None = None, output=None, progress: bo
     path = Path(path).resolve()
     notebook = _read(path)
     parameters = dict(parameters or {})
-    unknown = sorted(set(parameters) - set(notebook_parameters(path)))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for {path.name}")
+    _check_names(parameters, _defaults(notebook, path), path.name)
     output = Path(output) if output is not None else default_output(path)
     output.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{output.stem}-", dir=output.parent)

@@ -134,6 +134,7 @@ class AdamCosineTrainer:
             task = HeadDirectionTrackingTask.for_model(model)
         self.task = task
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self._params = dict(named)
         if not named:
             raise ValueError("model has no trainable parameters")
         groups = {}
@@ -160,7 +161,8 @@ class AdamCosineTrainer:
 
     # ------------------------------------------------------------------ helpers
     def _summary(self, name: str) -> float:
-        p = dict(self.model.named_parameters())[name].detach()
+        """A parameter's value, or the mean absolute value of a matrix."""
+        p = self._params[name].detach()
         return p.item() if p.numel() == 1 else p.abs().mean().item()
 
     def _generator(self, epoch: int, salt: int) -> torch.Generator:
@@ -168,10 +170,9 @@ class AdamCosineTrainer:
 
     @torch.no_grad()
     def apply_constraints(self) -> None:
-        params = dict(self.model.named_parameters())
         for name, (low, high) in self.config.constraints.items():
-            if name in params:
-                params[name].clamp_(min=low, max=high)
+            if name in self._params:
+                self._params[name].clamp_(min=low, max=high)
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -189,10 +190,8 @@ class AdamCosineTrainer:
         torch.manual_seed(self.config.seed * 1_000_003 + epoch)
         generator = self._generator(epoch, 0)
         self.model.train()
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        total, norms = 0.0, {n: 0.0 for n in self.monitored}
-        named = dict(self.model.named_parameters())
-        grad_norm = 0.0
+        params = list(self._params.values())
+        total, norms, grad_norm = 0.0, {n: 0.0 for n in self.monitored}, 0.0
         for _ in range(self.config.batches_per_epoch):
             inputs, targets = self.task.batch("train", self.config.batch_size, generator)
             loss = self.task.loss(self.model, inputs, targets)
@@ -204,7 +203,7 @@ class AdamCosineTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for n in self.monitored:
-                g = named[n].grad
+                g = self._params[n].grad
                 norms[n] += 0.0 if g is None else g.norm().item() / self.config.batches_per_epoch
             grad_norm += torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip).item()
             self.optimizer.step()

@@ -69,6 +69,7 @@ from IPython.display import display
 from myst_nb import glue
 
 from hdlib import circular, ei_ring, plots, training, validate
+from hdlib.claims import claims_table, print_verdicts
 from hdlib.tasks import HeadDirectionTrackingTask
 
 params = validate.parameters(globals(), ei_ring.TRACKING_CHAPTER_PARAMETERS)
@@ -268,7 +269,7 @@ glue("single_bump", single_bump, display=False)
 # ## What the document claims, and what we measured
 
 # %%
-claims = pd.DataFrame([
+claims = claims_table([
     ("Batched inputs are handled (no per-sample loop)",
      f"rates {tuple(rates.shape)} from inputs {tuple(inputs.shape)}", True),
     ("State is kept across time steps",
@@ -286,11 +287,10 @@ claims = pd.DataFrame([
     ("The trained network is a ring attractor (holds its bump in darkness)",
      f"amplitude kept {dark['after training']['amplitude_kept']:.1%} after {dark_steps} ms "
      f"(untrained: {dark['before training']['amplitude_kept']:.0%})", held_after),
-], columns=["claim", "measured", "holds"])
+])
 display(claims.style.hide(axis="index"))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-for claim, holds in zip(claims["claim"], claims["holds"]):
-    print(f"{'holds' if holds else 'FAILS'}: {claim}")
+print_verdicts(claims)
 print(f"untrained network holds its bump in darkness: {held_before}")

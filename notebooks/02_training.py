@@ -59,6 +59,7 @@ from IPython.display import display
 from myst_nb import glue
 
 from hdlib import ei_ring, plots, training, validate
+from hdlib.claims import claims_table
 from hdlib.tasks import HeadDirectionTrackingTask
 
 params = validate.parameters(globals(), training.TRAINING_CHAPTER_PARAMETERS)
@@ -256,7 +257,7 @@ except ValueError as error:
 
 # %%
 conservative, aggressive = table.loc["conservative"], table.loc["aggressive"]
-claims = pd.DataFrame([
+claims = claims_table([
     ("Adam + cosine annealing converges better than a constant rate",
      f"final val loss {cosine['final val loss (mean)']:.2e} vs "
      f"{constant['final val loss (mean)']:.2e}; lower in {wins}/{len(seeds)} seeds",
@@ -282,7 +283,7 @@ claims = pd.DataFrame([
      f"{table['val / train (final)'].max():.2f}", table["val / train (final)"].max() < 2.0),
     ("Training resumes from a checkpoint",
      f"resumed run differs by {resume_gap:.1e} (relative)", resume_ok),
-], columns=["claim", "measured", "holds"])
+])
 display(claims.style.hide(axis="index"))
 
 # %% [markdown]

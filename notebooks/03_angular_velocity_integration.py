@@ -79,6 +79,7 @@ from myst_nb import glue
 
 from hdlib import av_integration as avi
 from hdlib import circular, plots, validate
+from hdlib.claims import claims_table, print_verdicts
 from hdlib.leaky_ring import LeakyRingAttractor
 from hdlib.tasks import AVIntegrationDataset
 
@@ -340,7 +341,7 @@ print(f"decoding error with linspace(0, 2*pi, N): {grid_bias:.2f} deg")
 # %%
 ideal_long = results[("ideal ring", long_seq_len)]["population_vector"]
 trained_amp = drift["trained"]["final_amplitude"]
-claims = pd.DataFrame([
+claims = claims_table([
     ("The network learns to rotate the bump and track heading from velocity alone",
      f"{short_err:.2f} deg error at T={seq_len} vs {results[('trained', seq_len)]['null']:.1f} deg null",
      short_err < results[("trained", seq_len)]["null"] / 10),
@@ -363,10 +364,9 @@ claims = pd.DataFrame([
      "up to the 1.5-deg grid quantisation",
      f"population vector {decoders.loc['population vector', 'trained']:.2f} deg, "
      f"argmax {decoders.loc['argmax', 'trained']:.2f} deg", argmax_ok),
-], columns=["claim", "measured", "holds"])
+])
 display(claims.style.hide(axis="index"))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-for claim, holds in zip(claims["claim"], claims["holds"]):
-    print(f"{'holds' if holds else 'FAILS'}: {claim}")
+print_verdicts(claims)
