@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHAPTERS := $(wildcard notebooks/[0-9][0-9]_*.py)
-HDLIB_HASH = $(shell cat hdlib/*.py hdlib/*.yaml 2>/dev/null | sha256sum | cut -c1-16)
+HDLIB_HASH = $(shell cat hdlib/*.py hdlib/configs/*.yaml 2>/dev/null | sha256sum | cut -c1-16)
 
 .PHONY: setup book test execute benchmark clean
 
@@ -37,6 +37,7 @@ execute: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) benchmarks/leaky_ring_speed.py
 	$(PY) benchmarks/ei_ring_speed.py
+	$(PY) benchmarks/polar_speed.py
 
 clean:
 	rm -rf _build notebooks/_runs notebooks/_artifacts .pytest_cache

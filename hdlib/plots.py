@@ -210,3 +210,43 @@ def plot_trainer_history(trainer, max_params: int = 8):
     for ax in axes.flat:
         ax.set_xlabel("epoch")
     return fig
+
+
+def plot_free_viewing(video, trial: int = 0, n_frames_shown: int = 4):
+    """A few frames of one trial, its gaze trace and saccade gate."""
+    fig = plt.figure(figsize=(10, 4.8))
+    grid = fig.add_gridspec(2, n_frames_shown, height_ratios=[1, 1.1])
+    T = video.frames.shape[1]
+    times = np.arange(T) / video.fps
+    for i, t in enumerate(np.linspace(0, T - 1, n_frames_shown).astype(int)):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(video.frames[trial, t].numpy(), cmap="gray")
+        ax.set_title(f"t = {times[t] * 1000:.0f} ms")
+        ax.axis("off")
+    ax = fig.add_subplot(grid[1, :])
+    gaze = video.gaze[trial].numpy()
+    ax.plot(times, gaze[:, 0], label="gaze x")
+    ax.plot(times, gaze[:, 1], label="gaze y")
+    ax.set(xlabel="time (s)", ylabel="gaze (deg)")
+    twin = ax.twinx()
+    twin.fill_between(times, video.gate[trial].numpy(), color="0.5", alpha=0.3, step="mid",
+                      label="saccade gate q")
+    twin.set(ylim=(0, 3), yticks=[0, 1], ylabel="q")
+    ax.legend(loc="upper left", fontsize="small", ncol=2)
+    twin.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_constant_trajectories(histories: dict, truth: dict,
+                               names=("lambda_fix", "lambda_sac", "alpha_fast", "alpha_slow")):
+    """Each constant against training step for every run, with the true value dashed."""
+    fig, axes = plt.subplots(1, len(names), figsize=(3.1 * len(names), 3.2), sharex=True)
+    for ax, name in zip(axes, names):
+        for label, history in histories.items():
+            ax.plot(history[name], label=label, lw=1.2)
+        ax.axhline(truth[name], color="k", ls="--", lw=1, label="teacher")
+        ax.set(title=name, xlabel="step")
+    axes[0].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig

@@ -33,8 +33,9 @@ DEFAULT_CONSTRAINTS = {
     "W_IE": (None, 0.5), "W_EI": (-0.5, 2.0),
 }
 
-#: Learning-rate multipliers of the three parameter groups.
-DEFAULT_GROUP_LR_SCALE = {"noise": 5.0, "connectivity": 2.0, "other": 1.0}
+#: Learning-rate multipliers of the parameter groups (``temporal``: rates and decay constants
+#: such as the Polar model's ``lambda``/``alpha``, 10x lower as its document advises).
+DEFAULT_GROUP_LR_SCALE = {"noise": 5.0, "connectivity": 2.0, "temporal": 0.1, "other": 1.0}
 
 PRESETS = {
     "conservative": {"learning_rate": 5e-4, "max_epochs": 200, "weight_decay": 1e-3,
@@ -109,10 +110,15 @@ def create_training_config(preset: str | None = None, **overrides) -> TrainingCo
 
 
 def parameter_group(name: str) -> str:
-    """``'noise'`` for noise rates, ``'connectivity'`` for weights, widths and gains, else
-    ``'other'``."""
+    """``'noise'`` for noise rates, ``'temporal'`` for relaxation rates and decay constants
+    (names containing ``lambda`` or ``alpha``), ``'connectivity'`` for weights, widths and gains,
+    else ``'other'``."""
     if "noise" in name:
         return "noise"
+    leaf = name.rsplit(".", 1)[-1]
+    if "lambda" in leaf or "alpha" in leaf:
+        return "temporal"
+    name = leaf
     if name.startswith(("W", "g_", "sigma", "J")):
         return "connectivity"
     return "other"
@@ -155,6 +161,10 @@ class AdamCosineTrainer:
         self.history = {"train_loss": [], "val_loss": [], "learning_rate": [], "grad_norm": [],
                         "grad_norms": {n: [] for n in self.monitored}}
         self.param_history = {n: [self._summary(n)] for n in self.monitored}
+        # A model may report derived quantities (time constants, ...) through ``monitor()``.
+        self._monitor = getattr(model, "monitor", None)
+        for key, value in (self._monitor() if self._monitor else {}).items():
+            self.param_history[key] = [value]
         self.start_epoch = 0
         self.best_val = math.inf
         self.bad_epochs = 0
@@ -236,6 +246,8 @@ class AdamCosineTrainer:
             self.history["val_loss"].append(val_loss)
             for n in self.monitored:
                 self.param_history[n].append(self._summary(n))
+            for key, value in (self._monitor() if self._monitor else {}).items():
+                self.param_history[key].append(value)
             self.start_epoch = epoch + 1
             if val_loss < self.best_val:
                 self.best_val, self.bad_epochs = val_loss, 0

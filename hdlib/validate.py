@@ -47,6 +47,12 @@ def float_in(name: str, value, low: float, high: float, *,
     return float(value)
 
 
+def boolean(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        _fail(name, "true or false", value)
+    return value
+
+
 def choice(name: str, value, options: Iterable[str]) -> str:
     options = tuple(options)
     if value not in options:

@@ -1,0 +1,248 @@
+"""The Polar V1 model's temporal stages and their learnable constants.
+
+Both stages are first-order linear recurrences,
+
+    s[t] = d[t] * s[t-1] + (1 - d[t]) * x[t],
+
+with decay ``d[t] = exp(-lambda[t] * dt)`` for the amplitude relaxation and ``d = alpha`` for the
+exponential moving averages. :func:`linear_recurrence` evaluates all frames at once: with
+``c[t] = sum_{k<=t} log d[k]`` and ``u[t] = (1 - d[t]) x[t]``,
+
+    s[t] = exp(c[t]) s[-1] + sum_{s<=t} exp(c[t] - c[s]) u[s],
+
+one lower-triangular matrix product per chunk of frames (every exponent is <= 0, so nothing
+overflows); chunks pass their last state on, so a long video costs memory linear in its length.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from . import validate
+
+#: Frames per block of :func:`linear_recurrence` (a ``chunk x chunk`` matrix per trial).
+CHUNK = 64
+
+
+def _transfer_matrix(log_d: torch.Tensor) -> torch.Tensor:
+    """``M[..., t, s] = exp(c[t] - c[s])`` for ``s <= t`` (0 above the diagonal)."""
+    c = torch.cumsum(log_d, dim=-1)
+    n = log_d.shape[-1]
+    upper = torch.ones(n, n, dtype=torch.bool, device=log_d.device).triu(1)
+    zero = torch.zeros((), dtype=c.dtype)
+    diff = torch.where(upper, zero, c[..., :, None] - c[..., None, :])
+    return torch.where(upper, zero, torch.exp(diff))
+
+
+def linear_recurrence(log_decay: torch.Tensor, drive: torch.Tensor,
+                      initial: torch.Tensor | None = None, chunk: int = CHUNK) -> torch.Tensor:
+    """All states of ``s[t] = d[t] s[t-1] + u[t]`` for ``u = drive (..., T, F)``.
+
+    ``log_decay`` is ``log d``: shape ``(T,)`` (shared) or ``(..., T)``; it may be complex (a
+    decay with a rotation). ``initial`` (``(..., F)``, default 0) is ``s[-1]``.
+    """
+    T = drive.shape[-2]
+    if log_decay.dim() == 1:
+        # A decay shared by every sequence: time first, all sequences side by side as columns,
+        # so that each block is one 2-D matrix product.
+        columns = drive.movedim(-2, 0)
+        flat_initial = None if initial is None else initial.reshape(1, -1)
+        out = linear_recurrence(log_decay[None], columns.reshape(1, T, -1), flat_initial, chunk)
+        return out.reshape(columns.shape).movedim(0, -2)
+    states = []
+    state = initial
+    for start in range(0, T, chunk):
+        log_d = log_decay[..., start:start + chunk]
+        x = drive[..., start:start + chunk, :]
+        weights = _transfer_matrix(log_d)
+        block = weights @ x.to(weights.dtype)
+        if state is not None:
+            block = block + torch.exp(torch.cumsum(log_d, -1))[..., :, None] * state[..., None, :]
+        states.append(block)
+        state = block[..., -1, :]
+    return torch.cat(states, dim=-2)
+
+
+def _check_gate(gate: torch.Tensor) -> None:
+    if gate.numel() and (gate.min() < 0 or gate.max() > 1):
+        raise ValueError(f"gate must lie in [0, 1]; got values from {gate.min().item():.3g} to "
+                         f"{gate.max().item():.3g}")
+
+
+class PolarDynamics(nn.Module):
+    """Amplitude relaxation with a fixation and a saccade rate.
+
+    ``A[t] = a_bar[t] + (A[t-1] - a_bar[t]) exp(-lambda[t] dt)``, with
+    ``lambda[t] = (1 - q[t]) lambda_fix + q[t] lambda_sac`` and the saccade gate ``q`` in [0, 1].
+    ``a_bar`` is the amplitude the current frame drives (its filter amplitude); the state keeps
+    the previous frames' amplitudes for about ``1 / lambda`` seconds. The rates are stored as
+    logarithms (``log_lambda_fix``, ``log_lambda_sac``), so they stay positive whatever the
+    optimiser does; ``lambda_fix``/``lambda_sac`` are the rates in 1/s.
+
+    Phase is carried on the unit circle: the phasor ``P = exp(i phi)`` follows the same
+    relaxation toward the current frame's phase while being rotated by the phase shift that
+    retinal motion predicts, ``P[t] = d[t] exp(i dphi[t]) P[t-1] + (1 - d[t]) exp(i phi_in[t])``.
+    """
+
+    def __init__(self, lambda_fix: float = 10.0, lambda_sac: float = 40.0, dt: float = 1 / 120,
+                 learnable: bool = True):
+        super().__init__()
+        lambda_fix = validate.positive_float("lambda_fix", lambda_fix)
+        lambda_sac = validate.positive_float("lambda_sac", lambda_sac)
+        self.dt = validate.positive_float("dt", dt)
+        for name, value in (("log_lambda_fix", lambda_fix), ("log_lambda_sac", lambda_sac)):
+            tensor = torch.tensor(math.log(value))
+            if learnable:
+                setattr(self, name, nn.Parameter(tensor))
+            else:
+                self.register_buffer(name, tensor)
+
+    @property
+    def lambda_fix(self) -> torch.Tensor:
+        return self.log_lambda_fix.exp()
+
+    @property
+    def lambda_sac(self) -> torch.Tensor:
+        return self.log_lambda_sac.exp()
+
+    def log_decay(self, gate: torch.Tensor) -> torch.Tensor:
+        """``log d[t] = -lambda[t] dt`` for a gate ``(..., T)``."""
+        _check_gate(gate)
+        rate = (1 - gate) * self.lambda_fix + gate * self.lambda_sac
+        return -rate * self.dt
+
+    def forward(self, amplitude: torch.Tensor, gate: torch.Tensor,
+                initial: torch.Tensor | None = None) -> torch.Tensor:
+        """Relaxed amplitudes ``(..., T, F)`` for drive ``amplitude (..., T, F)`` and gate
+        ``(..., T)``; ``initial`` is the amplitude before the first frame (default: the first
+        frame's drive, i.e. the model starts at rest)."""
+        validate.tensor("amplitude", amplitude, ndim=(2, 3))
+        validate.tensor("gate", gate, ndim=amplitude.dim() - 1)
+        if gate.shape != amplitude.shape[:-1]:
+            raise ValueError(f"gate must have shape {tuple(amplitude.shape[:-1])} to match "
+                             f"amplitude; got {tuple(gate.shape)}")
+        start = amplitude[..., 0, :] if initial is None else initial
+        log_d = self.log_decay(gate)
+        return linear_recurrence(log_d, -torch.expm1(log_d)[..., None] * amplitude, start)
+
+    def phase(self, phase: torch.Tensor, phase_shift: torch.Tensor, gate: torch.Tensor,
+              initial: torch.Tensor | None = None) -> torch.Tensor:
+        """Carried phase ``(..., T, F)`` from measured phase ``(..., T, F)``, the phase shift
+        retinal motion predicts for each frame ``(..., T, F)``, and the gate ``(..., T)``."""
+        if phase.shape != phase_shift.shape:
+            raise ValueError(f"phase_shift must have the shape of phase {tuple(phase.shape)}; "
+                             f"got {tuple(phase_shift.shape)}")
+        log_d = self.log_decay(gate)[..., None]  # (..., T, 1)
+        rotated = log_d + 1j * phase_shift  # (..., T, F)
+        measured = torch.polar(torch.ones_like(phase), phase)
+        # One recurrence per feature: features become a batch axis, time the recurrence axis.
+        drive = (-torch.expm1(log_d) * measured).transpose(-1, -2)[..., None]
+        start = measured[..., 0, :] if initial is None else torch.polar(
+            torch.ones_like(initial), initial)
+        start = start[..., None]
+        phasor = linear_recurrence(rotated.transpose(-1, -2), drive, start)
+        return torch.angle(phasor[..., 0]).transpose(-1, -2)
+
+
+class TemporalSummarizer(nn.Module):
+    """Fast and slow exponential moving averages, ``acc[t] = alpha acc[t-1] + (1 - alpha) x[t]``.
+
+    The alphas are stored as logits (``alpha = sigmoid(logit)`` stays in (0, 1)); their time
+    constants are ``1 / (1 - alpha)`` frames. An average that starts at zero underestimates its
+    input for the first few time constants; it is divided by ``1 - alpha^(t+1)``, the weight its
+    first ``t + 1`` frames carry, so that a constant input is summarised as itself from frame 0.
+    """
+
+    def __init__(self, alpha_fast: float = 0.74, alpha_slow: float = 0.95,
+                 learnable_alphas: bool = True):
+        super().__init__()
+        for name, value in (("alpha_fast", alpha_fast), ("alpha_slow", alpha_slow)):
+            value = validate.float_in(name, value, 0.0, 1.0, low_open=True, high_open=True)
+            logit = torch.logit(torch.tensor(value, dtype=torch.float64)).float()
+            if learnable_alphas:
+                setattr(self, f"{name}_logit", nn.Parameter(logit))
+            else:
+                self.register_buffer(f"{name}_logit", logit)
+
+    @property
+    def alpha_fast(self) -> torch.Tensor:
+        return torch.sigmoid(self.alpha_fast_logit)
+
+    @property
+    def alpha_slow(self) -> torch.Tensor:
+        return torch.sigmoid(self.alpha_slow_logit)
+
+    @staticmethod
+    def ema(x: torch.Tensor, logit: torch.Tensor) -> torch.Tensor:
+        """Bias-corrected EMA of ``x (..., T, F)`` along time, all frames at once."""
+        T = x.shape[-2]
+        log_alpha = torch.nn.functional.logsigmoid(logit).expand(T)
+        acc = linear_recurrence(log_alpha, (1 - torch.sigmoid(logit)) * x)
+        weight = -torch.expm1(torch.cumsum(log_alpha, 0))  # 1 - alpha^(t+1)
+        return acc / weight[:, None]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(fast, slow)`` summaries of ``x (..., T, F)``."""
+        validate.tensor("x", x, ndim=(2, 3))
+        return self.ema(x, self.alpha_fast_logit), self.ema(x, self.alpha_slow_logit)
+
+
+def ema_loop(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Reference form of :meth:`TemporalSummarizer.ema`: a Python loop over frames."""
+    acc = torch.zeros_like(x[..., 0, :])
+    out = []
+    for t in range(x.shape[-2]):
+        acc = alpha * acc + (1 - alpha) * x[..., t, :]
+        out.append(acc / (1 - alpha ** (t + 1)))
+    return torch.stack(out, dim=-2)
+
+
+# ---------------------------------------------------------------------------- configurations
+CONFIG_DIR = Path(__file__).parent / "configs"
+CONFIG_KEYS = {
+    "lambda_fix": lambda n, v: validate.float_in(n, v, 0.0, 1000.0, low_open=True),
+    "lambda_sac": lambda n, v: validate.float_in(n, v, 0.0, 1000.0, low_open=True),
+    "alpha_fast": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True, high_open=True),
+    "alpha_slow": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True, high_open=True),
+    "learnable_alphas": validate.boolean,
+}
+
+
+def available_configs() -> list[str]:
+    """Names of the configurations shipped with hdlib."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load_config(name_or_path: str) -> dict:
+    """The temporal constants of a configuration (a shipped name or a YAML path), validated.
+
+    The file holds ``recurrent: {type: polar, params: {...}}`` with the keys of
+    :data:`CONFIG_KEYS`; a missing key takes :class:`PolarDynamics`/:class:`TemporalSummarizer`
+    defaults; an unknown key or an out-of-range value is a ``ValueError`` naming it.
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ValueError(f"config must be one of {available_configs()} or a YAML path; "
+                             f"got {name_or_path!r}")
+    try:
+        with open(path) as handle:
+            document = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"config {str(path)!r} could not be read: {error}") from None
+    recurrent = document.get("recurrent") if isinstance(document, dict) else None
+    if not isinstance(recurrent, dict) or recurrent.get("type") != "polar":
+        raise ValueError(f"{path}: expected a 'recurrent' section with type: polar")
+    params = recurrent.get("params") or {}
+    unknown = sorted(set(params) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; expected {sorted(CONFIG_KEYS)}")
+    defaults = {"lambda_fix": 10.0, "lambda_sac": 40.0, "alpha_fast": 0.74, "alpha_slow": 0.95,
+                "learnable_alphas": True}
+    merged = {**defaults, **params}
+    return {key: CONFIG_KEYS[key](f"{path.name}: {key}", value) for key, value in merged.items()}
