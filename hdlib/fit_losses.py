@@ -1,0 +1,260 @@
+"""Losses for fitting an RNN to trial-by-trial recordings, and the metrics that judge a fit.
+
+Shapes: ``rates``/``target`` ``(K, T, N)`` spikes/s for ``K`` trials driven by the same inputs,
+``mask (K, T)`` true on recorded bins, ``condition (K,)`` integer condition labels. Masked bins
+never enter a loss (they are excluded, not zero-filled).
+
+* ``L_neuron`` (PSTH): per condition and neuron, ``1 - corr(model PSTH, data PSTH)`` over time,
+  plus ``0.1 * scale`` (squared log ratio of mean rates) and ``0.05 * variance`` (squared log
+  ratio of the PSTHs' standard deviations over time).
+* ``L_trial`` (single trials): each trial's population-average trajectory is smoothed over
+  ``smooth_ms``; model and data trials are matched by entropic optimal transport (POT's
+  log-domain Sinkhorn with uniform weights, regularisation ``epsilon`` relative to the mean cost)
+  and the loss is the transport cost ``sum_ij P_ij D_ij`` with the plan held fixed (its
+  gradient by the envelope theorem). ``D`` is the squared Euclidean distance between
+  trajectories z-scored across trials, or the Poisson deviance
+  ``sum_t model - target + target * log(target / model)`` (the document's
+  ``model - target * log(model)`` plus terms that do not depend on the model).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import ot
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from . import validate
+
+
+# ---------------------------------------------------------------------------- helpers
+def psth(rates: torch.Tensor, mask: torch.Tensor, condition: torch.Tensor, labels=None):
+    """Per-condition PSTHs ``(C, T, N)`` averaged over recorded trials, their bin counts
+    ``(C, T)``, and the condition labels (``labels``, or those present)."""
+    labels = torch.unique(condition) if labels is None else labels
+    onehot = (condition[None, :] == labels[:, None]).float()  # (C, K)
+    weights = onehot[:, :, None] * mask[None].float()  # (C, K, T)
+    counts = weights.sum(1)
+    sums = torch.einsum("ckt,ktn->ctn", weights, rates * mask[..., None])
+    return sums / counts.clamp(min=1)[..., None], counts, labels
+
+
+def masked_correlation(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor, dim: int = 1):
+    """Pearson correlation along ``dim`` using only ``valid`` positions (broadcast)."""
+    w = valid.float()
+    n = w.sum(dim, keepdim=True).clamp(min=1)
+    am = a - (a * w).sum(dim, keepdim=True) / n
+    bm = b - (b * w).sum(dim, keepdim=True) / n
+    cov = (am * bm * w).sum(dim)
+    # The small offsets keep sqrt differentiable where a row has no variance (or no bins).
+    norm_a = ((am.square() * w).sum(dim) + 1e-12).sqrt()
+    norm_b = ((bm.square() * w).sum(dim) + 1e-12).sqrt()
+    return cov / (norm_a * norm_b + 1e-8)
+
+
+def smooth_temporal(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """Box-car average over the last dimension, same length (edges use what is there)."""
+    if kernel <= 1:
+        return x
+    flat = x.reshape(-1, 1, x.shape[-1])
+    ones = torch.ones(1, 1, kernel, dtype=x.dtype) / kernel
+    pad = kernel // 2
+    num = torch.nn.functional.conv1d(flat, ones, padding=pad)[..., :x.shape[-1]]
+    den = torch.nn.functional.conv1d(torch.ones_like(flat), ones, padding=pad)[..., :x.shape[-1]]
+    return (num / den).reshape(x.shape)
+
+
+# ---------------------------------------------------------------------------- losses
+def compute_L_neuron(rates, target, mask, condition, min_trials: int = 2) -> torch.Tensor:
+    """``1 - mean PSTH correlation + 0.1 * scale + 0.05 * variance`` (module docstring)."""
+    model_psth, counts, _ = psth(rates, mask, condition)
+    data_psth, _, _ = psth(target, mask, condition)
+    valid = (counts >= min_trials)[..., None].expand_as(model_psth)
+    used = valid.any(1)  # (C, N): conditions with enough trials somewhere
+    corr = masked_correlation(model_psth, data_psth, valid)[used]
+    w = valid.float()
+    n = w.sum(1).clamp(min=1)
+    mean_m, mean_d = (model_psth * w).sum(1) / n, (data_psth * w).sum(1) / n
+    std_m = (((model_psth - mean_m[:, None]) ** 2 * w).sum(1) / n + 1e-12).sqrt()
+    std_d = (((data_psth - mean_d[:, None]) ** 2 * w).sum(1) / n + 1e-12).sqrt()
+    scale = torch.log((mean_m + 1e-3) / (mean_d + 1e-3))[used].square().mean()
+    variance = torch.log((std_m + 1e-3) / (std_d + 1e-3))[used].square().mean()
+    return 1 - corr.mean() + 0.1 * scale + 0.05 * variance
+
+
+def compute_L_poisson(rates, target, mask, bin_size_ms: float = 25.0) -> torch.Tensor:
+    """Poisson negative log-likelihood per recorded bin and neuron of the data's spike counts
+    (``target * bin``) given the model's rates (``log k!`` dropped)."""
+    dt = bin_size_ms / 1000
+    mean = rates * dt + 1e-6
+    nll = mean - target * dt * torch.log(mean)
+    w = mask[..., None].float()
+    return (nll * w).sum() / (w.sum() * rates.shape[-1])
+
+
+def compute_L_neuron_hybrid(rates, target, mask, condition, poisson_weight: float = 0.3,
+                            bin_size_ms: float = 25.0) -> torch.Tensor:
+    """``(1 - w) * L_neuron + w * L_poisson``."""
+    w = validate.float_in("poisson_weight", poisson_weight, 0.0, 1.0)
+    return ((1 - w) * compute_L_neuron(rates, target, mask, condition)
+            + w * compute_L_poisson(rates, target, mask, bin_size_ms))
+
+
+def trial_cost_matrix(rates, target, mask, *, smooth_ms: float = 100.0,
+                      bin_size_ms: float = 25.0, distance: str = "euclidean") -> torch.Tensor:
+    """``D[i, j]``: distance between model trial ``i`` and data trial ``j`` (mean over the data
+    trial's recorded bins)."""
+    distance = validate.choice("distance", distance, ("euclidean", "poisson"))
+    kernel = max(1, int(round(smooth_ms / bin_size_ms)))
+    w = mask.float()
+    model_pop = smooth_temporal(rates.mean(-1) * w, kernel)  # (K, T)
+    data_pop = smooth_temporal(target.mean(-1) * w, kernel)
+    # Both distances are sums over the data trial's recorded bins of terms that separate into
+    # model-only and data-only factors, so each is a few (K, T) x (T, K) matrix products.
+    if distance == "euclidean":
+        n = w.sum(0).clamp(min=1)
+        mu = (data_pop * w).sum(0) / n
+        sd = (((data_pop - mu) ** 2 * w).sum(0) / n).sqrt() + 1e-3
+        a, b = (model_pop - mu) / sd, (data_pop - mu) / sd  # z-scored across trials
+        cost = a.square() @ w.T - 2 * a @ (w * b).T + (w * b.square()).sum(1)[None]
+    else:
+        m = model_pop.clamp(min=1e-3)
+        d = data_pop.clamp(min=0)
+        cost = m @ w.T - torch.log(m) @ (w * d).T + (w * (torch.xlogy(d, d) - d)).sum(1)[None]
+    return cost / w.sum(-1).clamp(min=1)[None]
+
+
+def compute_L_trial(rates, target, mask, *, smooth_ms: float = 100.0, bin_size_ms: float = 25.0,
+                    distance: str = "euclidean", epsilon: float = 0.1,
+                    return_plan: bool = False):
+    """Optimal-transport trial matching (module docstring). Returns the loss (and the plan)."""
+    epsilon = validate.positive_float("epsilon", epsilon)
+    cost = trial_cost_matrix(rates, target, mask, smooth_ms=smooth_ms, bin_size_ms=bin_size_ms,
+                             distance=distance)
+    K = cost.shape[0]
+    uniform = torch.full((K,), 1.0 / K, dtype=torch.float64)
+    scaled = cost.detach().double()
+    scaled = scaled - scaled.min()
+    scaled = scaled / scaled.mean().clamp(min=1e-12)
+    plan = ot.sinkhorn(uniform, uniform, scaled, reg=epsilon, method="sinkhorn_log",
+                       numItermax=500, stopThr=1e-6, warn=False).to(cost.dtype)
+    loss = (plan * cost).sum()
+    return (loss, plan) if return_plan else loss
+
+
+def balanced_weight(L_neuron, L_trial, parameters, ltrial_scale: float = 0.5) -> float:
+    """Weight ``c`` for ``L_neuron + c * L_trial`` such that ``||grad(c L_trial)|| =
+    ltrial_scale * ||grad L_neuron||`` over ``parameters`` (gradient balancing)."""
+    params = [p for p in parameters if p.requires_grad]
+    g_n = torch.autograd.grad(L_neuron, params, retain_graph=True, allow_unused=True)
+    g_t = torch.autograd.grad(L_trial, params, retain_graph=True, allow_unused=True)
+    norm = lambda gs: math.sqrt(sum(g.square().sum().item() for g in gs if g is not None))  # noqa
+    n_n, n_t = norm(g_n), norm(g_t)
+    return 0.0 if n_t == 0 else ltrial_scale * n_n / n_t
+
+
+def compute_activity_regularization(rates, mask, target_mean: float = 10.0,
+                                    target_max: float = 100.0, lambda_mean: float = 0.01,
+                                    lambda_max: float = 0.001) -> torch.Tensor:
+    """``lambda_mean ((mean rate - target_mean) / target_mean)^2 + lambda_max *
+    mean(relu(rate - target_max)^2) / target_max^2`` over recorded bins."""
+    w = mask[..., None].float().expand_as(rates)
+    mean = (rates * w).sum() / w.sum()
+    over = (torch.relu(rates - target_max).square() * w).sum() / w.sum()
+    return (lambda_mean * ((mean - target_mean) / target_mean) ** 2
+            + lambda_max * over / target_max ** 2)
+
+
+def compute_L_reg(model, lambda_reg: float = 1e-4) -> torch.Tensor:
+    """``lambda_reg * (||W_rec||^2 + ||W_in||^2)``."""
+    return lambda_reg * (model.W_rec.square().sum() + model.W_in.square().sum())
+
+
+def get_cosine_schedule_with_warmup(optimizer, num_warmup_steps: int, num_training_steps: int,
+                                    min_lr_ratio: float = 0.0):
+    """Linear warm-up from 0 over ``num_warmup_steps``, then a half cosine down to
+    ``min_lr_ratio`` of the base rate at ``num_training_steps`` (a ``LambdaLR``)."""
+    warm = validate.non_negative_int("num_warmup_steps", num_warmup_steps)
+    total = validate.positive_int("num_training_steps", num_training_steps)
+    if warm >= total:
+        raise ValueError(f"num_warmup_steps ({warm}) must be below num_training_steps ({total})")
+
+    def factor(step):
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ---------------------------------------------------------------------------- metrics
+@torch.no_grad()
+def psth_correlation(rates, target, mask, condition, min_trials: int = 2) -> float:
+    """Mean over conditions and neurons of the PSTH correlation (the validation metric)."""
+    model_psth, counts, _ = psth(rates, mask, condition)
+    data_psth, _, _ = psth(target, mask, condition)
+    valid = (counts >= min_trials)[..., None].expand_as(model_psth)
+    corr = masked_correlation(model_psth, data_psth, valid)
+    return corr[valid.any(1)].mean().item()
+
+
+@torch.no_grad()
+def split_half_ceiling(target, mask, condition, n_splits: int = 20, seed: int = 0) -> dict:
+    """The best PSTH correlation a noise-free model can reach on these trials.
+
+    ``raw``: PSTH correlation between random halves of each condition's trials, ``r``.
+    ``reliability``: its Spearman-Brown correction to the full trial count, ``2r / (1 + r)``,
+    the expected correlation between two full-size PSTHs. ``ceiling``: ``sqrt(reliability)``,
+    the expected correlation of the noise-free PSTH with one full-size data PSTH (with
+    ``D = S + e``, ``corr(S, D) = sqrt(var S / var D)``).
+    """
+    rng = np.random.default_rng(seed)
+    cond = condition.numpy()
+    values = []
+    for _ in range(n_splits):
+        half = np.zeros(len(cond), dtype=bool)
+        for c in np.unique(cond):
+            trials = rng.permutation(np.flatnonzero(cond == c))
+            half[trials[: len(trials) // 2]] = True
+        half = torch.as_tensor(half)
+        labels = torch.unique(condition)
+        a, counts_a, _ = psth(target[half], mask[half], condition[half], labels)
+        b, counts_b, _ = psth(target[~half], mask[~half], condition[~half], labels)
+        valid = ((counts_a >= 1) & (counts_b >= 1))[..., None].expand_as(a)
+        values.append(masked_correlation(a, b, valid)[valid.any(1)].mean().item())
+    r = float(np.mean(values))
+    reliability = 2 * r / (1 + r)
+    return {"raw": r, "reliability": reliability, "ceiling": math.sqrt(max(reliability, 0.0))}
+
+
+@torch.no_grad()
+def single_trial_correlation(rates, target, mask, condition, smooth_ms: float = 100.0,
+                             bin_size_ms: float = 25.0) -> float:
+    """Within each condition, match model and data trials one-to-one (Hungarian assignment on
+    the Euclidean trial cost) and average the correlation of matched smoothed population
+    trajectories over recorded bins."""
+    kernel = max(1, int(round(smooth_ms / bin_size_ms)))
+    w = mask.float()
+    model_pop = smooth_temporal(rates.mean(-1) * w, kernel)
+    data_pop = smooth_temporal(target.mean(-1) * w, kernel)
+    values = []
+    for c in torch.unique(condition):
+        idx = torch.nonzero(condition == c).flatten()
+        if len(idx) < 2:
+            continue
+        cost = trial_cost_matrix(rates[idx], target[idx], mask[idx], smooth_ms=smooth_ms,
+                                 bin_size_ms=bin_size_ms)
+        rows, cols = linear_sum_assignment(cost.numpy())
+        i, j = idx[rows], idx[cols]
+        values.append(masked_correlation(model_pop[i], data_pop[j], mask[j], dim=1))
+    return torch.cat(values).mean().item()
+
+
+@torch.no_grad()
+def rates_in_range(rates, mask, low: float = 1.0, high: float = 50.0) -> float:
+    """Fraction of units whose mean rate over recorded bins lies in [low, high] spikes/s."""
+    w = mask[..., None].float()
+    mean = (rates * w).sum((0, 1)) / w.sum((0, 1))
+    return ((mean >= low) & (mean <= high)).float().mean().item()
