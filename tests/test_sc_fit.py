@@ -1,15 +1,18 @@
 """Session loading, the Dale's-law RNN, the fitting losses and the sweep runner."""
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 import torch
 
-from hdlib import eirnn, sc_fit, sweeps
+from hdlib import eirnn, runs, sc_fit, sweeps
 from hdlib import fit_losses as fl
 from hdlib import neural_data as nd
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +324,15 @@ def test_bad_sweep_files(tmp_path):
         sweeps.load_sweep(path)
     with pytest.raises(ValueError, match="engine"):
         sweeps.make_executor("pbs")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks" / "sweeps").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_sweep_files_hold_valid_fit_options(path):
+    base, configs = sweeps.load_sweep(path)
+    assert "baseline" in configs
+    run_params = set(runs.notebook_parameters(ROOT / "notebooks/experiments/sc_fit_run.py"))
+    for name, overrides in configs.items():
+        params = sweeps.merge(base, overrides)
+        assert set(params) <= run_params, name
+        sc_fit.make_config(**params.get("fit_options", {}))
