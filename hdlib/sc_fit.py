@@ -54,6 +54,7 @@ class FitConfig:
     n_hidden: int = 0
     bypass_dale: bool = False
     noise_scale: float = 0.1
+    time_constant_lr_scale: float = 1.0  # learning rate of alpha/tau relative to the rest
     seed: int = 0
 
     def __post_init__(self):
@@ -74,6 +75,8 @@ class FitConfig:
         if self.low_rank is not None:
             self.low_rank = validate.positive_int("low_rank", self.low_rank)
         self.seed = validate.non_negative_int("seed", self.seed)
+        self.time_constant_lr_scale = validate.positive_float("time_constant_lr_scale",
+                                                              self.time_constant_lr_scale)
 
 
 def make_config(**overrides) -> FitConfig:
@@ -117,8 +120,13 @@ def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
     cfg = make_config(**cfg) if isinstance(cfg, dict) else cfg
     torch.manual_seed(cfg.seed)
     model = model or build_model(session, cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    timing = [p for n, p in named if n in ("_tau", "_alpha_logit")]
+    rest = [p for n, p in named if n not in ("_tau", "_alpha_logit")]
+    groups = [{"params": rest}] + ([{"params": timing, "lr": cfg.learning_rate
+                                     * cfg.time_constant_lr_scale}] if timing else [])
+    optimizer = torch.optim.Adam(groups, lr=cfg.learning_rate)
     if cfg.scheduler == "cosine":
         scheduler = fl.get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps,
                                                        min_lr_ratio=0.01)

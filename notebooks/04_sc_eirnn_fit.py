@@ -341,7 +341,7 @@ if teacher_scores:
 ax.axvline(target_fraction * ceiling["ceiling"], color="0.5", lw=1,
            label=f"{target_fraction:.0%} of ceiling")
 ax.set(xlabel="validation PSTH correlation", title="the document's experiments")
-ax.legend(fontsize="small", loc="lower right")
+ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 fig.tight_layout()
 plt.show()
 
@@ -409,12 +409,16 @@ plt.show()
 # ### Do learnable time constants recover the teacher's?
 #
 # On the synthetic session the teacher's $\tau_E$ and $\tau_I$ are known. The learnable
-# $\alpha$ (population) and learnable $\tau$ (population) runs start at $\tau_E = 50$ ms,
-# $\tau_I = 33$ ms ($\alpha_I = 1.5\,\alpha_E$, as the document proposes) and 50/50 ms.
+# $\alpha$ (population) runs start at $\tau_E = 50$ ms, $\tau_I = 33$ ms
+# ($\alpha_I = 1.5\,\alpha_E$, as the document proposes), once at the common learning rate and
+# once with the time constants at 3x (`time_constant_lr_scale`); the learnable $\tau$ runs start
+# both populations at 50 ms.
 
 # %%
-traces = {name: ok.loc[name] for name in ["learnable_alpha_population", "learnable_tau_clamp",
-                                          "learnable_tau_smooth"] if name in ok.index}
+traces = {name: ok.loc[name] for name in ["learnable_alpha_population",
+                                          "learnable_alpha_population_lr3",
+                                          "learnable_tau_clamp", "learnable_tau_smooth"]
+          if name in ok.index}
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharex=True)
 for name, row in traces.items():
     axes[0].plot(row["tau_e_curve"], label=name)
@@ -438,9 +442,15 @@ recovery = pd.DataFrame(recovery).T
 display(recovery.style.format(precision=3))
 
 # %%
-alpha_row = recovery.loc["learnable_alpha_population"] if (
-    "learnable_alpha_population" in recovery.index) else None
-alpha_recovered = bool(alpha_row is not None and alpha_row["both within tolerance"])
+alpha_rows = recovery.loc[[n for n in recovery.index if n.startswith("learnable_alpha")]]
+alpha_row = alpha_rows.iloc[0] if len(alpha_rows) else None
+alpha_recovered = bool(alpha_rows["both within tolerance"].any()) if len(alpha_rows) else False
+if "learnable_alpha_population_lr3" in recovery.index:
+    fast_row = recovery.loc["learnable_alpha_population_lr3"]
+    glue("fast_tau_e", float(fast_row["tau_E (ms)"]), display=False)
+    glue("fast_tau_i", float(fast_row["tau_I (ms)"]), display=False)
+if "learnable_tau_smooth" in recovery.index:
+    glue("smooth_tau_i", float(recovery.loc["learnable_tau_smooth", "tau_I (ms)"]), display=False)
 if alpha_row is not None:
     glue("alpha_err_e", 100 * float(alpha_row["error E"]), display=False)
     glue("alpha_err_i", 100 * float(alpha_row["error I"]), display=False)
@@ -454,12 +464,15 @@ glue("baseline_corr", baseline_corr, display=False)
 # {glue:text}`baseline_fraction:.0f`% of the noise ceiling. The population-level learnable
 # $\alpha$ ends {glue:text}`alpha_err_e:.0f`% from the teacher's $\tau_E$ and
 # {glue:text}`alpha_err_i:.0f`% from its $\tau_I$. $\tau_E$ moves quickly toward the teacher's;
-# $\tau_I$, carried by only 13 neurons and started below the truth, moves slowly, and first in
-# the wrong direction. The smooth learnable $\tau$, which starts both populations at 50 ms,
-# ends closer on $\tau_I$ (see the table): where a time constant starts matters as much as how
-# it is parameterised. The student's noise level (0.1) is not the teacher's (0.3), and the fit
-# may trade noise for integration time; the full-scale parameter file runs the fits four times
-# longer on the document's session size.
+# $\tau_I$, carried by only 13 neurons and started below the truth, hardly moves. With the time
+# constants at 3x the learning rate, $\tau_E$ ends at {glue:text}`fast_tau_e:.0f` ms (teacher:
+# 100) but $\tau_I$ still at {glue:text}`fast_tau_i:.0f` ms (teacher: 50). The smooth
+# learnable $\tau$ starts $\tau_I$ *at* the teacher's 50 ms and leaves it, ending at
+# {glue:text}`smooth_tau_i:.0f` ms. So the miss is not the optimiser's: these losses, on PSTHs
+# and population-average trajectories, prefer a faster inhibitory population than the teacher
+# has: the recurrent weights and the noise can stand in for an inhibitory time constant. The
+# issue's target for $\alpha_I$ is not reached, and a longer fit with these losses is not
+# expected to reach it.
 #
 # ## What the document claims, and what we measured
 
@@ -491,8 +504,8 @@ claims = claims_table([
      clamp_step < 0.1),
     (f"Learnable alpha (population) recovers the teacher's tau_E and tau_I within "
      f"{recovery_tolerance:.0%}",
-     "errors " + (f"{alpha_row['error E']:.0%} (E), {alpha_row['error I']:.0%} (I)"
-                  if alpha_row is not None else "not run"), alpha_recovered),
+     "; ".join(f"{name}: {row['error E']:.0%} (E), {row['error I']:.0%} (I)"
+               for name, row in alpha_rows.iterrows()) or "not run", alpha_recovered),
     ("Low-rank connectivity (10/20/30) improves generalisation",
      f"best low rank {low_rank_best:.3f} vs full rank {baseline_corr:.3f}",
      low_rank_best > baseline_corr + margin),
