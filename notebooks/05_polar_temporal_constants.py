@@ -180,9 +180,8 @@ for n in range(3):
 spikes = np.nonzero(data.counts[trial, :, :12].numpy().T)
 axes[1].scatter(t_s[spikes[1]], spikes[0], s=4, marker="|", color="k")
 for ax in axes:
-    for ax_ in [ax]:
-        ax_.fill_between(t_s, 0, 1, where=video.gate[trial].numpy() > 0.5, color="0.8",
-                         transform=ax_.get_xaxis_transform(), step="mid")
+    ax.fill_between(t_s, 0, 1, where=video.gate[trial].numpy() > 0.5, color="0.8",
+                    transform=ax.get_xaxis_transform(), step="mid")
 axes[0].set(ylabel="rate (spikes/s)", title="teacher rates; saccades shaded")
 axes[0].legend(fontsize="x-small", ncol=3)
 axes[1].set(ylabel="neuron", xlabel="time (s)", title="Poisson spikes")

@@ -278,7 +278,8 @@ def test_short_fit_improves_and_reports(session):
         sc_fit.make_config(learning_rat=0.1)
 
 
-def test_sweep_keeps_going_past_a_failure(tmp_path):
+@pytest.fixture
+def job_notebook(tmp_path):
     notebook = tmp_path / "job.py"
     notebook.write_text(textwrap.dedent('''\
         # ---
@@ -300,6 +301,11 @@ def test_sweep_keeps_going_past_a_failure(tmp_path):
             raise ValueError("x must be positive")
         json.dump({"square": x * x, "options": options}, open(result_path, "w"))
         '''))
+    return notebook
+
+
+def test_sweep_keeps_going_past_a_failure(tmp_path, job_notebook):
+    notebook = job_notebook
     sweep_file = tmp_path / "sweep.yaml"
     sweep_file.write_text("base: {options: {a: 1}}\nconfigs:\n  two: {x: 2, options: {b: 2}}\n"
                           "  bad: {x: -1}\n  three: {x: 3}\n")
@@ -336,3 +342,30 @@ def test_shipped_sweep_files_hold_valid_fit_options(path):
         params = sweeps.merge(base, overrides)
         assert set(params) <= run_params, name
         sc_fit.make_config(**params.get("fit_options", {}))
+
+
+def test_sweep_command_line(tmp_path, job_notebook, capsys):
+    from hdlib.__main__ import main
+
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text("configs:\n  four: {x: 4}\n  bad: {x: -2}\n")
+    out = tmp_path / "cli"
+    assert main(["sweep", str(job_notebook), "-f", str(sweep_file), "-o", str(out),
+                 "--workers", "1"]) == 1  # one configuration failed
+    table = (out / "results.csv").read_text()
+    assert "four" in table and "x must be positive" in table
+    assert main(["sweep", str(job_notebook), "-f", str(tmp_path / "none.yaml")]) == 2
+
+
+def test_time_constants_get_their_own_learning_rate(session, monkeypatch):
+    seen = {}
+    original = torch.optim.Adam
+
+    def spy(groups, lr):
+        seen["groups"] = [(len(g["params"]), g.get("lr", lr)) for g in groups]
+        return original(groups, lr=lr)
+
+    monkeypatch.setattr(torch.optim, "Adam", spy)
+    sc_fit.fit(session, {"steps": 1, "learning_rate": 0.01, "learnable_alpha": "population",
+                         "time_constant_lr_scale": 3.0}, progress=False)
+    assert seen["groups"][1] == (1, pytest.approx(0.03))
