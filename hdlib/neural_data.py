@@ -18,6 +18,7 @@ import scipy.io
 import torch
 
 from . import validate
+from .eirnn import EIRNN
 
 INPUT_FIELDS = ["input_fixation_on", "input_go_signal", "input_reward_on", "input_eye_x",
                 "input_eye_y", "input_is_face", "input_is_nonface", "input_is_bullseye",
@@ -278,8 +279,6 @@ def make_synthetic_session(path, n_trials: int = 1043, n_exc: int = 41, n_inh: i
     write the session in the MATLAB v7.3 layout. Spike counts per bin are Poisson; variability
     across trials of one condition comes from the timing of task events, the teacher's process
     noise and Poisson spiking. Recorded E and I neurons are interleaved at random."""
-    from .eirnn import EIRNN
-
     n_trials = validate.positive_int("n_trials", n_trials)
     n_bins = validate.positive_int("n_bins", n_bins)
     rng = np.random.default_rng(validate.non_negative_int("seed", seed))

@@ -74,12 +74,11 @@ class QuadratureFilterBank(nn.Module):
         out = torch.nn.functional.conv2d(flat, weight, stride=self.stride)
         n = self.filters.shape[0]
         z = torch.complex(out[:, :n], out[:, n:])
-        self.positions = z.shape[-2] * z.shape[-1]
-        return z.reshape(*lead, n * self.positions)
+        return z.reshape(*lead, -1)
 
-    def feature_wave_vectors(self) -> torch.Tensor:
-        """Wave vector (rad/pixel) of every feature, ``(n_features, 2)``."""
-        return self.wave_vectors.repeat_interleave(self.positions, dim=0)
+    def feature_wave_vectors(self, n_features: int) -> torch.Tensor:
+        """Wave vector (rad/pixel) of each of ``n_features`` outputs, ``(n_features, 2)``."""
+        return self.wave_vectors.repeat_interleave(n_features // len(self.wave_vectors), dim=0)
 
 
 @dataclasses.dataclass
@@ -106,7 +105,7 @@ def encode_video(video: FreeViewingVideo, bank: QuadratureFilterBank | None = No
     amplitude = amplitude / amplitude.mean(dim=(0, 1), keepdim=True)
     step = torch.zeros_like(video.corner_px)
     step[:, 1:] = video.corner_px[:, 1:] - video.corner_px[:, :-1]
-    shift = step @ bank.feature_wave_vectors().T
+    shift = step @ bank.feature_wave_vectors(z.shape[-1]).T
     return PolarFeatures(amplitude, z.angle(), shift, video.gate)
 
 

@@ -192,8 +192,8 @@ def evaluate(model: EIRNN, session: Session, index=None, seed: int = 0) -> dict:
 CHAPTER_PARAMETERS = {
     "data_path": lambda n, v: v if v == "" else validate.path_string(n, v),
     "session_path": validate.path_string,
-    "n_trials": lambda n, v: validate.float_in(n, v, 24, 100_000) and int(v),
-    "n_bins": lambda n, v: validate.float_in(n, v, 40, 10_000) and int(v),
+    "n_trials": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 24, 1e5)),
+    "n_bins": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 40, 1e4)),
     "teacher_tau_e_ms": lambda n, v: validate.float_in(n, v, 10.0, 200.0),
     "teacher_tau_i_ms": lambda n, v: validate.float_in(n, v, 10.0, 200.0),
     "val_fraction": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True, high_open=True),
