@@ -34,7 +34,10 @@
 #
 # $$
 # x_t = (1-\alpha)\,x_{t-1} + \alpha\,\bigl(W_{\mathrm{rec}}\, r_{t-1} + W_{\mathrm{in}}\, u_t + b\bigr)
-#       + \sqrt{\alpha}\,\sigma\,\xi_t, \qquad
+#       + \sqrt{\alpha}\,\sigma\,\xi_t,
+# $$
+#
+# $$
 # r_t = s\,\mathrm{softplus}(x_t) + r_0,
 # $$
 #

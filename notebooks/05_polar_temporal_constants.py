@@ -25,7 +25,10 @@
 # slow running average of them. Four constants set the time scales:
 #
 # $$
-# A_t = \bar a_t + (A_{t-1} - \bar a_t)\, e^{-\lambda_t \Delta t}, \qquad
+# A_t = \bar a_t + (A_{t-1} - \bar a_t)\, e^{-\lambda_t \Delta t},
+# $$
+#
+# $$
 # \lambda_t = (1 - q_t)\,\lambda_{\mathrm{fix}} + q_t\,\lambda_{\mathrm{sac}},
 # $$
 #
@@ -36,7 +39,9 @@
 #
 # $$
 # m^{\mathrm{fast}}_t = \alpha_{\mathrm{fast}}\, m^{\mathrm{fast}}_{t-1} + (1 - \alpha_{\mathrm{fast}})\, A_t,
-# \qquad
+# $$
+#
+# $$
 # m^{\mathrm{slow}}_t = \alpha_{\mathrm{slow}}\, m^{\mathrm{slow}}_{t-1} + (1 - \alpha_{\mathrm{slow}})\, A_t,
 # $$
 #
