@@ -84,14 +84,13 @@ class EIRNN(nn.Module):
         generator = torch.Generator().manual_seed(validate.non_negative_int("seed", seed))
         self._init_time_constants(tau_e, tau_i, validate.float_in(
             "alpha_init", alpha_init, 0.0, 1.0, low_open=True, high_open=True))
-        self._init_rate_scale = validate.positive_float("rate_scale", rate_scale)
+        rate_scale = validate.positive_float("rate_scale", rate_scale)
         self._init_recurrence(low_rank, validate.positive_float(
-            "spectral_radius", spectral_radius), generator)
+            "spectral_radius", spectral_radius), rate_scale, generator)
         self.W_in = nn.Parameter(torch.randn(n, n_inputs, generator=generator) / math.sqrt(
             n_inputs))
         self.bias = nn.Parameter(torch.zeros(n))
-        self._rate_scale = nn.Parameter(_inverse_softplus(torch.tensor(
-            validate.positive_float("rate_scale", rate_scale))))
+        self._rate_scale = nn.Parameter(_inverse_softplus(torch.tensor(rate_scale)))
         self._rate_baseline = nn.Parameter(_inverse_softplus(torch.tensor(
             validate.positive_float("rate_baseline", rate_baseline))))
 
@@ -120,7 +119,7 @@ class EIRNN(nn.Module):
             self._alpha_logit = nn.Parameter(torch.full((n,), math.log(alpha_init / (
                 1 - alpha_init))))
 
-    def _init_recurrence(self, low_rank, radius, generator):
+    def _init_recurrence(self, low_rank, radius, rate_scale, generator):
         n = self.n_total
         n_exc = int(self.excitatory.sum())
         n_inh = n - n_exc
@@ -141,7 +140,7 @@ class EIRNN(nn.Module):
         with torch.no_grad():
             # The linearised gain of the loop is W_rec * rate_scale * softplus' (<= 1): the
             # radius is set for W_rec * rate_scale.
-            current = torch.linalg.eigvals(self.W_rec).abs().max().item() * self._init_rate_scale
+            current = torch.linalg.eigvals(self.W_rec).abs().max().item() * rate_scale
             self.w_scale.fill_(radius / max(current, 1e-6))
 
     @property

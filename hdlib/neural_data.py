@@ -69,8 +69,10 @@ class Session:
 
 
 # ------------------------------------------------------------------------------ reading
-def _read_raw(path: Path) -> dict:
-    """Every field as a numpy array in MATLAB dimension order (strings as ``str``)."""
+def read_fields(path) -> dict:
+    """Every field of a session file, unchecked: numpy arrays in MATLAB dimension order,
+    strings as ``str`` (the inverse of :func:`write_session_v73`)."""
+    path = Path(path)
     if h5py.is_hdf5(path):
         raw = {}
         with h5py.File(path, "r") as f:
@@ -125,7 +127,7 @@ def load_session(path, val_fraction: float = 0.2, seed: int = 0) -> Session:
         raise FileNotFoundError(f"session file {str(path)!r} does not exist")
     val_fraction = validate.float_in("val_fraction", val_fraction, 0.0, 1.0, low_open=True,
                                      high_open=True)
-    raw = _read_raw(path)
+    raw = read_fields(path)
     missing = [name for name in FIELDS if name not in raw]
     if missing:
         raise ValueError(f"{path.name}: missing field(s) {', '.join(missing)}")

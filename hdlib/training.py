@@ -115,11 +115,10 @@ def parameter_group(name: str) -> str:
     else ``'other'``."""
     if "noise" in name:
         return "noise"
-    leaf = name.rsplit(".", 1)[-1]
+    leaf = name.rsplit(".", 1)[-1]  # the parameter's own name, without its module path
     if "lambda" in leaf or "alpha" in leaf:
         return "temporal"
-    name = leaf
-    if name.startswith(("W", "g_", "sigma", "J")):
+    if leaf.startswith(("W", "g_", "sigma", "J")):
         return "connectivity"
     return "other"
 
@@ -160,11 +159,10 @@ class AdamCosineTrainer:
                                                                     if p.numel() > 1]
         self.history = {"train_loss": [], "val_loss": [], "learning_rate": [], "grad_norm": [],
                         "grad_norms": {n: [] for n in self.monitored}}
-        self.param_history = {n: [self._summary(n)] for n in self.monitored}
         # A model may report derived quantities (time constants, ...) through ``monitor()``.
         self._monitor = getattr(model, "monitor", None)
-        for key, value in (self._monitor() if self._monitor else {}).items():
-            self.param_history[key] = [value]
+        self.param_history = {}
+        self._record_parameters()
         self.start_epoch = 0
         self.best_val = math.inf
         self.bad_epochs = 0
@@ -174,6 +172,13 @@ class AdamCosineTrainer:
         """A parameter's value, or the mean absolute value of a matrix."""
         p = self._params[name].detach()
         return p.item() if p.numel() == 1 else p.abs().mean().item()
+
+    def _record_parameters(self) -> None:
+        """Append each monitored parameter (and the model's ``monitor()`` values)."""
+        values = {n: self._summary(n) for n in self.monitored}
+        values.update(self._monitor() if self._monitor else {})
+        for key, value in values.items():
+            self.param_history.setdefault(key, []).append(value)
 
     def _generator(self, epoch: int, salt: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch * 7 + salt)
@@ -244,10 +249,7 @@ class AdamCosineTrainer:
             self.scheduler.step()
             self.history["train_loss"].append(train_loss)
             self.history["val_loss"].append(val_loss)
-            for n in self.monitored:
-                self.param_history[n].append(self._summary(n))
-            for key, value in (self._monitor() if self._monitor else {}).items():
-                self.param_history[key].append(value)
+            self._record_parameters()
             self.start_epoch = epoch + 1
             if val_loss < self.best_val:
                 self.best_val, self.bad_epochs = val_loss, 0

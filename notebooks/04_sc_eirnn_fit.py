@@ -138,7 +138,7 @@ glue("n_conditions", int(torch.unique(session.condition).numel()), display=False
 
 # %%
 broken_dir = Path("_artifacts/broken")
-raw = neural_data._read_raw(Path(source))
+raw = neural_data.read_fields(source)
 for label, change in [("missing field", lambda f: f.pop("neuron_type")),
                       ("inconsistent count", lambda f: f.update(n_trials=f["n_trials"] + 1))]:
     fields = {k: (v if isinstance(v, str) else np.asarray(v)) for k, v in raw.items()}

@@ -54,7 +54,7 @@ def test_loaded_session(session, synthetic):
 
 
 def test_old_matlab_format_loads_the_same(session, synthetic, tmp_path):
-    raw = nd._read_raw(synthetic.path)
+    raw = nd.read_fields(synthetic.path)
     path = tmp_path / "v5.mat"
     scipy.io.savemat(path, raw)
     old = nd.load_session(path)
@@ -79,7 +79,7 @@ def test_nan_padding_becomes_the_mask(session):
     (lambda f: f.update(input_target_loc=np.zeros((3, 140, 120))), "input_target_loc"),
 ])
 def test_bad_session_files_name_the_field(synthetic, tmp_path, edit, message):
-    fields = nd._read_raw(synthetic.path)
+    fields = nd.read_fields(synthetic.path)
     edit(fields)
     path = nd.write_session_v73(tmp_path / "bad.mat", fields)
     with pytest.raises(ValueError, match=message):
