@@ -1,11 +1,11 @@
 """Speed of the E/I ring's batched forward pass against loops over samples.
 
-Two references run the same equations one sample at a time, as the original implementation did
-(the document lists vectorising this loop as future work): one calls hdlib's own forward pass per
-sample (same FFT for the E->E product, so it isolates the gain from batching), the other also
-multiplies by the dense ``N_E x N_E`` matrix ``W_EE`` as the original did. Prints the time of
-each, forward only and forward plus backward, and the ratios to the batched form (target: at
-least 10x) at batch 32, T = 100, 800 E and 200 I neurons. Run:
+The reference is the original implementation's form (the document lists vectorising it as future
+work): one sample at a time, multiplying by the dense ``N_E x N_E`` matrix ``W_EE`` every step.
+A second loop calls hdlib's own forward pass per sample (same Fourier-mode E->E product and
+fused E<->I products), so it isolates what batching alone buys. Prints the time of each, forward
+only and forward plus backward, and the ratios to the batched form (target: at least 10x against
+the original form) at batch 32, T = 100, 800 E and 200 I neurons. Run:
 ``python benchmarks/ei_ring_speed.py [--batch 32] [--steps 100] [--repeats 3]``.
 """
 from __future__ import annotations
@@ -69,9 +69,9 @@ def main(argv=None) -> None:
     inputs = model.cue(heading)
     h0 = model.initial_state(heading[:, 0])
     forms = {
-        "batched forward (FFT for E->E)": lambda: model(inputs, h0, noise=False)[0],
-        "per-sample loop, same kernels": lambda: per_sample_forward(model, inputs, h0),
-        "per-sample loop, dense W_EE": lambda: per_sample_dense_forward(model, inputs, h0),
+        "batched (hdlib forward)": lambda: model(inputs, h0, noise=False)[0],
+        "per-sample loop, hdlib forward": lambda: per_sample_forward(model, inputs, h0),
+        "per-sample loop, dense (original)": lambda: per_sample_dense_forward(model, inputs, h0),
     }
 
     def training_step(form):

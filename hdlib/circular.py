@@ -67,3 +67,21 @@ def von_mises_bump(heading: torch.Tensor, num_neurons: int, *,
     """
     grid = angle_grid(num_neurons, device=heading.device, dtype=heading.dtype)
     return torch.exp(concentration * (torch.cos(grid - heading.unsqueeze(-1)) - 1.0))
+
+
+def fourier_basis(num_neurons: int, *, dtype=torch.float32) -> torch.Tensor:
+    """Orthonormal real Fourier basis of the ring, ``(N, N)``, one mode per column.
+
+    Columns are ordered by frequency: ``1/sqrt(N)``, then ``sqrt(2/N) cos(k theta)`` and
+    ``sqrt(2/N) sin(k theta)`` for ``k = 1, 2, ...``, and for even ``N`` the last column is the
+    Nyquist mode ``cos(N theta / 2) / sqrt(N)``. Every circulant symmetric matrix on the ring is
+    diagonal in this basis, with each eigenvalue shared by the cosine and sine of its frequency.
+    """
+    theta = angle_grid(num_neurons, dtype=torch.float64)
+    columns = [torch.full_like(theta, 1.0 / math.sqrt(num_neurons))]
+    for k in range(1, (num_neurons + 1) // 2):
+        columns += [math.sqrt(2.0 / num_neurons) * torch.cos(k * theta),
+                    math.sqrt(2.0 / num_neurons) * torch.sin(k * theta)]
+    if num_neurons % 2 == 0:
+        columns.append(torch.cos(num_neurons // 2 * theta) / math.sqrt(num_neurons))
+    return torch.stack(columns, dim=1).to(dtype)

@@ -219,8 +219,9 @@ class EIRNN(nn.Module):
         x = torch.zeros(K, self.n_total) if x0 is None else x0
         h = nn.functional.softplus(x)
         out = []
-        for t in range(T):
-            x = torch.addmm(drive[:, t], h, w_alpha).addcmul_(x, decay)
+        # unbind, not drive[:, t]: each indexed step's gradient would allocate the whole drive
+        for drive_t in drive.unbind(1):
+            x = torch.addmm(drive_t, h, w_alpha).addcmul_(x, decay)
             h = nn.functional.softplus(x)
             out.append(h)
         return torch.stack(out, dim=1) * scale + baseline

@@ -201,7 +201,7 @@ class LeakyRingAttractor(nn.Module):
         coeff = self.turn_signals(av)
         weights = self.stacked_weights()
         states = []
-        for t in range(av.shape[1]):
-            r = self._step(r, weights, coeff[:, t])
+        for coeff_t in coeff.unbind(1):  # not coeff[:, t], whose gradient is sequence-sized
+            r = self._step(r, weights, coeff_t)
             states.append(r)
         return torch.stack(states, dim=1)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from benchmarks.ei_ring_speed import per_sample_dense_forward, per_sample_forward
-from hdlib.circular import angle_grid, circular_mae, von_mises_bump
+from hdlib.circular import angle_grid, circular_mae, fourier_basis, von_mises_bump
 from hdlib.ei_ring import RingAttractorNetwork, count_bumps, drift_deg_per_s
 
 
@@ -61,11 +61,23 @@ def test_poisson_sampling_passes_no_gradient():
     assert rate.grad.item() == 0.0
 
 
-def test_fft_excitation_equals_dense_circulant_product(small):
-    r = torch.rand(5, 64)
-    dense = small.g_ee * r @ small.w_ee().T
-    fft = small.recurrent_excitation(r, small.excitation_spectrum())
-    torch.testing.assert_close(fft, dense, atol=1e-5, rtol=1e-4)
+@pytest.mark.parametrize("n_exc, sigma", [(64, 0.5), (800, 0.5), (800, 0.05), (801, 1.5),
+                                          (40, 0.02)])
+def test_fourier_mode_excitation_equals_dense_circulant_product(n_exc, sigma):
+    model = RingAttractorNetwork(n_exc=n_exc, n_inh=8, sigma_ee=sigma)
+    r = torch.rand(5, n_exc)
+    dense = model.g_ee * r @ model.w_ee().T
+    torch.testing.assert_close(model.recurrent_excitation(r), dense, atol=2e-6, rtol=1e-5)
+    modes, gains = model.excitation_modes()
+    assert modes.shape == (n_exc, gains.numel())
+    if (n_exc, sigma) == (800, 0.5):  # the default kernel needs few modes
+        assert gains.numel() <= 31
+
+
+def test_fourier_basis_is_orthonormal():
+    for n in (7, 8):
+        basis = fourier_basis(n, dtype=torch.float64)
+        torch.testing.assert_close(basis.T @ basis, torch.eye(n, dtype=torch.float64))
 
 
 def test_bump_persists_without_input():
