@@ -13,10 +13,12 @@ the inhibitory population is a pool without topography. With Euler steps of ``dt
 ``W_EE[i, j]`` is a Gaussian of the circular distance between ``theta_i`` and ``theta_j`` with
 trainable width ``sigma_ee`` (radians), normalised so every row sums to 1. ``W_EE`` is circulant
 and symmetric, so ``W_EE = Phi diag(lambda) Phi^T`` with ``Phi`` the real Fourier modes of the
-ring and ``lambda`` the (real) ``rfft`` of its first column; the eigenvalues of a Gaussian fall
-as ``exp(-k^2 sigma_ee^2 / 2)``, and the modes below float32 resolution are dropped (23 of 800
-at ``sigma_ee = 0.5``), so the product costs two thin matrix products instead of ``N_E^2``. ``W_EI`` (E to I,
-``N_I x N_E``) and ``W_IE`` (I to E, ``N_E x N_I``, entering with a minus sign) are trainable
+ring and ``lambda`` the (real) ``rfft`` of its first column. The eigenvalues of a Gaussian fall
+as ``exp(-k^2 sigma_ee^2 / 2)``; dropping the modes below float32 resolution (all but about 20
+of 800 at ``sigma_ee = 0.5``) turns the product into two thin matrix products. A kernel wide
+enough to be cut off at the antipode (``sigma_ee`` near 1 rad or more) has a slowly falling
+spectrum and keeps most modes. ``W_EI`` (E to I, ``N_I x N_E``) and ``W_IE`` (I to E,
+``N_E x N_I``, entering with a minus sign) are trainable
 matrices. ``F(x) = r_max * tanh(relu(x) / r_max)`` rectifies and saturates, which bounds the
 bump's height.
 
