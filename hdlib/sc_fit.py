@@ -171,7 +171,9 @@ def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
 @torch.no_grad()
 def evaluate(model: EIRNN, session: Session, index=None, seed: int = 0) -> dict:
     """Validation scores: PSTH correlation and its split-half ceiling, single-trial correlation
-    after one-to-one matching, fraction of units with mean rate in 1-50 spikes/s."""
+    after one-to-one matching, fraction of units with mean rate in 1-50 spikes/s, and two
+    held-out losses: the trial-matching cost ``L_trial`` and the Poisson negative
+    log-likelihood per bin and neuron."""
     index = session.val_idx if index is None else index
     batch = session.trials(index)
     generator = torch.Generator().manual_seed(seed)
@@ -184,6 +186,10 @@ def evaluate(model: EIRNN, session: Session, index=None, seed: int = 0) -> dict:
             "single_trial_corr": fl.single_trial_correlation(
                 *args, bin_size_ms=session.bin_size_ms),
             "rates_in_range": fl.rates_in_range(rates, batch["mask"]),
+            "L_trial": fl.compute_L_trial(rates, batch["rates"], batch["mask"],
+                                          bin_size_ms=session.bin_size_ms).item(),
+            "poisson_nll": fl.compute_L_poisson(rates, batch["rates"], batch["mask"],
+                                                session.bin_size_ms).item(),
             "mean_rate": (rates * batch["mask"][..., None]).sum().item()
             / (batch["mask"].sum().item() * rates.shape[-1])}
 
@@ -203,5 +209,11 @@ CHAPTER_PARAMETERS = {
     "sweep_workers": validate.positive_int,
     "target_fraction": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
     "recovery_tolerance": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
+    "recovery_n_trials": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 24,
+                                                            1e5)),
+    "recovery_steps": validate.positive_int,
+    "recovery_lr_scale": validate.positive_float,
+    "recovery_session_path": validate.path_string,
+    "recovery_dir": validate.path_string,
     "margin": lambda n, v: validate.float_in(n, v, 0.0, 1.0),
 }

@@ -66,6 +66,11 @@ sweep_dir = "_artifacts/sc_sweep"
 sweep_workers = 2  # local processes; see `python -m hdlib sweep --engine` for clusters
 target_fraction = 0.8  # baseline PSTH correlation, as a fraction of the noise ceiling
 recovery_tolerance = 0.25  # relative error allowed for a recovered time constant
+recovery_n_trials = 1043  # trials of the second synthetic session (the document's count)
+recovery_steps = 120  # Adam steps of the learnable-alpha fit on that session
+recovery_lr_scale = 10.0  # its learning rate for the time constants, relative to the rest
+recovery_session_path = "_artifacts/sc_session_recovery.mat"
+recovery_dir = "_artifacts/sc_recovery"
 margin = 0.01  # smallest change in PSTH correlation counted as better or worse
 
 # %%
@@ -130,6 +135,8 @@ print(f"train/validation trials: {len(session.train_idx)}/{len(session.val_idx)}
       f"{session.mask.float().mean():.0%} of bins recorded; mean rate "
       f"{recorded.mean():.1f} spikes/s")
 glue("n_val", len(session.val_idx), display=False)
+glue("n_trials_used", session.rates.shape[0], display=False)
+glue("teacher_tau_i", teacher_tau_i_ms, display=False)
 glue("n_conditions", int(torch.unique(session.condition).numel()), display=False)
 
 # %% [markdown]
@@ -413,9 +420,9 @@ plt.show()
 #
 # On the synthetic session the teacher's $\tau_E$ and $\tau_I$ are known. The learnable
 # $\alpha$ (population) runs start at $\tau_E = 50$ ms, $\tau_I = 33$ ms
-# ($\alpha_I = 1.5\,\alpha_E$, as the document proposes), once at the common learning rate and
-# once with the time constants at 3x (`time_constant_lr_scale`); the learnable $\tau$ runs start
-# both populations at 50 ms.
+# ($\alpha_I = 1.5\,\alpha_E$, as the document proposes); the learnable $\tau$ runs start
+# both populations at 50 ms. (The full-scale sweep file adds a run with the time constants at
+# 3x the learning rate, `time_constant_lr_scale`.)
 
 # %%
 traces = {name: ok.loc[name] for name in ["learnable_alpha_population",
@@ -448,10 +455,6 @@ display(recovery.style.format(precision=3))
 alpha_rows = recovery.loc[[n for n in recovery.index if n.startswith("learnable_alpha")]]
 alpha_row = alpha_rows.iloc[0] if len(alpha_rows) else None
 alpha_recovered = bool(alpha_rows["both within tolerance"].any()) if len(alpha_rows) else False
-if "learnable_alpha_population_lr3" in recovery.index:
-    fast_row = recovery.loc["learnable_alpha_population_lr3"]
-    glue("fast_tau_e", float(fast_row["tau_E (ms)"]), display=False)
-    glue("fast_tau_i", float(fast_row["tau_I (ms)"]), display=False)
 if "learnable_tau_smooth" in recovery.index:
     glue("smooth_tau_i", float(recovery.loc["learnable_tau_smooth", "tau_I (ms)"]), display=False)
 if alpha_row is not None:
@@ -467,15 +470,105 @@ glue("baseline_corr", baseline_corr, display=False)
 # {glue:text}`baseline_fraction:.0f`% of the noise ceiling. The population-level learnable
 # $\alpha$ ends {glue:text}`alpha_err_e:.0f`% from the teacher's $\tau_E$ and
 # {glue:text}`alpha_err_i:.0f`% from its $\tau_I$. $\tau_E$ moves quickly toward the teacher's;
-# $\tau_I$, carried by only 13 neurons and started below the truth, hardly moves. With the time
-# constants at 3x the learning rate, $\tau_E$ ends at {glue:text}`fast_tau_e:.0f` ms (teacher:
-# 100) but $\tau_I$ still at {glue:text}`fast_tau_i:.0f` ms (teacher: 50). The smooth
+# $\tau_I$, carried by only 13 neurons and started below the truth, hardly moves. The smooth
 # learnable $\tau$ starts $\tau_I$ *at* the teacher's 50 ms and leaves it, ending at
-# {glue:text}`smooth_tau_i:.0f` ms. So the miss is not the optimiser's: these losses, on PSTHs
-# and population-average trajectories, prefer a faster inhibitory population than the teacher
-# has: the recurrent weights and the noise can stand in for an inhibitory time constant. The
-# issue's target for $\alpha_I$ is not reached, and a longer fit with these losses is not
-# expected to reach it.
+# {glue:text}`smooth_tau_i:.0f` ms. So the miss is not the optimiser's: on this session the
+# losses themselves prefer a faster inhibitory population than the teacher has.
+#
+# ### What the training loss prefers, and how that depends on the number of trials
+#
+# A direct test: fix $\tau_E$ at the teacher's value and $\tau_I$ at the teacher's value or
+# 40% below it, fit every weight with the time constants held, and compare the training loss
+# each fit ends at (mean of its last 10 steps). Where the loss is lower, a learnable time
+# constant will go. The same comparison runs on a second synthetic session with the document's
+# {glue:text}`recovery_trials` trials (same task, a teacher built the same way, the same number
+# of bins), and on that session the population-level learnable $\alpha$ runs for
+# {glue:text}`recovery_steps` steps with the time constants at {glue:text}`recovery_lr_scale`x
+# the learning rate.
+
+# %%
+recovery_runs = pd.DataFrame()
+if teacher is not None:
+    large = neural_data.make_synthetic_session(
+        recovery_session_path, n_trials=recovery_n_trials, n_bins=n_bins,
+        tau_e_ms=teacher_tau_e_ms, tau_i_ms=teacher_tau_i_ms, seed=seed)
+    sizes = {n_trials: str(Path(source).resolve()), recovery_n_trials: str(large.path.resolve())}
+    alpha_run = f"learnable_alpha_{recovery_n_trials}_trials"
+    recovery_experiments = {alpha_run: {  # the longest runs first, so the two workers balance
+        "data_path": sizes[recovery_n_trials],
+        "fit_options": {"learnable_alpha": "population", "steps": recovery_steps,
+                        "time_constant_lr_scale": recovery_lr_scale}}}
+    profile_taus = sorted({max(0.6 * teacher_tau_i_ms, session.bin_size_ms), teacher_tau_i_ms})
+    for trials, path in sorted(sizes.items(), reverse=True):
+        for tau_i in profile_taus:
+            recovery_experiments[f"fixed_tau_i_{tau_i:g}_{trials}_trials"] = {
+                "data_path": path,
+                "fit_options": {"tau_e_init": teacher_tau_e_ms, "tau_i_init": tau_i}}
+    recovery_runs = sweeps.run_sweep("experiments/sc_fit_run.py", recovery_experiments,
+                                     recovery_dir, base=base, workers=sweep_workers)
+    recovery_ok = recovery_runs[recovery_runs["status"] == "ok"]
+    profile = pd.DataFrame([
+        {"trials": trials, "tau_I (ms)": tau_i,
+         "training loss at the end": recovery_ok.loc[name, "train_loss_end"],
+         "validation PSTH corr": recovery_ok.loc[name, "psth_corr"],
+         "validation Poisson NLL": recovery_ok.loc[name, "poisson_nll"]}
+        for trials in sizes for tau_i in profile_taus
+        if (name := f"fixed_tau_i_{tau_i:g}_{trials}_trials") in recovery_ok.index])
+    display(profile.style.format(precision=4).hide(axis="index"))
+    preferred = {trials: float(group.loc[group["training loss at the end"].idxmin(),
+                                         "tau_I (ms)"])
+                 for trials, group in profile.groupby("trials")}
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for trials, group in profile.groupby("trials"):
+        axes[0].plot(group["tau_I (ms)"], group["training loss at the end"], "o-",
+                     label=f"{trials} trials")
+    axes[0].axvline(teacher_tau_i_ms, color="k", ls="--", lw=1, label="teacher")
+    axes[0].set(xlabel=r"fixed $\tau_I$ (ms)", ylabel="training loss at the end",
+                title="weights refit at fixed time constants")
+    axes[0].legend(fontsize="x-small")
+    if alpha_run in recovery_ok.index:
+        row = recovery_ok.loc[alpha_run]
+        axes[1].plot(row["tau_e_curve"], label=r"$\tau_E$")
+        axes[1].plot(row["tau_i_curve"], label=r"$\tau_I$")
+        for true in (teacher_tau_e_ms, teacher_tau_i_ms):
+            axes[1].axhline(true, color="k", ls="--", lw=1)
+        axes[1].set(xlabel="step", ylabel="ms",
+                    title=f"learnable alpha, {recovery_n_trials} trials")
+        axes[1].legend(fontsize="x-small")
+    fig.tight_layout()
+    plt.show()
+glue("recovery_trials", recovery_n_trials, display=False)
+glue("recovery_steps", recovery_steps, display=False)
+glue("recovery_lr_scale", f"{recovery_lr_scale:g}", display=False)
+
+# %%
+large_recovered, large_err_e, large_err_i = False, math.nan, math.nan
+if teacher is not None and alpha_run in recovery_ok.index:
+    row = recovery_ok.loc[alpha_run]
+    large_err_e = abs(row["tau_e_ms"] - teacher_tau_e_ms) / teacher_tau_e_ms
+    large_err_i = abs(row["tau_i_ms"] - teacher_tau_i_ms) / teacher_tau_i_ms
+    large_recovered = max(large_err_e, large_err_i) <= recovery_tolerance
+    glue("large_tau_e", float(row["tau_e_ms"]), display=False)
+    glue("large_tau_i", float(row["tau_i_ms"]), display=False)
+    glue("large_err_e", 100 * large_err_e, display=False)
+    glue("large_err_i", 100 * large_err_i, display=False)
+    glue("preferred_small", preferred.get(n_trials, math.nan), display=False)
+    glue("preferred_large", preferred.get(recovery_n_trials, math.nan), display=False)
+    print(f"{recovery_n_trials} trials: tau_E {row['tau_e_ms']:.1f} ms ({large_err_e:.0%} off), "
+          f"tau_I {row['tau_i_ms']:.1f} ms ({large_err_i:.0%} off)")
+
+# %% [markdown]
+# With {glue:text}`n_trials_used` trials the training loss is lowest with $\tau_I$ at
+# {glue:text}`preferred_small:.0f` ms; with {glue:text}`recovery_trials` trials it is lowest at
+# {glue:text}`preferred_large:.0f` ms (teacher: {glue:text}`teacher_tau_i:.0f` ms), while the
+# validation PSTH correlation barely tells the settings apart at either size: the PSTHs carry
+# little information about $\tau_I$, and with few trials the fit uses a faster inhibitory
+# population to follow trial-to-trial noise in the training PSTHs. On the larger session the
+# learnable $\alpha$ ends at $\tau_E$ = {glue:text}`large_tau_e:.0f` ms
+# ({glue:text}`large_err_e:.0f`% off) and $\tau_I$ = {glue:text}`large_tau_i:.0f` ms
+# ({glue:text}`large_err_i:.0f`% off). Recovering time constants needs the document's number
+# of trials; the book-scale session is too small for it, whatever the optimiser does.
 #
 # ## What the document claims, and what we measured
 
@@ -506,9 +599,12 @@ claims = claims_table([
      f"clamped tau moved at most {clamp_step:.3f} ms per step; smooth form {smooth_step:.2f} ms",
      clamp_step < 0.1),
     (f"Learnable alpha (population) recovers the teacher's tau_E and tau_I within "
-     f"{recovery_tolerance:.0%}",
-     "; ".join(f"{name}: {row['error E']:.0%} (E), {row['error I']:.0%} (I)"
-               for name, row in alpha_rows.iterrows()) or "not run", alpha_recovered),
+     f"{recovery_tolerance:.0%} (issue target)",
+     "; ".join([f"{n_trials} trials, {name}: {row['error E']:.0%} (E), {row['error I']:.0%} (I)"
+                for name, row in alpha_rows.iterrows()]
+               + ([f"{recovery_n_trials} trials, {recovery_steps} steps: {large_err_e:.0%} (E), "
+                   f"{large_err_i:.0%} (I)"] if not math.isnan(large_err_e) else []))
+     or "not run", large_recovered),
     ("Low-rank connectivity (10/20/30) improves generalisation",
      f"best low rank {low_rank_best:.3f} vs full rank {baseline_corr:.3f}",
      low_rank_best > baseline_corr + margin),
@@ -539,3 +635,5 @@ print(f"baseline reaches {target_fraction:.0%} of the ceiling: "
 print(f"learnable tau breaks training here: {tau_worst < -0.5}")
 print(f"alpha > 1 makes inhibitory rates zig-zag: {jitter[20.0] > 2 * jitter[50.0]}")
 print(f"clamp gives zero gradient beyond its bound: {clamp_dead}")
+print(f"learnable alpha recovers both time constants with {recovery_n_trials} trials: "
+      f"{large_recovered}")

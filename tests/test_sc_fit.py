@@ -272,6 +272,7 @@ def test_short_fit_improves_and_reports(session):
     assert history["L_neuron"][-1] < history["L_neuron"][0]
     scores = sc_fit.evaluate(model, session)
     assert 0 < scores["ceiling"] <= 1 and -1 <= scores["psth_corr"] <= 1
+    assert scores["L_trial"] >= 0 and np.isfinite(scores["poisson_nll"])
     with pytest.raises(ValueError, match="warmup_steps"):
         sc_fit.make_config(steps=10, warmup_steps=10)
     with pytest.raises(ValueError, match="learning_rat"):

@@ -50,6 +50,7 @@ scores = sc_fit.evaluate(model, session)
 taus = model.get_tau_values()
 result = {**scores, "tau_e_ms": taus["tau_e_ms"], "tau_i_ms": taus["tau_i_ms"],
           "seconds": history["seconds"][-1], "final_loss": history["loss"][-1],
+          "train_loss_end": sum(history["loss"][-10:]) / len(history["loss"][-10:]),
           "L_neuron_curve": history["L_neuron"], "tau_e_curve": history["tau_e_ms"],
           "tau_i_curve": history["tau_i_ms"], "fit_options": fit_options}
 out = Path(result_path)
