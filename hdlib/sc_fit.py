@@ -214,6 +214,5 @@ CHAPTER_PARAMETERS = {
     "recovery_steps": validate.positive_int,
     "recovery_lr_scale": validate.positive_float,
     "recovery_session_path": validate.path_string,
-    "recovery_dir": validate.path_string,
     "margin": lambda n, v: validate.float_in(n, v, 0.0, 1.0),
 }

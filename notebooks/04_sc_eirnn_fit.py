@@ -70,7 +70,6 @@ recovery_n_trials = 1043  # trials of the second synthetic session (the document
 recovery_steps = 120  # Adam steps of the learnable-alpha fit on that session
 recovery_lr_scale = 10.0  # its learning rate for the time constants, relative to the rest
 recovery_session_path = "_artifacts/sc_session_recovery.mat"
-recovery_dir = "_artifacts/sc_recovery"
 margin = 0.01  # smallest change in PSTH correlation counted as better or worse
 
 # %%
@@ -321,12 +320,33 @@ display(pd.Series(findings, name="measured").to_frame())
 # Each configuration of the sweep file is one papermill run of
 # `notebooks/experiments/sc_fit_run.py` (the same command line: `python -m hdlib sweep`), on a
 # local process pool; a run that fails becomes a row with its error and does not stop the others.
+# The same pool also runs the five fits of the time-constant section further down.
 
 # %%
 base = sweeps.merge(base_options, {"data_path": str(Path(source).resolve()),
                                    "val_fraction": val_fraction, "split_seed": seed})
-results = sweeps.run_sweep("experiments/sc_fit_run.py", experiments, sweep_dir, base=base,
-                           workers=sweep_workers)
+recovery_experiments = {}  # the fits of the time-constant section below (synthetic data only)
+if teacher is not None:
+    large = neural_data.make_synthetic_session(
+        recovery_session_path, n_trials=recovery_n_trials, n_bins=n_bins,
+        tau_e_ms=teacher_tau_e_ms, tau_i_ms=teacher_tau_i_ms, seed=seed)
+    sizes = {n_trials: str(Path(source).resolve()), recovery_n_trials: str(large.path.resolve())}
+    alpha_run = f"learnable_alpha_{recovery_n_trials}_trials"
+    recovery_experiments[alpha_run] = {
+        "data_path": sizes[recovery_n_trials],
+        "fit_options": {"learnable_alpha": "population", "steps": recovery_steps,
+                        "time_constant_lr_scale": recovery_lr_scale}}
+    profile_taus = sorted({max(0.6 * teacher_tau_i_ms, session.bin_size_ms), teacher_tau_i_ms})
+    for trials, path in sorted(sizes.items(), reverse=True):
+        for tau_i in profile_taus:
+            recovery_experiments[f"fixed_tau_i_{tau_i:g}_{trials}_trials"] = {
+                "data_path": path,
+                "fit_options": {"tau_e_init": teacher_tau_e_ms, "tau_i_init": tau_i}}
+# one pool for both, the longest runs first, so that the workers stay busy
+all_runs = sweeps.run_sweep("experiments/sc_fit_run.py", {**recovery_experiments, **experiments},
+                            sweep_dir, base=base, workers=sweep_workers)
+results = all_runs.loc[list(experiments)]
+recovery_runs = all_runs.loc[list(recovery_experiments)]
 failed = results[results["status"] != "ok"]
 ok = results[results["status"] == "ok"]
 columns = ["psth_corr", "fraction_of_ceiling", "single_trial_corr", "rates_in_range",
@@ -487,25 +507,7 @@ glue("baseline_corr", baseline_corr, display=False)
 # the learning rate.
 
 # %%
-recovery_runs = pd.DataFrame()
 if teacher is not None:
-    large = neural_data.make_synthetic_session(
-        recovery_session_path, n_trials=recovery_n_trials, n_bins=n_bins,
-        tau_e_ms=teacher_tau_e_ms, tau_i_ms=teacher_tau_i_ms, seed=seed)
-    sizes = {n_trials: str(Path(source).resolve()), recovery_n_trials: str(large.path.resolve())}
-    alpha_run = f"learnable_alpha_{recovery_n_trials}_trials"
-    recovery_experiments = {alpha_run: {  # the longest runs first, so the two workers balance
-        "data_path": sizes[recovery_n_trials],
-        "fit_options": {"learnable_alpha": "population", "steps": recovery_steps,
-                        "time_constant_lr_scale": recovery_lr_scale}}}
-    profile_taus = sorted({max(0.6 * teacher_tau_i_ms, session.bin_size_ms), teacher_tau_i_ms})
-    for trials, path in sorted(sizes.items(), reverse=True):
-        for tau_i in profile_taus:
-            recovery_experiments[f"fixed_tau_i_{tau_i:g}_{trials}_trials"] = {
-                "data_path": path,
-                "fit_options": {"tau_e_init": teacher_tau_e_ms, "tau_i_init": tau_i}}
-    recovery_runs = sweeps.run_sweep("experiments/sc_fit_run.py", recovery_experiments,
-                                     recovery_dir, base=base, workers=sweep_workers)
     recovery_ok = recovery_runs[recovery_runs["status"] == "ok"]
     profile = pd.DataFrame([
         {"trials": trials, "tau_I (ms)": tau_i,
@@ -521,10 +523,13 @@ if teacher is not None:
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for trials, group in profile.groupby("trials"):
-        axes[0].plot(group["tau_I (ms)"], group["training loss at the end"], "o-",
+        at_teacher = group.loc[group["tau_I (ms)"] == teacher_tau_i_ms,
+                               "training loss at the end"].iloc[0]
+        axes[0].plot(group["tau_I (ms)"], group["training loss at the end"] - at_teacher, "o-",
                      label=f"{trials} trials")
     axes[0].axvline(teacher_tau_i_ms, color="k", ls="--", lw=1, label="teacher")
-    axes[0].set(xlabel=r"fixed $\tau_I$ (ms)", ylabel="training loss at the end",
+    axes[0].axhline(0, color="0.6", lw=0.8)
+    axes[0].set(xlabel=r"fixed $\tau_I$ (ms)", ylabel="training loss minus teacher's",
                 title="weights refit at fixed time constants")
     axes[0].legend(fontsize="x-small")
     if alpha_run in recovery_ok.index:
@@ -551,8 +556,8 @@ if teacher is not None and alpha_run in recovery_ok.index:
     large_recovered = max(large_err_e, large_err_i) <= recovery_tolerance
     glue("large_tau_e", float(row["tau_e_ms"]), display=False)
     glue("large_tau_i", float(row["tau_i_ms"]), display=False)
-    glue("large_err_e", 100 * large_err_e, display=False)
-    glue("large_err_i", 100 * large_err_i, display=False)
+    glue("large_err_e", float(100 * large_err_e), display=False)
+    glue("large_err_i", float(100 * large_err_i), display=False)
     glue("preferred_small", preferred.get(n_trials, math.nan), display=False)
     glue("preferred_large", preferred.get(recovery_n_trials, math.nan), display=False)
     print(f"{recovery_n_trials} trials: tau_E {row['tau_e_ms']:.1f} ms ({large_err_e:.0%} off), "
