@@ -95,15 +95,20 @@ class RingAttractorNetwork(nn.Module):
         index = torch.remainder(neurons[:, None] - neurons[None, :], self.n_exc)
         return column[index.to(column.device)]
 
+    def excitation_spectrum(self) -> torch.Tensor:
+        """Eigenvalues of ``g_EE W_EE`` by frequency ``k = 0..N_E/2``: the real ``rfft`` of its
+        first column (real because the kernel is symmetric)."""
+        return self.g_ee * torch.fft.rfft(self.w_ee_column()).real
+
     def excitation_modes(self, tol: float = 1e-6):
         """``g_EE W_EE = modes @ diag(gains) @ modes.T`` over the modes that matter.
 
-        ``gains`` are ``g_EE`` times the eigenvalues of ``W_EE`` (the real ``rfft`` of its first
-        column, one per cosine and one per sine); modes whose eigenvalue is below ``tol`` times
-        the largest are dropped: float32 cannot resolve them (the FFT would not either).
+        ``gains`` are the :meth:`excitation_spectrum`, one per cosine and one per sine; modes
+        whose eigenvalue is below ``tol`` times the largest are dropped: float32 cannot resolve
+        them (the FFT would not either).
         Returns ``modes`` ``(N_E, M)`` and ``gains`` ``(M,)``.
         """
-        spectrum = self.g_ee * torch.fft.rfft(self.w_ee_column()).real
+        spectrum = self.excitation_spectrum()
         with torch.no_grad():
             magnitude = spectrum.abs()
             above = torch.nonzero(magnitude > tol * magnitude.max())

@@ -119,7 +119,7 @@ display(shapes)
 
 # %%
 modes, gains = network.excitation_modes()
-spectrum = (network.g_ee * torch.fft.rfft(network.w_ee_column()).real).detach()
+spectrum = network.excitation_spectrum().detach()
 with torch.no_grad():
     probe = torch.rand(8, n_exc)
     mode_error = (network.recurrent_excitation(probe)

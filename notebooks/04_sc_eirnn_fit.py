@@ -461,10 +461,15 @@ axes[0].legend(fontsize="x-small")
 fig.tight_layout()
 plt.show()
 
+def tau_errors(row):
+    """Relative errors of a run's final tau_E and tau_I against the teacher's."""
+    return (abs(row["tau_e_ms"] - teacher_tau_e_ms) / teacher_tau_e_ms,
+            abs(row["tau_i_ms"] - teacher_tau_i_ms) / teacher_tau_i_ms)
+
+
 recovery = {}
 for name, row in traces.items():
-    err_e = abs(row["tau_e_ms"] - teacher_tau_e_ms) / teacher_tau_e_ms
-    err_i = abs(row["tau_i_ms"] - teacher_tau_i_ms) / teacher_tau_i_ms
+    err_e, err_i = tau_errors(row)
     recovery[name] = {"tau_E (ms)": row["tau_e_ms"], "error E": err_e,
                       "tau_I (ms)": row["tau_i_ms"], "error I": err_i,
                       "both within tolerance": max(err_e, err_i) <= recovery_tolerance}
@@ -474,7 +479,6 @@ display(recovery.style.format(precision=3))
 # %%
 alpha_rows = recovery.loc[[n for n in recovery.index if n.startswith("learnable_alpha")]]
 alpha_row = alpha_rows.iloc[0] if len(alpha_rows) else None
-alpha_recovered = bool(alpha_rows["both within tolerance"].any()) if len(alpha_rows) else False
 if "learnable_tau_smooth" in recovery.index:
     glue("smooth_tau_i", float(recovery.loc["learnable_tau_smooth", "tau_I (ms)"]), display=False)
 if alpha_row is not None:
@@ -551,8 +555,7 @@ glue("recovery_lr_scale", f"{recovery_lr_scale:g}", display=False)
 large_recovered, large_err_e, large_err_i = False, math.nan, math.nan
 if teacher is not None and alpha_run in recovery_ok.index:
     row = recovery_ok.loc[alpha_run]
-    large_err_e = abs(row["tau_e_ms"] - teacher_tau_e_ms) / teacher_tau_e_ms
-    large_err_i = abs(row["tau_i_ms"] - teacher_tau_i_ms) / teacher_tau_i_ms
+    large_err_e, large_err_i = tau_errors(row)
     large_recovered = max(large_err_e, large_err_i) <= recovery_tolerance
     glue("large_tau_e", float(row["tau_e_ms"]), display=False)
     glue("large_tau_i", float(row["tau_i_ms"]), display=False)
