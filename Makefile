@@ -4,9 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHAPTERS := $(wildcard notebooks/[0-9][0-9]_*.py)
-HDLIB_HASH = $(shell cat hdlib/*.py hdlib/configs/*.yaml 2>/dev/null | sha256sum | cut -c1-16)
+HDLIB_HASH = $(shell find hdlib -name "*.py" -o -name "*.yaml" | sort | xargs cat | sha256sum | cut -c1-16)
 
-.PHONY: setup book test execute benchmark clean
+.PHONY: setup book test test-fast lint execute benchmark clean
 
 setup: $(STAMP)
 
@@ -25,10 +25,17 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --all -W
 	@echo $(HDLIB_HASH) > _build/.hdlib-hash
 
-# Unit tests, .py/.ipynb pairing, nbval over the stored notebooks, and a -W book build of them.
-test: $(STAMP)
+# Lint, unit tests, .py/.ipynb pairing, nbval over the stored notebooks, a -W book build.
+test: $(STAMP) lint
 	TQDM_DISABLE=1 $(PY) -m pytest tests $(CHAPTERS:.py=.ipynb) \
 		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+# The developer's loop: everything not marked slow (no notebook executions, no long fits).
+test-fast: $(STAMP) lint
+	TQDM_DISABLE=1 $(PY) -m pytest tests -m "not slow" -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hdlib tests benchmarks
 
 # Re-run every chapter at its defaults and rewrite the paired notebooks that nbval compares.
 execute: $(STAMP)

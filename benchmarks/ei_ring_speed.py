@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from hdlib.ei_ring import RingAttractorNetwork
+from hdlib.models.ei_ring import RingAttractorNetwork
 
 
 def per_sample_forward(model: RingAttractorNetwork, inputs: torch.Tensor, h0) -> torch.Tensor:

@@ -19,9 +19,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
-from hdlib.av_integration import heading_loss
-from hdlib.leaky_ring import ACTIVATIONS, LeakyRingAttractor
-from hdlib.tasks import AVIntegrationDataset
+from hdlib.datasets.tasks import AVIntegrationDataset
+from hdlib.losses import heading_loss
+from hdlib.models.leaky_ring import ACTIVATIONS, LeakyRingAttractor
 
 
 def reference_forward(model: LeakyRingAttractor, av: torch.Tensor,

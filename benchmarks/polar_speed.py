@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from hdlib import polar, polar_v1
+from hdlib.models import polar, polar_v1
 
 torch.manual_seed(0)
 TRIALS, T, F = 32, 240, 48

@@ -77,6 +77,20 @@ def ratios(name: str, values) -> list[float]:
     return list_of(lambda n, v: float_in(n, v, 0.0, 1.0), "numbers in [0, 1]")(name, values)
 
 
+def curriculum(name: str, curriculum) -> list[tuple[int, int]]:
+    """A non-empty list of ``[seq_len, iterations]`` pairs of positive integers."""
+    expected = f"{name} must be a non-empty list of [seq_len, iterations] pairs; got {curriculum!r}"
+    if isinstance(curriculum, (str, bytes)) or not hasattr(curriculum, "__iter__"):
+        raise ValueError(expected)
+    stages = list(curriculum)
+    if not stages or any(isinstance(s, (str, bytes)) or not hasattr(s, "__len__") or len(s) != 2
+                         for s in stages):
+        raise ValueError(expected)
+    return [(positive_int(f"{name}[{i}] seq_len", seq_len),
+             positive_int(f"{name}[{i}] iterations", iterations))
+            for i, (seq_len, iterations) in enumerate(stages)]
+
+
 def path_string(name: str, value) -> str:
     if not isinstance(value, str) or not value.strip():
         _fail(name, "a non-empty path string", value)

@@ -28,7 +28,7 @@
 # each fix with a measurement, and asks the question the document does not: after training, is
 # it still an attractor?
 #
-# **The model** (`hdlib.ei_ring.RingAttractorNetwork`), with Euler steps of $dt$ = 1 ms:
+# **The model** (`hdlib.models.ei_ring.RingAttractorNetwork`), with Euler steps of $dt$ = 1 ms:
 #
 # $$
 # \tau_E \dot r_E = -r_E + F\bigl(g_{EE} W_{EE} r_E - g_{IE} W_{IE} r_I / N_I + g_{in} u + \xi_E\bigr),
@@ -60,7 +60,6 @@ grid_inhibitions = [0.5, 1.0, 2.0, 4.0, 8.0]  # g_ie values of the bump-count ma
 seed = 0
 
 # %%
-import math
 
 import numpy as np
 import pandas as pd
@@ -68,9 +67,12 @@ import torch
 from IPython.display import display
 from myst_nb import glue
 
-from hdlib import circular, ei_ring, plots, training, validate
-from hdlib.claims import claims_table, print_verdicts
-from hdlib.tasks import HeadDirectionTrackingTask
+from hdlib import circular, validate
+from hdlib.book import plots
+from hdlib.book.claims import claims_table, print_verdicts
+from hdlib.datasets.tasks import HeadDirectionTrackingTask
+from hdlib.fitters import training
+from hdlib.models import ei_ring
 
 params = validate.parameters(globals(), ei_ring.TRACKING_CHAPTER_PARAMETERS)
 torch.manual_seed(seed)
@@ -202,7 +204,7 @@ display(noise_grads.to_frame())
 # `cue_strength` at the true heading, and the loss is $1-\cos(\hat\theta - \theta)$. This is
 # *cue following*, not path integration: the answer is in the input at every step. A decoder
 # applied to the cue itself scores zero error, so the network's error measures only its lag and
-# noise. We train with the book's trainer (`hdlib.training`, Adam with cosine annealing).
+# noise. We train with the book's trainer (`hdlib.fitters.training`, Adam with cosine annealing).
 
 # %%
 before = {"tracking error (deg)": ei_ring.tracking_error_deg(make_network(), task)}

@@ -21,7 +21,7 @@
 # their own rates, biological constraints after every step, early stopping and checkpoints. It
 # claims "better optimisation" and offers a *conservative* (stable, slower) and an *aggressive*
 # (faster, potentially less stable) configuration. This chapter implements the recipe as the
-# book's trainer, `hdlib.training`, and measures those claims on the cue-tracking task of the
+# book's trainer, `hdlib.fitters.training`, and measures those claims on the cue-tracking task of the
 # previous chapter, over several seeds.
 #
 # The schedule for epoch $e$ of $E$:
@@ -47,20 +47,20 @@ resume_epochs = 6  # length of the checkpoint/resume demonstration
 checkpoint_dir = "_artifacts/checkpoints"
 
 # %%
-import copy
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from IPython.display import display
 from myst_nb import glue
 
-from hdlib import ei_ring, plots, training, validate
-from hdlib.claims import claims_table
-from hdlib.tasks import HeadDirectionTrackingTask
+from hdlib import validate
+from hdlib.book import plots
+from hdlib.book.claims import claims_table
+from hdlib.datasets.tasks import HeadDirectionTrackingTask
+from hdlib.fitters import training
+from hdlib.models import ei_ring
 
 params = validate.parameters(globals(), training.TRAINING_CHAPTER_PARAMETERS)
 plots.set_style()

@@ -77,11 +77,12 @@ import torch
 from IPython.display import Image, display
 from myst_nb import glue
 
-from hdlib import av_integration as avi
-from hdlib import circular, plots, validate
-from hdlib.claims import claims_table, print_verdicts
-from hdlib.leaky_ring import LeakyRingAttractor
-from hdlib.tasks import AVIntegrationDataset
+from hdlib import circular, validate
+from hdlib.book import plots
+from hdlib.book.claims import claims_table, print_verdicts
+from hdlib.datasets.tasks import AVIntegrationDataset
+from hdlib.fitters import av_integration as avi
+from hdlib.models.leaky_ring import LeakyRingAttractor
 
 params = validate.parameters(globals(), avi.CHAPTER_PARAMETERS)
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

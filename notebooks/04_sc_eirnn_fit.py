@@ -82,9 +82,13 @@ import torch
 from IPython.display import display
 from myst_nb import glue
 
-from hdlib import eirnn, neural_data, plots, sc_fit, sweeps, validate
-from hdlib import fit_losses as fl
-from hdlib.claims import claims_table
+from hdlib import losses as fl
+from hdlib import validate
+from hdlib.book import plots, sweeps
+from hdlib.book.claims import claims_table
+from hdlib.datasets import sessions as neural_data
+from hdlib.fitters import sc_fit
+from hdlib.models import eirnn
 
 params = validate.parameters(globals(), sc_fit.CHAPTER_PARAMETERS)
 base_options, experiments = sweeps.load_sweep(sweep_file)
@@ -99,7 +103,7 @@ torch.manual_seed(seed)
 # (`neuron_type` 1 = classic, treated as excitatory; 2 = putative interneuron, inhibitory), the
 # task inputs as [bins x trials] (fixation, go cue, reward, eye position, target identity and
 # salience) and `input_target_loc` as [4 x bins x trials], trial labels and a few strings.
-# `hdlib.neural_data.load_session` reads both MATLAB formats: v7.3 files are HDF5, where h5py
+# `hdlib.datasets.sessions.load_session` reads both MATLAB formats: v7.3 files are HDF5, where h5py
 # sees every array with its dimensions reversed and strings as uint16 character codes; older
 # files go through `scipy.io.loadmat`. Bins after the end of a trial are NaN in the file; the
 # loader turns them into a mask (also cut at `trial_duration_ms`) and zeros, so no NaN can reach
@@ -187,7 +191,7 @@ if teacher_scores:
 #
 # ## The model: Dale's law, full and low rank
 #
-# `hdlib.eirnn.EIRNN` keeps weights O(1) as parameters and carries the overall scale in a fixed
+# `hdlib.models.eirnn.EIRNN` keeps weights O(1) as parameters and carries the overall scale in a fixed
 # buffer, so that an optimiser step is a relative change; at initialisation each unit receives
 # as much excitation as inhibition, and the loop gain (spectral radius of
 # $s\,W_{\mathrm{rec}}$) is 0.9. For low rank, the document suggests $|UV^\top|$ with the sign
@@ -232,7 +236,7 @@ def loss_and_tau_grad(model):
     rates = model(train["inputs"], generator=torch.Generator().manual_seed(0))
     loss = fl.compute_L_neuron(rates[..., :session.n_neurons], train["rates"], train["mask"],
                                train["condition"])
-    (grad,) = torch.autograd.grad(loss, model._tau)
+    (grad,) = torch.autograd.grad(loss, model.tau_raw)
     return loss.item(), grad
 
 
@@ -243,7 +247,7 @@ for mode in ("clamp", "smooth"):
                     tau_mode=mode, tau_e=50.0, tau_i=50.0, seed=seed)
     _, inside = loss_and_tau_grad(m)
     with torch.no_grad():  # push the raw parameter past the upper bound (200 ms)
-        m._tau.copy_(torch.tensor([250.0, 250.0]) if mode == "clamp" else torch.tensor([8.0, 8.0]))
+        m.tau_raw.copy_(torch.tensor([250.0, 250.0]) if mode == "clamp" else torch.tensor([8.0, 8.0]))
     _, outside = loss_and_tau_grad(m)
     findings[f"tau gradient ({mode}) inside / beyond the bound"] = (
         f"{inside.abs().max():.2e} / {outside.abs().max():.2e}")
@@ -251,7 +255,7 @@ clamp_dead = float(findings["tau gradient (clamp) inside / beyond the bound"].sp
 # 2. the shape of alpha in the update
 m = eirnn.EIRNN(session.is_excitatory, session.inputs.shape[-1], learnable_tau="neuron",
                 seed=seed)
-alpha = m.get_alpha()
+alpha = m.alpha
 column = torch.broadcast_shapes((m.n_total, 1), (m.n_total, m.n_total))
 findings["alpha shape"] = (f"{tuple(alpha.shape)}, state (trials, {m.n_total}); a column "
                            f"alpha with {m.n_total} trials broadcasts silently to {tuple(column)}")
@@ -261,7 +265,7 @@ for how in ("unit", "mean"):
     m = eirnn.EIRNN(session.is_excitatory, session.inputs.shape[-1], learnable_alpha="population",
                     noise_alpha=how, seed=seed)
     with torch.no_grad():
-        m._alpha_logit.copy_(torch.logit(torch.tensor([0.2, 0.8])))
+        m.alpha_logit.copy_(torch.logit(torch.tensor([0.2, 0.8])))
         m.w_scale.zero_()  # no recurrence: the state is pure filtered noise
         x = m(torch.zeros(256, 200, session.inputs.shape[-1]),
               generator=torch.Generator().manual_seed(1))

@@ -78,8 +78,11 @@ from IPython.display import display
 from myst_nb import glue
 from tqdm import tqdm
 
-from hdlib import plots, polar, polar_v1, stimuli, validate
-from hdlib.claims import claims_table
+from hdlib import validate
+from hdlib.book import plots
+from hdlib.book.claims import claims_table
+from hdlib.datasets import stimuli
+from hdlib.models import polar, polar_v1
 
 params = validate.parameters(globals(), polar_v1.CHAPTER_PARAMETERS)
 for name in [teacher_config, *initial_configs]:
@@ -150,7 +153,7 @@ plt.show()
 # this). Without the correction the slow trace would spend its first 20 frames (170 ms) of every
 # recording ramping up.
 #
-# Both stages are linear recurrences, so `hdlib.polar.linear_recurrence` evaluates all frames
+# Both stages are linear recurrences, so `hdlib.models.polar.linear_recurrence` evaluates all frames
 # at once, as a lower-triangular matrix of decay products per block of frames, instead of a
 # Python loop over frames; the unit tests check it against the loop, and
 # `benchmarks/polar_speed.py` measures the gain.
@@ -202,7 +205,7 @@ plt.show()
 # ## Fitting the constants back
 #
 # A student with the teacher's architecture and a fresh random readout is fitted to the training
-# spikes (Poisson likelihood) with the book's trainer, `hdlib.training.AdamCosineTrainer`: Adam,
+# spikes (Poisson likelihood) with the book's trainer, `hdlib.fitters.training.AdamCosineTrainer`: Adam,
 # cosine annealing, one step per epoch so that the trainer's parameter history holds every
 # constant after every step. The constants start from each of the document's three
 # configurations; each start is fitted with the constants at the readout's learning rate, and at

@@ -5,7 +5,7 @@ import torch
 
 from benchmarks.ei_ring_speed import per_sample_dense_forward, per_sample_forward
 from hdlib.circular import angle_grid, circular_mae, fourier_basis, von_mises_bump
-from hdlib.ei_ring import RingAttractorNetwork, count_bumps, drift_deg_per_s
+from hdlib.models.ei_ring import RingAttractorNetwork, count_bumps, drift_deg_per_s
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from benchmarks.leaky_ring_speed import reference_forward
-from hdlib import av_integration as avi
 from hdlib.circular import circular_mae, population_vector
-from hdlib.leaky_ring import LeakyRingAttractor
-from hdlib.tasks import AVIntegrationDataset
+from hdlib.datasets.tasks import AVIntegrationDataset
+from hdlib.fitters import av_integration as avi
+from hdlib.models.leaky_ring import LeakyRingAttractor
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import jupytext
 import pytest
 import yaml
 
-from hdlib import runs
-from hdlib.__main__ import main as cli
+from hdlib.book import runs
+from hdlib.book.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))

@@ -4,7 +4,10 @@ import math
 import pytest
 import torch
 
-from hdlib import circular, polar, polar_v1, stimuli, training
+from hdlib import circular
+from hdlib.datasets import stimuli
+from hdlib.fitters import training
+from hdlib.models import polar, polar_v1
 
 
 def loop_relaxation(amplitude, gate, lam_fix, lam_sac, dt):

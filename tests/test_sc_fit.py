@@ -8,9 +8,11 @@ import pytest
 import scipy.io
 import torch
 
-from hdlib import eirnn, runs, sc_fit, sweeps
-from hdlib import fit_losses as fl
-from hdlib import neural_data as nd
+from hdlib import losses as fl
+from hdlib.book import runs, sweeps
+from hdlib.datasets import sessions as nd
+from hdlib.fitters import sc_fit
+from hdlib.models import eirnn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,10 +120,10 @@ def test_update_matches_the_written_equation():
     torch.manual_seed(0)
     model = eirnn.EIRNN(torch.rand(8) < 0.6, 3, learnable_alpha="neuron", noise_scale=0.0)
     with torch.no_grad():
-        model._alpha_logit.copy_(torch.randn(8))
+        model.alpha_logit.copy_(torch.randn(8))
     u = torch.randn(2, 5, 3)
     rates = model(u, noise=False)
-    alpha, W = model.get_alpha(), model.W_rec
+    alpha, W = model.alpha, model.W_rec
     x = torch.zeros(2, 8)
     r = model.rates(x)
     for t in range(5):
@@ -131,9 +133,9 @@ def test_update_matches_the_written_equation():
 
 
 @pytest.mark.parametrize("options, expected", [
-    ({"learnable_alpha": "scalar"}, {"_alpha_logit": ()}),
-    ({"learnable_alpha": "population"}, {"_alpha_logit": (2,)}),
-    ({"learnable_alpha": "neuron"}, {"_alpha_logit": (12,)}),
+    ({"learnable_alpha": "scalar"}, {"alpha_logit": ()}),
+    ({"learnable_alpha": "population"}, {"alpha_logit": (2,)}),
+    ({"learnable_alpha": "neuron"}, {"alpha_logit": (12,)}),
     ({"learnable_tau": "population"}, {"_tau": (2,)}),
     ({"learnable_tau": "neuron", "tau_mode": "smooth"}, {"_tau": (12,)}),
 ])
@@ -144,13 +146,13 @@ def test_time_constant_options_train(options, expected):
         assert tuple(p.shape) == shape
         model(torch.randn(4, 10, 3)).mean().backward()
         assert p.grad is not None and p.grad.abs().sum() > 0
-    tau = model.get_tau_values()
+    tau = model.time_constants()
     assert 25 <= tau["tau_e_ms"] <= 200 and len(tau["tau_ms"]) == 12
 
 
 def test_population_alpha_starts_inhibition_faster():
     model = eirnn.EIRNN(torch.arange(10) < 7, 2, learnable_alpha="population", alpha_init=0.4)
-    alpha = model.get_alpha()
+    alpha = model.alpha
     assert alpha[0].item() == pytest.approx(0.4) and alpha[-1].item() == pytest.approx(0.6)
 
 
@@ -346,7 +348,7 @@ def test_shipped_sweep_files_hold_valid_fit_options(path):
 
 
 def test_sweep_command_line(tmp_path, job_notebook, capsys):
-    from hdlib.__main__ import main
+    from hdlib.book.cli import main
 
     sweep_file = tmp_path / "sweep.yaml"
     sweep_file.write_text("configs:\n  four: {x: 4}\n  bad: {x: -2}\n")

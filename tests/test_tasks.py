@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hdlib.circular import circular_mae, wrap
-from hdlib.tasks import AVIntegrationDataset
+from hdlib.datasets.tasks import AVIntegrationDataset
 
 
 def test_shapes_range_and_padding():

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from hdlib import training
-from hdlib.ei_ring import RingAttractorNetwork
-from hdlib.tasks import HeadDirectionTrackingTask
+from hdlib.datasets.tasks import HeadDirectionTrackingTask
+from hdlib.fitters import training
+from hdlib.models.ei_ring import RingAttractorNetwork
 
 
 def _model(seed=0):

@@ -15,8 +15,8 @@
 # %% [markdown]
 # # One E-I RNN fit (a sweep run)
 #
-# Fits `hdlib.eirnn.EIRNN` to one session with the options in `fit_options` (the fields of
-# `hdlib.sc_fit.FitConfig`), scores it on the validation split and writes the scores, the
+# Fits `hdlib.models.eirnn.EIRNN` to one session with the options in `fit_options` (the fields of
+# `hdlib.fitters.sc_fit.FitConfig`), scores it on the validation split and writes the scores, the
 # learned time constants and the loss curve to `result_path` (JSON), and the weights beside it
 # (`.pt`). `python -m hdlib sweep` runs this notebook once per configuration.
 
@@ -34,7 +34,9 @@ from pathlib import Path
 
 import torch
 
-from hdlib import neural_data, sc_fit, validate
+from hdlib import validate
+from hdlib.datasets import sessions as neural_data
+from hdlib.fitters import sc_fit
 
 validate.path_string("data_path", data_path)
 validate.path_string("result_path", result_path)
@@ -47,7 +49,7 @@ print(f"{session.info['session_name']}: {len(session.train_idx)} training and "
 # %%
 model, history = sc_fit.fit(session, config, progress=False)
 scores = sc_fit.evaluate(model, session)
-taus = model.get_tau_values()
+taus = model.time_constants()
 result = {**scores, "tau_e_ms": taus["tau_e_ms"], "tau_i_ms": taus["tau_i_ms"],
           "seconds": history["seconds"][-1], "final_loss": history["loss"][-1],
           "train_loss_end": sum(history["loss"][-10:]) / len(history["loss"][-10:]),

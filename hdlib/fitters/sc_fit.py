@@ -6,8 +6,8 @@ Adam on the whole training split each step (exact PSTHs), minimising
     L = L_neuron + c * L_trial + L_reg [+ activity regularisation]
 
 (or the Poisson / hybrid variants of ``L_neuron``), where ``c`` balances the gradient norms
-(:func:`hdlib.fit_losses.balanced_weight`, recomputed every ``balance_every`` steps), and the
-learning rate is constant or follows :func:`~hdlib.fit_losses.get_cosine_schedule_with_warmup`.
+(:func:`hdlib.losses.balanced_weight`, recomputed every ``balance_every`` steps), and the
+learning rate is constant or follows :func:`hdlib.train.cosine_schedule` (with warm-up).
 :func:`evaluate` scores a model on the validation split.
 """
 from __future__ import annotations
@@ -17,12 +17,12 @@ import math
 import time
 
 import torch
-from tqdm import tqdm
 
-from . import fit_losses as fl
-from . import validate
-from .eirnn import EIRNN
-from .neural_data import Session
+from .. import losses as fl
+from .. import validate
+from ..datasets.sessions import Session
+from ..models.eirnn import EIRNN
+from ..train import Step, Trainer, cosine_schedule
 
 
 @dataclasses.dataclass
@@ -98,8 +98,8 @@ def build_model(session: Session, cfg: FitConfig) -> EIRNN:
                   noise_scale=cfg.noise_scale, tau_min=cfg.tau_min,
                   tau_e=cfg.tau_e_init or session.bin_size_ms / cfg.alpha_init,
                   tau_i=cfg.tau_i_init or session.bin_size_ms / cfg.alpha_init, seed=cfg.seed)
-    if cfg.freeze_tau and cfg.learnable_tau != "none":
-        model._tau.requires_grad_(False)
+    if cfg.freeze_tau:
+        model.freeze_time_constants()
     return model
 
 
@@ -115,56 +115,52 @@ def neuron_loss(cfg: FitConfig, rates, batch, bin_size_ms):
 
 def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
         progress: bool = True):
-    """Train on ``session.train_idx``; returns ``(model, history)``. History: per step the
-    losses, the balancing weight, the learning rate and the E/I time constants."""
+    """Train on ``session.train_idx`` with :class:`hdlib.train.Trainer`; returns
+    ``(model, history)``. History: per step the losses, the balancing weight, the learning rate,
+    the E/I time constants and the seconds since the start. Step ``t`` draws the network's
+    noise from a generator seeded by ``(cfg.seed, t)``; the balancing weight is carried from
+    the step that computed it to the next ``balance_every - 1`` steps."""
     cfg = make_config(**cfg) if isinstance(cfg, dict) else cfg
-    torch.manual_seed(cfg.seed)
     model = model or build_model(session, cfg)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
-    timing = [p for n, p in named if n in ("_tau", "_alpha_logit")]
-    rest = [p for n, p in named if n not in ("_tau", "_alpha_logit")]
-    groups = [{"params": rest}] + ([{"params": timing, "lr": cfg.learning_rate
-                                     * cfg.time_constant_lr_scale}] if timing else [])
+    timing = {id(p) for p in model.time_constant_parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in timing]}]
+    if any(id(p) in timing for p in trainable):
+        groups.append({"params": [p for p in trainable if id(p) in timing],
+                       "lr": cfg.learning_rate * cfg.time_constant_lr_scale})
     optimizer = torch.optim.Adam(groups, lr=cfg.learning_rate)
+    scheduler = None
     if cfg.scheduler == "cosine":
-        scheduler = fl.get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps,
-                                                       min_lr_ratio=0.01)
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+        scheduler = cosine_schedule(optimizer, cfg.steps, eta_min=0.01 * cfg.learning_rate,
+                                    warmup_steps=cfg.warmup_steps)
     batch = session.trials(session.train_idx)
-    generator = torch.Generator().manual_seed(cfg.seed + 1)
-    history = {k: [] for k in ("loss", "L_neuron", "L_trial", "weight", "lr", "tau_e_ms",
-                               "tau_i_ms", "seconds")}
-    weight = 0.0
     start = time.perf_counter()
-    for step in tqdm(range(cfg.steps), desc="fit", disable=not progress, mininterval=2.0):
-        rates = model(batch["inputs"], generator=generator)[..., :session.n_neurons]
+
+    def step(ctx) -> Step:
+        rates = model(batch["inputs"], generator=ctx.device_generator)[..., :session.n_neurons]
         L_neuron = neuron_loss(cfg, rates, batch, session.bin_size_ms)
         L_trial = fl.compute_L_trial(rates, batch["rates"], batch["mask"],
                                      smooth_ms=cfg.smooth_ms, bin_size_ms=session.bin_size_ms,
                                      distance=cfg.ltrial_distance, epsilon=cfg.sinkhorn_epsilon)
-        if cfg.ltrial_scale > 0 and step % cfg.balance_every == 0:
-            weight = fl.balanced_weight(L_neuron, L_trial, params, cfg.ltrial_scale)
+        weight = ctx.carry or 0.0
+        if cfg.ltrial_scale > 0 and ctx.step % cfg.balance_every == 0:
+            weight = fl.balanced_weight(L_neuron, L_trial, trainable, cfg.ltrial_scale)
         loss = L_neuron + weight * L_trial + fl.compute_L_reg(model, cfg.lambda_reg)
         if cfg.activity_reg > 0:
             loss = loss + fl.compute_activity_regularization(rates, batch["mask"],
                                                              lambda_mean=cfg.activity_reg)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower "
-                                     f"learning_rate (now {cfg.learning_rate})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        history["lr"].append(optimizer.param_groups[0]["lr"])
-        scheduler.step()
-        taus = model.get_tau_values()
-        for key, value in (("loss", loss.item()), ("L_neuron", L_neuron.item()),
-                           ("L_trial", L_trial.item()), ("weight", weight),
-                           ("tau_e_ms", taus["tau_e_ms"]), ("tau_i_ms", taus["tau_i_ms"]),
-                           ("seconds", time.perf_counter() - start)):
-            history[key].append(value)
+        taus = model.time_constants()
+        return Step(loss, {"L_neuron": L_neuron.item(), "L_trial": L_trial.item(),
+                           "weight": weight, "tau_e_ms": taus["tau_e_ms"],
+                           "tau_i_ms": taus["tau_i_ms"],
+                           "seconds": time.perf_counter() - start}, carry=weight)
+
+    engine = Trainer(model, optimizer, step, scheduler=scheduler, grad_clip=1.0, seed=cfg.seed,
+                     progress=progress, desc="fit")
+    engine.run(cfg.steps)
+    history = {key: engine.history[key] for key in ("loss", "L_neuron", "L_trial", "weight",
+                                                   "tau_e_ms", "tau_i_ms", "seconds")}
+    history["lr"] = engine.history["lr"]
     return model, history
 
 
@@ -192,27 +188,3 @@ def evaluate(model: EIRNN, session: Session, index=None, seed: int = 0) -> dict:
                                                 session.bin_size_ms).item(),
             "mean_rate": (rates * batch["mask"][..., None]).sum().item()
             / (batch["mask"].sum().item() * rates.shape[-1])}
-
-
-#: Checks for the parameters of the superior-colliculus chapter.
-CHAPTER_PARAMETERS = {
-    "data_path": lambda n, v: v if v == "" else validate.path_string(n, v),
-    "session_path": validate.path_string,
-    "n_trials": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 24, 1e5)),
-    "n_bins": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 40, 1e4)),
-    "teacher_tau_e_ms": lambda n, v: validate.float_in(n, v, 10.0, 200.0),
-    "teacher_tau_i_ms": lambda n, v: validate.float_in(n, v, 10.0, 200.0),
-    "val_fraction": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True, high_open=True),
-    "seed": validate.non_negative_int,
-    "sweep_file": validate.path_string,
-    "sweep_dir": validate.path_string,
-    "sweep_workers": validate.positive_int,
-    "target_fraction": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
-    "recovery_tolerance": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
-    "recovery_n_trials": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 24,
-                                                            1e5)),
-    "recovery_steps": validate.positive_int,
-    "recovery_lr_scale": validate.positive_float,
-    "recovery_session_path": validate.path_string,
-    "margin": lambda n, v: validate.float_in(n, v, 0.0, 1.0),
-}

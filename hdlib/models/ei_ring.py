@@ -32,8 +32,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import validate
-from .circular import (
+from .. import validate
+from ..circular import (
     angle_grid,
     circular_mae,
     fourier_basis,
@@ -245,9 +245,11 @@ def drift_deg_per_s(decoded: torch.Tensor, dt_ms: float) -> torch.Tensor:
 def tracking_error_deg(model: RingAttractorNetwork, task, batch_size: int = 64,
                        seed: int = 1234) -> float:
     """Mean absolute error (degrees) of the decoded heading on cue-tracking sequences."""
+    device = model.grid.device
     inputs, headings = task.batch("val", batch_size, torch.Generator().manual_seed(seed))
-    torch.manual_seed(seed)
-    rates, _ = model(inputs, model.initial_state(headings[:, 0]))
+    inputs, headings = inputs.to(device), headings.to(device)
+    noise = torch.Generator(device=device).manual_seed(seed + 1)
+    rates, _ = model(inputs, model.initial_state(headings[:, 0]), generator=noise)
     return circular_mae(model.decode(rates), headings)
 
 
@@ -262,9 +264,9 @@ def darkness_test(model: RingAttractorNetwork, cue_steps: int = 100, dark_steps:
     """
     heading = angle_grid(batch_size, device=model.grid.device)
     cue = model.cue(heading[:, None].expand(-1, cue_steps), cue_strength)
-    torch.manual_seed(seed)
-    lit, state = model(cue, model.initial_state(heading))
-    dark, _ = model(cue.new_zeros(batch_size, dark_steps, model.n_exc), state)
+    noise = torch.Generator(device=heading.device).manual_seed(seed)
+    lit, state = model(cue, model.initial_state(heading), generator=noise)
+    dark, _ = model(cue.new_zeros(batch_size, dark_steps, model.n_exc), state, generator=noise)
     decoded = model.decode(torch.cat([lit, dark], dim=1))
     before = population_vector_length(lit[:, -1]).mean()
     after = population_vector_length(dark[:, -1]).mean()
@@ -290,22 +292,3 @@ def bump_count_grid(sigmas, inhibitions, n_exc: int = 400, n_inh: int = 100, ste
             rates, _ = model(torch.zeros(batch_size, steps, n_exc), state, generator=g)
             counts[i, j] = count_bumps(rates[:, -1]).float().mean()
     return counts
-
-
-#: Checks for the parameters of the E/I ring tracking chapter.
-TRACKING_CHAPTER_PARAMETERS = {
-    "n_exc": validate.positive_int,
-    "n_inh": validate.positive_int,
-    "sigma_ee": validate.positive_float,
-    "seq_len": validate.positive_int,
-    "speed_deg_s": validate.positive_float,
-    "cue_strength": validate.positive_float,
-    "max_epochs": validate.positive_int,
-    "batches_per_epoch": validate.positive_int,
-    "batch_size": validate.positive_int,
-    "learning_rate": validate.positive_float,
-    "dark_steps": validate.positive_int,
-    "grid_sigmas": validate.list_of(validate.positive_float, "positive numbers"),
-    "grid_inhibitions": validate.list_of(validate.positive_float, "positive numbers"),
-    "seed": validate.non_negative_int,
-}

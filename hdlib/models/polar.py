@@ -22,7 +22,7 @@ import torch
 import yaml
 from torch import nn
 
-from . import validate
+from .. import validate
 
 #: Frames per block of :func:`linear_recurrence` (a ``chunk x chunk`` matrix per trial).
 CHUNK = 64

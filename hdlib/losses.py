@@ -1,4 +1,13 @@
-"""Losses for fitting an RNN to trial-by-trial recordings, and the metrics that judge a fit.
+"""Every loss of the book, and the metrics that judge a fit.
+
+**Heading** (``activity (B, T, N)`` on the ring grid, true headings ``(B, T)``):
+:func:`heading_loss` ``1 - cos(theta_hat - theta)``, one minus the cosine similarity between the
+population vector ``sum_i r_i (cos theta_i, sin theta_i)`` and the true heading's unit vector;
+:func:`bump_amplitude_loss` ``mean (A_t - A*)^2`` with ``A_t`` the population-vector length.
+
+**Spike counts**: :func:`poisson_nll`, ``mu - k log mu`` per bin (``log k!`` dropped).
+
+**Recorded populations** (the superior-colliculus fit):
 
 Shapes: ``rates``/``target`` ``(K, T, N)`` spikes/s for ``K`` trials driven by the same inputs,
 ``mask (K, T)`` true on recorded bins, ``condition (K,)`` integer condition labels. Masked bins
@@ -26,6 +35,35 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from . import validate
+from .circular import angle_grid, population_vector_length
+
+
+# ---------------------------------------------------------------------------- heading
+def heading_loss(activity: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """``mean(1 - cos_sim(population vector, (cos theta, sin theta)))``."""
+    grid = angle_grid(activity.shape[-1], device=activity.device, dtype=activity.dtype)
+    vector = torch.stack([activity @ torch.cos(grid), activity @ torch.sin(grid)], dim=-1)
+    target = torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
+    return 1.0 - torch.nn.functional.cosine_similarity(vector, target, dim=-1).mean()
+
+
+def bump_amplitude_loss(activity: torch.Tensor, target: float = 1.0) -> torch.Tensor:
+    """``mean((A_t - target)^2)`` with ``A_t`` the population-vector length of each state."""
+    return ((population_vector_length(activity) - target) ** 2).mean()
+
+
+def poisson_nll(mean_counts: torch.Tensor, counts: torch.Tensor, mask: torch.Tensor | None = None,
+                reduction: str = "mean") -> torch.Tensor:
+    """``mu - k log(mu + 1e-8)`` per bin for expected counts ``mu`` and observed counts ``k``
+    (``log k!`` dropped), averaged (``'mean'``) or summed (``'sum'``) over the bins where
+    ``mask`` (broadcast against the counts) is true."""
+    reduction = validate.choice("reduction", reduction, ("mean", "sum"))
+    nll = mean_counts - counts * torch.log(mean_counts + 1e-8)
+    if mask is None:
+        return nll.mean() if reduction == "mean" else nll.sum()
+    w = mask.to(nll.dtype).expand_as(nll)
+    total = (nll * w).sum()
+    return total / w.sum().clamp(min=1) if reduction == "mean" else total
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -87,10 +125,7 @@ def compute_L_poisson(rates, target, mask, bin_size_ms: float = 25.0) -> torch.T
     """Poisson negative log-likelihood per recorded bin and neuron of the data's spike counts
     (``target * bin``) given the model's rates (``log k!`` dropped)."""
     dt = bin_size_ms / 1000
-    mean = rates * dt + 1e-6
-    nll = mean - target * dt * torch.log(mean)
-    w = mask[..., None].float()
-    return (nll * w).sum() / (w.sum() * rates.shape[-1])
+    return poisson_nll(rates * dt, target * dt, mask[..., None])
 
 
 def compute_L_neuron_hybrid(rates, target, mask, condition, poisson_weight: float = 0.3,
@@ -169,24 +204,6 @@ def compute_activity_regularization(rates, mask, target_mean: float = 10.0,
 def compute_L_reg(model, lambda_reg: float = 1e-4) -> torch.Tensor:
     """``lambda_reg * (||W_rec||^2 + ||W_in||^2)``."""
     return lambda_reg * (model.W_rec.square().sum() + model.W_in.square().sum())
-
-
-def get_cosine_schedule_with_warmup(optimizer, num_warmup_steps: int, num_training_steps: int,
-                                    min_lr_ratio: float = 0.0):
-    """Linear warm-up from 0 over ``num_warmup_steps``, then a half cosine down to
-    ``min_lr_ratio`` of the base rate at ``num_training_steps`` (a ``LambdaLR``)."""
-    warm = validate.non_negative_int("num_warmup_steps", num_warmup_steps)
-    total = validate.positive_int("num_training_steps", num_training_steps)
-    if warm >= total:
-        raise ValueError(f"num_warmup_steps ({warm}) must be below num_training_steps ({total})")
-
-    def factor(step):
-        if step < warm:
-            return (step + 1) / (warm + 1)
-        progress = min(1.0, (step - warm) / max(1, total - warm))
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 # ---------------------------------------------------------------------------- metrics

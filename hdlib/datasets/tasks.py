@@ -5,8 +5,8 @@ import math
 
 import torch
 
-from . import validate
-from .circular import TWO_PI, wrap
+from .. import validate
+from ..circular import TWO_PI, wrap
 
 
 class AVIntegrationDataset:
@@ -60,10 +60,12 @@ class AVIntegrationDataset:
     def padding_steps(self) -> int:
         return round(self.zero_padding_start_ratio * self.seq_len)
 
-    def generate_batch(self, batch_size: int, seq_len: int | None = None):
+    def generate_batch(self, batch_size: int, seq_len: int | None = None,
+                       generator: torch.Generator | None = None):
         """Draw ``(av_signals, angles)``, each of shape ``(batch_size, seq_len)`` (radians).
 
         ``seq_len`` defaults to the dataset's; pass a longer one for generalisation tests.
+        ``generator`` (a CPU generator) replaces the dataset's own stream for this draw.
         """
         batch_size = validate.positive_int("batch_size", batch_size)
         steps = self.seq_len if seq_len is None else validate.positive_int("seq_len", seq_len)
@@ -71,15 +73,14 @@ class AVIntegrationDataset:
         if batch_size % k:
             raise ValueError(f"batch_size must be a multiple of heading_rotations={k}; "
                              f"got {batch_size}")
-        av, angles = self._draw(batch_size // k, steps)
+        av, angles = self._draw(batch_size // k, steps, generator or self._generator)
         if k > 1:  # each sequence again from k headings evenly spaced around the ring
             offsets = (TWO_PI / k) * torch.arange(k).repeat(batch_size // k)
             av = av.repeat_interleave(k, dim=0)
             angles = wrap(angles.repeat_interleave(k, dim=0) + offsets[:, None])
         return av.to(self.device), angles.to(self.device)
 
-    def _draw(self, batch_size: int, steps: int):
-        g = self._generator
+    def _draw(self, batch_size: int, steps: int, g: torch.Generator):
         theta0 = torch.rand(batch_size, 1, generator=g) * TWO_PI
 
         # Bout boundaries: a new bout starts at each step with probability 1/mean_bout_steps.
@@ -149,12 +150,14 @@ class HeadDirectionTrackingTask:
     def batch(self, split: str, batch_size: int, generator: torch.Generator):
         """``(cue inputs (B, T, N), headings (B, T))``; ``split`` only names the purpose."""
         validate.choice("split", split, ("train", "val"))
-        from .circular import von_mises_bump
+        from ..circular import von_mises_bump
 
         headings = self.headings(validate.positive_int("batch_size", batch_size), generator)
         return self.cue_strength * von_mises_bump(headings, self.num_neurons,
                                                   concentration=8.0), headings
 
-    def loss(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        rates, _ = model(inputs, model.initial_state(targets[:, 0]))
+    def loss(self, model, inputs: torch.Tensor, targets: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """``mean(1 - cos(decoded - theta))``; ``generator`` draws the model's noise."""
+        rates, _ = model(inputs, model.initial_state(targets[:, 0]), generator=generator)
         return (1.0 - torch.cos(model.decode(rates) - targets)).mean()

@@ -22,7 +22,7 @@ import math
 import numpy as np
 import torch
 
-from . import validate
+from .. import validate
 
 
 def pink_noise_images(n_images: int, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import validate
-from .circular import angle_grid, population_vector, von_mises_bump, wrap
+from .. import validate
+from ..circular import angle_grid, population_vector, von_mises_bump, wrap
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "gelu": F.gelu}
 INITS = ("random", "perfect", "debug_perfect")
@@ -41,10 +41,17 @@ class GainNetwork(nn.Module):
     no turn signal reaches the rotation weights.
     """
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, generator: torch.Generator | None = None):
         super().__init__()
-        self.hidden = nn.Linear(1, hidden)
-        self.out = nn.Linear(hidden, 1, bias=False)
+        # skip_init + explicit draws: PyTorch's default initialisation would use (and advance)
+        # the global random stream. The draws follow nn.Linear's default ranges.
+        self.hidden = nn.utils.skip_init(nn.Linear, 1, hidden)
+        self.out = nn.utils.skip_init(nn.Linear, hidden, 1, bias=False)
+        with torch.no_grad():
+            self.hidden.weight.uniform_(-1.0, 1.0, generator=generator)
+            self.hidden.bias.uniform_(-1.0, 1.0, generator=generator)
+            bound = 1.0 / math.sqrt(hidden)
+            self.out.weight.uniform_(-bound, bound, generator=generator)
 
     def forward(self, av: torch.Tensor) -> torch.Tensor:
         features = torch.tanh(self.hidden(av.unsqueeze(-1))) - torch.tanh(self.hidden.bias)
@@ -82,10 +89,8 @@ class LeakyRingAttractor(nn.Module):
 
         n = self.num_neurons
         generator = torch.Generator().manual_seed(seed)
-        with torch.random.fork_rng():  # seed the gain networks without touching global RNG
-            torch.manual_seed(seed)
-            self.gain_left = GainNetwork(self.hidden_gain_neurons)
-            self.gain_right = GainNetwork(self.hidden_gain_neurons)
+        self.gain_left = GainNetwork(self.hidden_gain_neurons, generator)
+        self.gain_right = GainNetwork(self.hidden_gain_neurons, generator)
         std = self.init_scale / math.sqrt(n)
         self.W0 = nn.Parameter(torch.randn(n, n, generator=generator) * std)
         self.WL = nn.Parameter(torch.randn(n, n, generator=generator) * std)

@@ -1,16 +1,17 @@
-"""A generic trainer: Adam, cosine-annealed learning rate, constraints, checkpoints.
+"""The enhanced-training document's interface (Adam, cosine annealing, constraints, resumable
+checkpoints) as a thin layer on the book's one engine, :class:`hdlib.train.Trainer`.
 
 ``train_model_enhanced`` / ``quick_train`` / ``create_training_config`` / ``AdamCosineTrainer``
 follow the interface of the enhanced-training document. Any model can be trained given a *task*
 with two methods::
 
     task.batch(split, batch_size, generator) -> (inputs, targets)   # split: "train" or "val"
-    task.loss(model, inputs, targets) -> scalar tensor
+    task.loss(model, inputs, targets, generator) -> scalar tensor   # generator: the model's noise
 
-When no task is given, :class:`hdlib.tasks.HeadDirectionTrackingTask` is used.
+When no task is given, :class:`hdlib.datasets.tasks.HeadDirectionTrackingTask` is used.
 
-Each epoch runs ``batches_per_epoch`` optimiser steps; its data and the model's noise are drawn
-from generators seeded by ``(seed, epoch)``, so a run resumed from a checkpoint repeats the
+Each epoch runs ``batches_per_epoch`` optimiser steps; each step's data and noise come from a
+generator seeded by ``(seed, step)``, so a run resumed from a checkpoint repeats the
 uninterrupted run exactly. After every step the parameter ``constraints`` are applied by
 clamping (``name -> (low, high)``, ``None`` for an open end).
 """
@@ -18,14 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from . import validate
+from .. import validate
+from ..datasets.tasks import HeadDirectionTrackingTask
+from ..train import EarlyStopping, Step, Trainer
 
 DEFAULT_CONSTRAINTS = {
     "g_ee": (0.1, 10.0), "g_ei": (0.1, 10.0), "g_ie": (0.1, 10.0),
@@ -56,7 +56,6 @@ class TrainingConfig:
     batch_size: int = 32
     early_stopping: bool = True
     patience: int = 20
-    plot_progress: bool = True
     schedule: str = "cosine"  # or "constant"
     batches_per_epoch: int = 10
     val_batches: int = 2
@@ -124,8 +123,15 @@ def parameter_group(name: str) -> str:
 
 
 class AdamCosineTrainer:
-    """Adam with per-group learning rates, cosine annealing per epoch, constraints, early
-    stopping, monitoring and atomic checkpoints (see the module docstring)."""
+    """The document's trainer on :class:`hdlib.train.Trainer`: Adam with per-group learning
+    rates, cosine annealing per epoch (``CosineAnnealingLR`` from ``learning_rate`` to
+    ``min_lr`` over ``max_epochs``), gradient clipping, constraints, early stopping on the
+    validation loss and a checkpoint after every epoch (see the module docstring).
+
+    ``history`` holds one value per epoch (``train_loss``, ``val_loss``, ``learning_rate``,
+    ``grad_norm`` and ``grad_norms[name]`` before clipping); ``param_history`` each monitored
+    parameter (and the model's ``monitor()`` values) before training and after every epoch.
+    """
 
     def __init__(self, model: torch.nn.Module, config: TrainingConfig | dict | None = None,
                  task=None):
@@ -135,175 +141,128 @@ class AdamCosineTrainer:
             config = create_training_config(**config)
         self.model, self.config = model, config
         if task is None:
-            from .tasks import HeadDirectionTrackingTask
             task = HeadDirectionTrackingTask.for_model(model)
         self.task = task
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self._params = dict(named)
         if not named:
             raise ValueError("model has no trainable parameters")
+        self.parameters = dict(named)
         groups = {}
         for name, p in named:
             groups.setdefault(parameter_group(name), []).append(p)
         self.optimizer = torch.optim.Adam(
             [{"params": ps, "lr": config.learning_rate * config.group_lr_scale[g], "name": g}
              for g, ps in groups.items()], weight_decay=config.weight_decay)
+        scheduler = None
         if config.schedule == "cosine":
-            eta_min = config.min_lr / config.learning_rate
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda e: eta_min + (1 - eta_min) * 0.5 * (
-                    1 + math.cos(math.pi * min(e, config.max_epochs) / config.max_epochs)))
-        else:
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 1.0)
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=config.max_epochs, eta_min=config.min_lr)
         self.monitored = [n for n, p in named if p.numel() == 1] + [n for n, p in named
                                                                     if p.numel() > 1]
-        self.history = {"train_loss": [], "val_loss": [], "learning_rate": [], "grad_norm": [],
-                        "grad_norms": {n: [] for n in self.monitored}}
-        # A model may report derived quantities (time constants, ...) through ``monitor()``.
-        self._monitor = getattr(model, "monitor", None)
         self.param_history = {}
+        self.grad_norms = {n: [] for n in self.monitored}
         self._record_parameters()
-        self.start_epoch = 0
-        self.best_val = math.inf
-        self.bad_epochs = 0
+        per_epoch = config.batches_per_epoch
+        self.engine = Trainer(
+            model, self.optimizer, self._step, scheduler=scheduler, schedule_every=per_epoch,
+            grad_clip=config.grad_clip, after_step=lambda _: self.apply_constraints(),
+            evaluate=self.validate, eval_every=per_epoch,
+            stoppers=[EarlyStopping("val_loss", config.patience)] if config.early_stopping else
+            [], callbacks=[self], seed=config.seed, checkpoint_path=config.checkpoint_path,
+            checkpoint_every=per_epoch, progress=config.progress, desc="steps")
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ engine hooks
+    def _step(self, ctx) -> Step:
+        inputs, targets = self.task.batch("train", self.config.batch_size, ctx.generator)
+        inputs, targets = inputs.to(self.engine.device), targets.to(self.engine.device)
+        return Step(self.task.loss(self.model, inputs, targets,
+                                   generator=ctx.device_generator))
+
+    def on_backward(self, engine) -> None:
+        for name in self.monitored:
+            grad = self.parameters[name].grad
+            self.grad_norms[name].append(0.0 if grad is None else grad.norm().item())
+
+    def on_evaluate(self, engine) -> None:
+        self._record_parameters()
+
+    def state_dict(self) -> dict:
+        return {"param_history": self.param_history, "grad_norms": self.grad_norms}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.param_history, self.grad_norms = state["param_history"], state["grad_norms"]
+
     def _summary(self, name: str) -> float:
         """A parameter's value, or the mean absolute value of a matrix."""
-        p = self._params[name].detach()
+        p = self.parameters[name].detach()
         return p.item() if p.numel() == 1 else p.abs().mean().item()
 
     def _record_parameters(self) -> None:
-        """Append each monitored parameter (and the model's ``monitor()`` values)."""
         values = {n: self._summary(n) for n in self.monitored}
-        values.update(self._monitor() if self._monitor else {})
+        monitor = getattr(self.model, "monitor", None)
+        values.update(monitor() if monitor else {})
         for key, value in values.items():
             self.param_history.setdefault(key, []).append(value)
-
-    def _generator(self, epoch: int, salt: int) -> torch.Generator:
-        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch * 7 + salt)
 
     @torch.no_grad()
     def apply_constraints(self) -> None:
         for name, (low, high) in self.config.constraints.items():
-            if name in self._params:
-                self._params[name].clamp_(min=low, max=high)
+            if name in self.parameters:
+                self.parameters[name].clamp_(min=low, max=high)
 
-    @torch.no_grad()
-    def validate(self) -> float:
-        self.model.eval()
-        torch.manual_seed(self.config.seed + 99)
-        generator = self._generator(-1, 1)
+    def validate(self) -> dict:
+        """Mean loss over ``val_batches`` fixed batches (the same ones after every epoch)."""
         size = self.config.val_batch_size
-        losses = [self.task.loss(self.model, *self.task.batch("val", size, generator)).item()
-                  for _ in range(self.config.val_batches)]
-        self.model.train()
-        return sum(losses) / len(losses)
+        data = self.engine.generator(-1)
+        noise = self.engine.generator(-1, stream=1, device=self.engine.device)
+        losses = []
+        for _ in range(self.config.val_batches):
+            inputs, targets = self.task.batch("val", size, data)
+            losses.append(self.task.loss(self.model, inputs.to(self.engine.device),
+                                         targets.to(self.engine.device), generator=noise).item())
+        return {"val_loss": sum(losses) / len(losses)}
 
     # ------------------------------------------------------------------ training
-    def train_epoch(self, epoch: int) -> float:
-        torch.manual_seed(self.config.seed * 1_000_003 + epoch)
-        generator = self._generator(epoch, 0)
-        self.model.train()
-        params = list(self._params.values())
-        total, norms, grad_norm = 0.0, {n: 0.0 for n in self.monitored}, 0.0
-        for _ in range(self.config.batches_per_epoch):
-            inputs, targets = self.task.batch("train", self.config.batch_size, generator)
-            loss = self.task.loss(self.model, inputs, targets)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss.item()} in epoch {epoch}; the best checkpoint "
-                    f"({self.config.checkpoint_path or 'none written'}) is kept. Lower "
-                    f"learning_rate (now {self.config.learning_rate}).")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for n in self.monitored:
-                g = self._params[n].grad
-                norms[n] += 0.0 if g is None else g.norm().item() / self.config.batches_per_epoch
-            grad_norm += torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip).item()
-            self.optimizer.step()
-            self.apply_constraints()
-            total += loss.item()
-        for n in self.monitored:
-            self.history["grad_norms"][n].append(norms[n])
-        self.history["grad_norm"].append(grad_norm / self.config.batches_per_epoch)
-        return total / self.config.batches_per_epoch
+    @property
+    def epoch(self) -> int:
+        return self.engine.step // self.config.batches_per_epoch
+
+    @property
+    def history(self) -> dict:
+        """Per-epoch view of the engine's per-step history."""
+        per_epoch = self.config.batches_per_epoch
+        n = self.epoch
+
+        def epoch_means(values):
+            return [sum(values[e * per_epoch:(e + 1) * per_epoch]) / per_epoch for e in range(n)]
+
+        steps = self.engine.history
+        group = self.optimizer.param_groups[0]
+        scale = self.config.group_lr_scale[group["name"]]
+        return {"train_loss": epoch_means(steps.get("loss", [])),
+                "val_loss": list(self.engine.evaluations.get("val_loss", [])),
+                "learning_rate": [lr / scale for lr in steps.get("lr", [])[::per_epoch]],
+                "grad_norm": epoch_means(steps.get("grad_norm", [])),
+                "grad_norms": {k: epoch_means(v) for k, v in self.grad_norms.items()}}
 
     def train(self, epochs: int | None = None) -> dict:
-        """Train from ``start_epoch`` (0, or where :meth:`load_checkpoint` left off) to
+        """Train from the current epoch (0, or where :meth:`load_checkpoint` left off) to
         ``max_epochs``, or for at most ``epochs`` epochs in this call."""
-        cfg = self.config
-        end = cfg.max_epochs
+        end = self.config.max_epochs
         if epochs is not None:
-            end = min(end, self.start_epoch + validate.positive_int("epochs", epochs))
-        bar = tqdm(range(self.start_epoch, end), desc="epochs",
-                   disable=not cfg.progress, mininterval=2.0)
-        for epoch in bar:
-            group = self.optimizer.param_groups[0]
-            self.history["learning_rate"].append(
-                cfg.learning_rate * group["lr"] / group["initial_lr"])
-            train_loss = self.train_epoch(epoch)
-            val_loss = self.validate()
-            if not math.isfinite(val_loss):
-                raise FloatingPointError(f"validation loss became {val_loss} in epoch {epoch}")
-            self.scheduler.step()
-            self.history["train_loss"].append(train_loss)
-            self.history["val_loss"].append(val_loss)
-            self._record_parameters()
-            self.start_epoch = epoch + 1
-            if val_loss < self.best_val:
-                self.best_val, self.bad_epochs = val_loss, 0
-                if cfg.checkpoint_path:
-                    self.save_checkpoint(epoch, cfg.checkpoint_path)
-            else:
-                self.bad_epochs += 1
-            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", refresh=False)
-            if cfg.early_stopping and self.bad_epochs >= cfg.patience:
-                break
-        bar.close()
+            end = min(end, self.epoch + validate.positive_int("epochs", epochs))
+        self.engine.run(end * self.config.batches_per_epoch)
         return self.history
 
-    # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, epoch: int, path) -> Path:
-        """Write everything needed to resume after ``epoch``, atomically (temp file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {"epoch": epoch, "model": self.model.state_dict(),
-                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "history": self.history, "param_history": self.param_history,
-                 "best_val": self.best_val, "bad_epochs": self.bad_epochs,
-                 "format": "hdlib-trainer-1"}
-        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-        os.close(handle)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
+    def save_checkpoint(self, path) -> Path:
+        """Write everything needed to resume, atomically (see :meth:`hdlib.train.Trainer.save`)."""
+        self.engine.save(path)
+        return Path(path)
 
     def load_checkpoint(self, path) -> int:
-        """Restore a checkpoint; returns the epoch to resume from (the one after it)."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ValueError(f"checkpoint {path} is corrupt or not a checkpoint: {error}") from None
-        if not isinstance(state, dict) or state.get("format") != "hdlib-trainer-1":
-            raise ValueError(f"checkpoint {path} was not written by AdamCosineTrainer")
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as error:
-            raise ValueError(f"checkpoint {path} does not match the model: {error}") from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.history, self.param_history = state["history"], state["param_history"]
-        self.best_val, self.bad_epochs = state["best_val"], state["bad_epochs"]
-        self.start_epoch = state["epoch"] + 1
-        return self.start_epoch
+        """Restore a checkpoint; returns the epoch to resume from."""
+        self.engine.resume(path)
+        return self.epoch
 
 
 def train_model_enhanced(model, learning_rate: float = 1e-3, max_epochs: int = 100,
@@ -314,11 +273,11 @@ def train_model_enhanced(model, learning_rate: float = 1e-3, max_epochs: int = 1
     cfg = create_training_config(learning_rate=learning_rate, max_epochs=max_epochs,
                                  min_lr=min(min_lr, learning_rate), weight_decay=weight_decay,
                                  batch_size=batch_size, early_stopping=early_stopping,
-                                 patience=patience, plot_progress=plot_progress, **config)
+                                 patience=patience, **config)
     trainer = AdamCosineTrainer(model, cfg, task)
     history = trainer.train()
     if plot_progress:
-        from .plots import plot_trainer_history
+        from ..book.plots import plot_trainer_history
 
         plot_trainer_history(trainer)
     return model, history, trainer
@@ -329,18 +288,3 @@ def quick_train(model, epochs: int = 50, lr: float = 1e-3, task=None, **config):
     model, history, _ = train_model_enhanced(model, learning_rate=lr, max_epochs=epochs,
                                              plot_progress=False, task=task, **config)
     return model, history
-
-
-#: Checks for the parameters of the training chapter.
-TRAINING_CHAPTER_PARAMETERS = {
-    "n_exc": validate.positive_int,
-    "n_inh": validate.positive_int,
-    "seq_len": validate.positive_int,
-    "speed_deg_s": validate.positive_float,
-    "cue_strength": validate.positive_float,
-    "seeds": validate.list_of(validate.non_negative_int, "seeds (non-negative integers)"),
-    "epoch_scale": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
-    "batches_per_epoch": validate.positive_int,
-    "resume_epochs": validate.positive_int,
-    "checkpoint_dir": validate.path_string,
-}

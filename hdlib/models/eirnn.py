@@ -32,7 +32,7 @@ import math
 import torch
 from torch import nn
 
-from . import validate
+from .. import validate
 
 TAU_OPTIONS = ("none", "population", "neuron")
 ALPHA_OPTIONS = ("none", "scalar", "population", "neuron")
@@ -105,18 +105,18 @@ class EIRNN(nn.Module):
             init = tau
         if self.learnable_tau != "none":
             if self.tau_mode == "clamp":
-                self._tau = nn.Parameter(init.clone())
+                self.tau_raw = nn.Parameter(init.clone())
             else:
                 fraction = (init - self.tau_min) / (self.tau_max - self.tau_min)
-                self._tau = nn.Parameter(torch.logit(fraction.clamp(1e-4, 1 - 1e-4)))
+                self.tau_raw = nn.Parameter(torch.logit(fraction.clamp(1e-4, 1 - 1e-4)))
         if self.learnable_alpha == "scalar":
-            self._alpha_logit = nn.Parameter(torch.logit(torch.tensor(alpha_init)))
+            self.alpha_logit = nn.Parameter(torch.logit(torch.tensor(alpha_init)))
         elif self.learnable_alpha == "population":
             # Inhibitory units start 1.5x faster, as the document proposes.
             alpha_i = min(1.5 * alpha_init, 0.99)
-            self._alpha_logit = nn.Parameter(torch.logit(torch.tensor([alpha_init, alpha_i])))
+            self.alpha_logit = nn.Parameter(torch.logit(torch.tensor([alpha_init, alpha_i])))
         elif self.learnable_alpha == "neuron":
-            self._alpha_logit = nn.Parameter(torch.full((n,), math.log(alpha_init / (
+            self.alpha_logit = nn.Parameter(torch.full((n,), math.log(alpha_init / (
                 1 - alpha_init))))
 
     def _init_recurrence(self, low_rank, radius, rate_scale, generator):
@@ -161,32 +161,43 @@ class EIRNN(nn.Module):
     def rate_baseline(self) -> torch.Tensor:
         return nn.functional.softplus(self._rate_baseline)
 
-    def get_tau(self) -> torch.Tensor:
+    def time_constant_parameters(self) -> list[nn.Parameter]:
+        """The learnable time constants (raw ``tau`` or ``alpha`` logits); empty when fixed."""
+        return [getattr(self, name) for name in ("tau_raw", "alpha_logit") if hasattr(self, name)]
+
+    def freeze_time_constants(self) -> None:
+        """Stop the time constants from learning (they keep their current values)."""
+        for parameter in self.time_constant_parameters():
+            parameter.requires_grad_(False)
+
+    @property
+    def tau(self) -> torch.Tensor:
         """Time constant of every unit, ms, ``(n_total,)``."""
         if self.learnable_alpha != "none":
-            return self.dt / self.get_alpha()
+            return self.dt / self.alpha
         if self.learnable_tau == "none":
             return self.tau_fixed
         if self.tau_mode == "clamp":
-            tau = torch.clamp(self._tau, self.tau_min, self.tau_max)
+            tau = torch.clamp(self.tau_raw, self.tau_min, self.tau_max)
         else:
-            tau = self.tau_min + (self.tau_max - self.tau_min) * torch.sigmoid(self._tau)
+            tau = self.tau_min + (self.tau_max - self.tau_min) * torch.sigmoid(self.tau_raw)
         if self.learnable_tau == "population":
             tau = torch.where(self.excitatory, tau[0], tau[1])
         return tau
 
-    def get_alpha(self) -> torch.Tensor:
+    @property
+    def alpha(self) -> torch.Tensor:
         """``alpha = dt / tau`` of every unit, ``(n_total,)``."""
         if self.learnable_alpha == "none":
-            return self.dt / self.get_tau()
-        alpha = torch.sigmoid(self._alpha_logit)
+            return self.dt / self.tau
+        alpha = torch.sigmoid(self.alpha_logit)
         if self.learnable_alpha == "population":
             return torch.where(self.excitatory, alpha[0], alpha[1])
         return alpha.expand(self.n_total)
 
-    def get_tau_values(self) -> dict:
+    def time_constants(self) -> dict:
         """Mean time constant (ms) of the excitatory and inhibitory units, and every unit's."""
-        tau = self.get_tau().detach()
+        tau = self.tau.detach()
         return {"tau_e_ms": tau[self.excitatory].mean().item(),
                 "tau_i_ms": tau[~self.excitatory].mean().item() if (~self.excitatory).any()
                 else float("nan"), "tau_ms": tau.tolist()}
@@ -200,7 +211,7 @@ class EIRNN(nn.Module):
         """Rates ``(trials, T, n_total)`` for inputs ``(trials, T, n_inputs)``."""
         validate.tensor("inputs", inputs, ndim=3, size={2: self.W_in.shape[1]})
         K, T, _ = inputs.shape
-        alpha = self.get_alpha()
+        alpha = self.alpha
         if alpha.shape != (self.n_total,):
             raise RuntimeError(f"alpha has shape {tuple(alpha.shape)}, expected ({self.n_total},)")
         # With h = softplus(x) and r = s h + b, the update is
@@ -213,10 +224,11 @@ class EIRNN(nn.Module):
         if noise and self.noise_scale > 0:
             noise_alpha = alpha if self.noise_alpha == "unit" else alpha.mean()
             sigma = self.noise_scale * noise_alpha.sqrt()
-            drive = drive + torch.randn(K, T, self.n_total, generator=generator) * sigma
+            drive = drive + torch.randn(K, T, self.n_total, generator=generator,
+                                         device=inputs.device, dtype=inputs.dtype) * sigma
         w_alpha = w_alpha * scale
         decay = 1 - alpha
-        x = torch.zeros(K, self.n_total) if x0 is None else x0
+        x = inputs.new_zeros(K, self.n_total) if x0 is None else x0
         h = nn.functional.softplus(x)
         out = []
         # unbind, not drive[:, t]: each indexed step's gradient would allocate the whole drive

@@ -1,0 +1,84 @@
+"""Command line of the book.
+
+``python -m hdlib run NOTEBOOK [-p NAME VALUE]... [-f PARAMS.yaml] [-o OUT.ipynb]`` runs a chapter
+with papermill; ``--list-params`` prints its parameters. ``python -m hdlib refresh NOTEBOOK...``
+re-runs chapters at their defaults and stores the paired notebooks.
+``python -m hdlib sweep NOTEBOOK -f SWEEP.yaml [-o DIR] [--workers N] [--engine E]`` runs one
+papermill execution per configuration of a sweep file and writes ``DIR/results.csv``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import runs
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hdlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute a chapter with papermill")
+    run.add_argument("notebook", help="chapter source (notebooks/NN_name.py) or .ipynb")
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                     metavar=("NAME", "VALUE"), help="set one parameter (value parsed as YAML)")
+    run.add_argument("-f", "--parameters-file", action="append", default=[], metavar="PARAMS.yaml",
+                     help="YAML file of parameters (applied before -p)")
+    run.add_argument("-o", "--output",
+                     help="executed notebook (default notebooks/_runs/NAME.ipynb)")
+    run.add_argument("--list-params", action="store_true",
+                     help="print the chapter's parameters and defaults, then exit")
+    run.add_argument("--no-progress", action="store_true", help="hide the cell progress bar")
+    refresh = sub.add_parser("refresh", help="re-run chapters at their defaults and store "
+                                             "the paired .ipynb that the tests compare against")
+    refresh.add_argument("notebooks", nargs="+", help="chapter sources (notebooks/NN_name.py)")
+    sweep = sub.add_parser("sweep", help="run a notebook once per configuration of a sweep file")
+    sweep.add_argument("notebook", help="notebook that writes its results to `result_path`")
+    sweep.add_argument("-f", "--sweep-file", required=True, metavar="SWEEP.yaml")
+    sweep.add_argument("-o", "--output", default="_sweep", help="folder for runs and results")
+    sweep.add_argument("--workers", type=int, default=2, help="local processes (default 2)")
+    sweep.add_argument("--engine", default="local", choices=["local", "slurm", "dask"],
+                       help="local process pool, Slurm through submitit, or Dask")
+    sweep.add_argument("--dask-address", help="scheduler address of an existing Dask cluster")
+    return parser
+
+
+def _sweep(args) -> int:
+    from . import sweeps
+
+    base, configs = sweeps.load_sweep(args.sweep_file)
+    executor = sweeps.make_executor(args.engine, args.workers, folder=f"{args.output}/logs",
+                                    address=args.dask_address)
+    table = sweeps.run_sweep(args.notebook, configs, args.output, base=base, executor=executor)
+    out = f"{args.output}/results.csv"
+    table.to_csv(out)
+    print(table.drop(columns=[c for c in table if table[c].dtype == object and c not in (
+        "status", "error")]).to_string())
+    print(f"wrote {out}")
+    return 0 if (table["status"] == "ok").all() else 1
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "refresh":
+            for source in args.notebooks:
+                print(f"stored {runs.refresh_stored(source)}")
+            return 0
+        if args.list_params:
+            for name, value in runs.notebook_parameters(args.notebook).items():
+                print(f"{name} = {value!r}")
+            return 0
+        parameters = runs.collect_parameters(args.notebook, args.parameter, args.parameters_file)
+        out = runs.run_notebook(args.notebook, parameters, args.output,
+                                progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The checks of every chapter's ``parameters`` cell: ``name -> check(name, value)``.
+
+A chapter validates its parameters with ``validate.parameters(globals(), parameters.CHAPTER)``;
+``python -m hdlib run`` applies the same checks before any kernel starts.
+"""
+from __future__ import annotations
+
+import math
+
+from .. import validate
+
+#: Checks for the parameters of the E/I ring tracking chapter.
+TRACKING = {
+    "n_exc": validate.positive_int,
+    "n_inh": validate.positive_int,
+    "sigma_ee": validate.positive_float,
+    "seq_len": validate.positive_int,
+    "speed_deg_s": validate.positive_float,
+    "cue_strength": validate.positive_float,
+    "max_epochs": validate.positive_int,
+    "batches_per_epoch": validate.positive_int,
+    "batch_size": validate.positive_int,
+    "learning_rate": validate.positive_float,
+    "dark_steps": validate.positive_int,
+    "grid_sigmas": validate.list_of(validate.positive_float, "positive numbers"),
+    "grid_inhibitions": validate.list_of(validate.positive_float, "positive numbers"),
+    "seed": validate.non_negative_int,
+}
+
+#: Checks for the parameters of the training chapter.
+TRAINING = {
+    "n_exc": validate.positive_int,
+    "n_inh": validate.positive_int,
+    "seq_len": validate.positive_int,
+    "speed_deg_s": validate.positive_float,
+    "cue_strength": validate.positive_float,
+    "seeds": validate.list_of(validate.non_negative_int, "seeds (non-negative integers)"),
+    "epoch_scale": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
+    "batches_per_epoch": validate.positive_int,
+    "resume_epochs": validate.positive_int,
+    "checkpoint_dir": validate.path_string,
+}
+
+#: Checks for the parameters of the angular-velocity chapter (see its ``parameters`` cell).
+ANGULAR_VELOCITY = {
+    "num_neurons": validate.positive_int,
+    "alpha": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
+    "activation": lambda n, v: validate.choice(n, v, ("tanh", "relu", "gelu")),
+    "hidden_gain_neurons": validate.positive_int,
+    "init_scale": lambda n, v: validate.float_in(n, v, 0.0, math.inf),
+    "seq_len": validate.positive_int,
+    "long_seq_len": validate.positive_int,
+    "max_av": validate.positive_float,
+    "zero_padding_start_ratio": lambda n, v: validate.float_in(n, v, 0.0, 1.0),
+    "zero_ratios_in_rest": validate.ratios,
+    "mean_bout_steps": lambda n, v: validate.float_in(n, v, 1.0, math.inf),
+    "curriculum": validate.curriculum,
+    "batch_size": validate.positive_int,
+    "learning_rate": validate.positive_float,
+    "min_lr_ratio": lambda n, v: validate.float_in(n, v, 0.0, 1.0),
+    "amplitude_weight": lambda n, v: validate.float_in(n, v, 0.0, math.inf),
+    "eval_batch_size": validate.positive_int,
+    "snapshot_every": validate.positive_int,
+    "seed": validate.non_negative_int,
+    "artifacts_dir": validate.path_string,
+}
+
+#: Checks for the parameters of the superior-colliculus chapter.
+SUPERIOR_COLLICULUS = {
+    "data_path": lambda n, v: v if v == "" else validate.path_string(n, v),
+    "session_path": validate.path_string,
+    "n_trials": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 24, 1e5)),
+    "n_bins": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 40, 1e4)),
+    "teacher_tau_e_ms": lambda n, v: validate.float_in(n, v, 10.0, 200.0),
+    "teacher_tau_i_ms": lambda n, v: validate.float_in(n, v, 10.0, 200.0),
+    "val_fraction": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True, high_open=True),
+    "seed": validate.non_negative_int,
+    "sweep_file": validate.path_string,
+    "sweep_dir": validate.path_string,
+    "sweep_workers": validate.positive_int,
+    "target_fraction": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
+    "recovery_tolerance": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
+    "recovery_n_trials": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 24,
+                                                            1e5)),
+    "recovery_steps": validate.positive_int,
+    "recovery_lr_scale": validate.positive_float,
+    "recovery_session_path": validate.path_string,
+    "margin": lambda n, v: validate.float_in(n, v, 0.0, 1.0),
+}
+
+#: Checks for the parameters of the Polar V1 chapter.
+POLAR = {
+    "n_train_trials": validate.positive_int,
+    "n_val_trials": validate.positive_int,
+    "n_frames": validate.positive_int,
+    "n_neurons": validate.positive_int,
+    "window": lambda n, v: validate.float_in(n, v, 21, 128),
+    "teacher_config": validate.path_string,
+    "initial_configs": validate.list_of(validate.path_string, "configuration names"),
+    "temporal_lr_scales": validate.list_of(validate.positive_float, "positive numbers"),
+    "steps": validate.positive_int,
+    "batch_size": validate.positive_int,
+    "learning_rate": validate.positive_float,
+    "recovery_tolerance": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
+    "seed": validate.non_negative_int,
+}
