@@ -1,4 +1,5 @@
 """The chapters as files: pairing, parameters, the papermill runner and the book build."""
+
 import json
 import subprocess
 import sys
@@ -9,14 +10,18 @@ import pytest
 import yaml
 
 from hdlib.book import runs
-from hdlib.book.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+
 
 
 def _cells(path):
     return [(c.cell_type, c.source.strip()) for c in jupytext.read(path).cells]
+
 
 
 @pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
@@ -32,6 +37,7 @@ def test_pair_in_sync_and_stored_with_outputs(source):
     assert with_output > len(code) / 2, f"{stored.name} was stored without its outputs"
 
 
+
 @pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
 def test_parameters_cell_then_validation(source):
     notebook = jupytext.read(source)
@@ -41,77 +47,13 @@ def test_parameters_cell_then_validation(source):
     assert runs.notebook_parameters(source)
 
 
+
 @pytest.mark.parametrize("params", sorted((ROOT / "notebooks" / "params").glob("*.yaml")),
                          ids=lambda p: p.stem)
 def test_parameter_files_name_known_parameters(params):
     chapter = next(ROOT.glob(f"notebooks/{params.stem[:2]}_*.py"))
     assert runs.collect_parameters(chapter, files=[params])
 
-
-TINY = """# ---
-# jupyter:
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
-# %% tags=["parameters"]
-value = 1
-fail = False
-
-# %%
-from pathlib import Path
-Path("cwd_marker.txt").write_text(str(value))
-assert not fail, "asked to fail"
-print(value * 2)
-"""
-
-
-@pytest.fixture()
-def tiny(tmp_path):
-    path = tmp_path / "tiny.py"
-    path.write_text(TINY)
-    return path
-
-
-def test_list_params(tiny, capsys):
-    assert cli(["run", "--list-params", str(tiny)]) == 0
-    assert capsys.readouterr().out.splitlines() == ["value = 1", "fail = False"]
-
-
-def test_run_with_parameters_uses_notebook_folder(tiny, tmp_path, capsys):
-    params = tmp_path / "p.yaml"
-    params.write_text("value: 5\n")
-    out = tmp_path / "out" / "done.ipynb"
-    assert cli(["run", str(tiny), "-f", str(params), "-p", "value", "21", "-o", str(out),
-                "--no-progress"]) == 0
-    assert (tmp_path / "cwd_marker.txt").read_text() == "21"
-    text = out.read_text()
-    assert '"42' in text or "42\\n" in text
-
-
-def test_unknown_parameter_is_an_error(tiny, capsys):
-    assert cli(["run", str(tiny), "-p", "valu", "3"]) == 2
-    assert "unknown parameter(s) valu" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="unknown parameter"):
-        runs.run_notebook(tiny, {"nope": 1})
-
-
-def test_failed_run_keeps_previous_output(tiny, tmp_path):
-    out = tmp_path / "kept.ipynb"
-    runs.run_notebook(tiny, {"value": 3}, out, progress=False)
-    before = out.read_bytes()
-    with pytest.raises(Exception, match="asked to fail"):
-        runs.run_notebook(tiny, {"fail": True}, out, progress=False)
-    assert out.read_bytes() == before
-    assert out.with_suffix(".failed.ipynb").exists()
-    assert not list(tmp_path.glob(".kept-*"))
-
-
-def test_missing_notebook_is_a_clear_error(tmp_path, capsys):
-    assert cli(["run", "--list-params", str(tmp_path / "nope.py")]) == 2
-    assert "does not exist" in capsys.readouterr().err
 
 
 def test_book_builds_from_stored_notebooks_without_warnings(tmp_path):
@@ -137,3 +79,4 @@ def test_book_builds_from_stored_notebooks_without_warnings(tmp_path):
         page = (html / "notebooks" / f"{source.stem}.html").read_text()
         assert page.count("<img") >= 2, f"{source.stem}: figures missing from the page"
         assert "math notranslate" in page, f"{source.stem}: no rendered math"
+

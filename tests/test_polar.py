@@ -1,12 +1,11 @@
 """Polar V1 temporal stages, configurations, stimuli and the fitting task."""
+
 import math
 
 import pytest
 import torch
 
 from hdlib import circular
-from hdlib.datasets import stimuli
-from hdlib.fitters import training
 from hdlib.models import polar, polar_v1
 
 
@@ -19,6 +18,7 @@ def loop_relaxation(amplitude, gate, lam_fix, lam_sac, dt):
     return torch.stack(out, 1)
 
 
+
 @pytest.mark.parametrize("T", [1, 63, 64, 200])
 def test_relaxation_matches_the_frame_by_frame_loop(T):
     torch.manual_seed(0)
@@ -26,6 +26,7 @@ def test_relaxation_matches_the_frame_by_frame_loop(T):
     amplitude, gate = torch.rand(3, T, 5), torch.rand(3, T)
     expected = loop_relaxation(amplitude, gate, 10.0, 40.0, 1 / 120)
     torch.testing.assert_close(dynamics(amplitude, gate), expected, atol=1e-5, rtol=1e-5)
+
 
 
 def test_relaxation_continues_across_calls():
@@ -38,12 +39,14 @@ def test_relaxation_continues_across_calls():
     torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-5, rtol=1e-5)
 
 
+
 def test_relaxation_time_constant_is_one_over_lambda():
     dynamics = polar.PolarDynamics(lambda_fix=10.0, dt=1 / 1000)
     step = torch.ones(1, 400, 1)
     state = dynamics(step, torch.zeros(1, 400), initial=torch.zeros(1, 1))
     # After tau = 100 ms (100 frames) the state has covered 1 - 1/e of the step.
     assert state[0, 99, 0].item() == pytest.approx(1 - math.exp(-1), abs=1e-3)
+
 
 
 def test_phase_is_carried_by_the_predicted_motion():
@@ -61,6 +64,7 @@ def test_phase_is_carried_by_the_predicted_motion():
     assert circular.wrap(without - measured).abs()[0, 20:].mean() > 0.1
 
 
+
 def test_ema_matches_the_loop_and_is_unbiased_at_the_start():
     torch.manual_seed(2)
     summarizer = polar.TemporalSummarizer(0.74, 0.95)
@@ -74,6 +78,7 @@ def test_ema_matches_the_loop_and_is_unbiased_at_the_start():
     torch.testing.assert_close(summarizer(constant)[1], constant)
 
 
+
 def test_every_constant_receives_a_gradient():
     model = polar_v1.PolarV1(6, 3)
     rates = model(torch.rand(2, 50, 6) + 0.5, torch.rand(2, 50))
@@ -84,11 +89,13 @@ def test_every_constant_receives_a_gradient():
         assert grad is not None and grad.abs() > 0, name
 
 
+
 def test_rates_stay_positive_whatever_the_raw_parameter():
     dynamics = polar.PolarDynamics(10.0, 40.0)
     with torch.no_grad():
         dynamics.log_lambda_fix.fill_(-5.0)
     assert dynamics.lambda_fix.item() > 0
+
 
 
 def test_frozen_constants_are_buffers():
@@ -97,16 +104,6 @@ def test_frozen_constants_are_buffers():
     assert names == {"readout.weight", "readout.bias"}
     assert model.constants()["alpha_fast"] == pytest.approx(0.74)
 
-
-def test_temporal_constants_get_their_own_learning_rate():
-    model = polar_v1.PolarV1(4, 2)
-    assert training.parameter_group("dynamics.log_lambda_fix") == "temporal"
-    assert training.parameter_group("summarizer.alpha_slow_logit") == "temporal"
-    assert training.parameter_group("readout.weight") == "other"
-    trainer = training.AdamCosineTrainer(model, {"learning_rate": 1e-2}, task=object())
-    rates = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
-    assert rates["temporal"] == pytest.approx(1e-3) and rates["other"] == pytest.approx(1e-2)
-    assert "tau_fix_ms" in trainer.param_history
 
 
 @pytest.mark.parametrize("call, name", [
@@ -124,6 +121,7 @@ def test_bad_input_names_the_argument(call, name):
         call()
 
 
+
 def test_shipped_configurations():
     assert polar.available_configs() == ["polar_v1", "polar_v1_relaxed", "polar_v1_very_relaxed"]
     original = polar.load_config("polar_v1")
@@ -132,6 +130,7 @@ def test_shipped_configurations():
     assert polar.load_config("polar_v1_relaxed")["lambda_fix"] == 5.0
     model = polar_v1.PolarV1.from_config("polar_v1_very_relaxed", 4, 2)
     assert model.constants()["lambda_sac"] == pytest.approx(10.0)
+
 
 
 @pytest.mark.parametrize("text, match", [
@@ -147,56 +146,3 @@ def test_bad_configuration_files(tmp_path, text, match):
     with pytest.raises(ValueError, match=match):
         polar.load_config(str(path))
 
-
-def test_video_statistics():
-    video = stimuli.free_viewing_video(16, 480, window=36, seed=3)
-    assert video.frames.shape == (16, 480, 36, 36)
-    saccading = video.saccading.float()
-    onsets = (video.saccading[:, 1:] & ~video.saccading[:, :-1]).sum().item()
-    rate = onsets / (16 * 480 / 120)
-    assert 1.5 < rate < 4.5  # saccades per second
-    assert 0.03 < saccading.mean() < 0.25
-    # The gate is open during saccades and closed during fixation.
-    assert video.gate[video.saccading].mean() > 0.8
-    assert video.gate[~video.saccading].mean() < 0.05
-    # Same seed, same video.
-    again = stimuli.free_viewing_video(16, 480, window=36, seed=3)
-    assert torch.equal(video.frames, again.frames)
-
-
-def test_images_have_a_one_over_f_spectrum():
-    import numpy as np
-    images = stimuli.pink_noise_images(4, 128, np.random.default_rng(0))
-    power = np.abs(np.fft.fft2(images)) ** 2
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(128), np.fft.fftfreq(128)))
-    low = power[:, (f > 0.02) & (f < 0.04)].mean()
-    high = power[:, (f > 0.2) & (f < 0.4)].mean()
-    assert 40 < low / high < 400  # 1/f^2 power: a factor (10)^2 = 100 expected
-
-
-def test_teacher_data_and_fit_task():
-    video = stimuli.free_viewing_video(6, 120, window=36, seed=0)
-    features = polar_v1.encode_video(video)
-    teacher = polar_v1.make_teacher(features.amplitude.shape[-1], 5)
-    data = polar_v1.simulate(teacher, features, seed=1)
-    assert data.counts.shape == (6, 120, 5) and (data.rates > 0).all()
-    task = polar_v1.PolarFitTask(data.trials(slice(0, 4)), data.trials(slice(4, 6)))
-    (amplitude, gate), counts = task.batch("train", 3, torch.Generator().manual_seed(0))
-    assert amplitude.shape == (3, 120, features.amplitude.shape[-1]) and counts.shape[0] == 3
-    scores = polar_v1.evaluate(teacher, data)
-    assert scores["rate_correlation"] == pytest.approx(1.0, abs=1e-5)
-    assert scores["bits_per_spike"] == pytest.approx(scores["ceiling_bits_per_spike"])
-
-
-def test_window_motion_predicts_the_filter_phase():
-    video = stimuli.free_viewing_video(4, 240, window=36, seed=0)
-    features = polar_v1.encode_video(video)
-    dynamics = polar.PolarDynamics()
-    strong = features.amplitude > 0.8  # phase is noise where the amplitude is small
-
-    def gap(shift):
-        carried = dynamics.phase(features.phase, shift, features.gate)
-        return circular.wrap(carried - features.phase).abs()[strong].mean()
-
-    assert gap(features.phase_shift) < 0.8 * gap(torch.zeros_like(features.phase_shift))
-    assert gap(features.phase_shift) < gap(-features.phase_shift)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hdlib.circular import circular_mae, wrap
-from hdlib.datasets.tasks import AVIntegrationDataset
+from hdlib.datasets.tasks import AVIntegrationDataset, HeadDirectionTrackingTask
 
 
 def test_shapes_range_and_padding():
@@ -72,3 +72,13 @@ def test_bad_arguments_name_the_argument(kwargs, name):
 def test_bad_batch_size():
     with pytest.raises(ValueError, match="batch_size"):
         AVIntegrationDataset(10).generate_batch(0)
+
+
+def test_tracking_task_headings_are_smooth_and_seeded():
+    task = HeadDirectionTrackingTask(32, seq_len=200, speed_deg_s=90.0)
+    a = task.headings(8, torch.Generator().manual_seed(1))
+    b = task.headings(8, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    steps = torch.remainder(torch.diff(a, dim=1) + math.pi, 2 * math.pi) - math.pi
+    assert steps.abs().max().item() < math.radians(2.0)
+
