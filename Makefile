@@ -6,16 +6,37 @@ STAMP := $(VENV)/.installed
 CHAPTERS := $(wildcard notebooks/[0-9][0-9]_*.py)
 HDLIB_HASH = $(shell find hdlib -name "*.py" -o -name "*.yaml" | sort | xargs cat | sha256sum | cut -c1-16)
 
-.PHONY: setup book test test-fast lint execute benchmark clean
+.PHONY: setup book test test-fast lint browser lock execute benchmark clean
 
 setup: $(STAMP)
 
-# The environment is rebuilt only when pyproject.toml changes; torch is pinned there (CPU build).
-$(STAMP): pyproject.toml
+# The environment is rebuilt only when pyproject.toml or the lock changes. torch is pinned in
+# pyproject.toml and installed first (the CPU build; see README); every other dependency comes
+# at the exact version of requirements.lock, then hdlib itself without resolving again.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[book,test]'
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+TORCH_VERSION = $(shell sed -n 's/.*"torch==\([^"]*\)".*/\1/p' pyproject.toml)
+
+# Re-resolve requirements.lock from pyproject.toml (every dependency but torch, exact versions).
+lock:
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet pip-tools
+	.lock-venv/bin/pip-compile --quiet --extra book --extra test --unsafe-package torch \
+		--strip-extras -o requirements.lock pyproject.toml
+	rm -rf .lock-venv
+
+# The site test opens every page in the system's Chromium (Debian package; no browser download).
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq chromium >/dev/null \
+			|| { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
+		else echo "Chromium is missing: run 'sudo apt-get install chromium'"; exit 1; fi; }
 
 # Executes every chapter (cached by jupyter-cache; the cache is dropped when hdlib changes,
 # because its key covers the notebook's code cells only) and renders HTML to _build/html.
@@ -26,7 +47,7 @@ book: $(STAMP)
 	@echo $(HDLIB_HASH) > _build/.hdlib-hash
 
 # Lint, unit tests, .py/.ipynb pairing, nbval over the stored notebooks, a -W book build.
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	TQDM_DISABLE=1 $(PY) -m pytest tests $(CHAPTERS:.py=.ipynb) \
 		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
