@@ -28,6 +28,7 @@ lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet pip-tools
 	.lock-venv/bin/pip-compile --quiet --extra book --extra test --unsafe-package torch \
+		--no-emit-index-url --no-emit-find-links \
 		--strip-extras -o requirements.lock pyproject.toml
 	rm -rf .lock-venv
 

@@ -71,10 +71,12 @@ def psth(rates: torch.Tensor, mask: torch.Tensor, condition: torch.Tensor, label
     """Per-condition PSTHs ``(C, T, N)`` averaged over recorded trials, their bin counts
     ``(C, T)``, and the condition labels (``labels``, or those present)."""
     labels = torch.unique(condition) if labels is None else labels
-    onehot = (condition[None, :] == labels[:, None]).float()  # (C, K)
-    weights = onehot[:, :, None] * mask[None].float()  # (C, K, T)
-    counts = weights.sum(1)
-    sums = torch.einsum("ckt,ktn->ctn", weights, rates * mask[..., None])
+    onehot = (condition[None, :] == labels[:, None]).to(rates.dtype)  # (C, K)
+    w = mask.to(rates.dtype)
+    counts = onehot @ w  # (C, T)
+    # sum_k onehot[c, k] mask[k, t] rates[k, t, n]: one matrix product over trials
+    sums = onehot @ (rates * w[..., None]).reshape(rates.shape[0], -1)
+    sums = sums.reshape(len(labels), *rates.shape[1:])
     return sums / counts.clamp(min=1)[..., None], counts, labels
 
 
@@ -163,17 +165,19 @@ def trial_cost_matrix(rates, target, mask, *, smooth_ms: float = 100.0,
 def compute_L_trial(rates, target, mask, *, smooth_ms: float = 100.0, bin_size_ms: float = 25.0,
                     distance: str = "euclidean", epsilon: float = 0.1,
                     return_plan: bool = False):
-    """Optimal-transport trial matching (module docstring). Returns the loss (and the plan)."""
+    """Optimal-transport trial matching (module docstring). POT's log-domain Sinkhorn runs on
+    ``D' = (D - min D) / mean(D - min D)`` in the rates' precision, until the column marginals
+    are within ``1e-6`` (at most 500 iterations). Returns the loss (and the plan)."""
     epsilon = validate.positive_float("epsilon", epsilon)
     cost = trial_cost_matrix(rates, target, mask, smooth_ms=smooth_ms, bin_size_ms=bin_size_ms,
                              distance=distance)
     K = cost.shape[0]
-    uniform = torch.full((K,), 1.0 / K, dtype=torch.float64)
-    scaled = cost.detach().double()
+    scaled = cost.detach()
     scaled = scaled - scaled.min()
     scaled = scaled / scaled.mean().clamp(min=1e-12)
+    uniform = torch.full((K,), 1.0 / K, dtype=scaled.dtype)
     plan = ot.sinkhorn(uniform, uniform, scaled, reg=epsilon, method="sinkhorn_log",
-                       numItermax=500, stopThr=1e-6, warn=False).to(cost.dtype)
+                       numItermax=500, stopThr=1e-6, warn=False)
     loss = (plan * cost).sum()
     return (loss, plan) if return_plan else loss
 

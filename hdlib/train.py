@@ -9,17 +9,24 @@ noise as an uninterrupted one) and the ``carry`` the previous step returned. One
     out = step_fn(ctx)                           # forward and loss; may run extra autograd passes
     if not isfinite(out.loss): raise FloatingPointError(step, learning rate)   # nothing updated
     zero_grad; out.loss.backward(); callbacks.on_backward
-    grad_norm = clip_grad_norm_(params, grad_clip)
+    grad_norm = clip_grad_norm_(params, grad_clip)  # ||g||_2 over all parameters, before clipping
+    if not isfinite(grad_norm): raise FloatingPointError(step, learning rate)  # nothing updated
     optimizer.step(); after_step(model)          # e.g. clamp parameters to their constraints
+    history; every eval_every steps: evaluate() -> metrics (floats)
     every schedule_every steps: scheduler.step()  (ReduceLROnPlateau: step(plateau metric))
-    every eval_every steps: evaluate() -> metrics; stoppers decide whether to stop
-    history; callbacks.on_step_end; checkpoint every checkpoint_every steps (atomic)
+    callbacks.on_step_end; stoppers decide whether to stop
+    checkpoint every checkpoint_every steps (atomic; written after the stoppers, so that it holds
+    their counts), then stop if a stopper fired
 
 ``out.carry`` is detached and handed to the next step: truncated backpropagation through
 consecutive segments, or any state a loss keeps between steps. A curriculum is a step function
-that picks its data by ``ctx.step``. Stoppers: :class:`EarlyStopping` (a validation metric that
-stops improving), :class:`Converged` (every watched value changes by less than a relative
-tolerance over a window), :class:`TimeBudget` (wall-clock seconds). Callbacks are objects with
+that picks its data by ``ctx.step``. A ``ReduceLROnPlateau`` scheduler is stepped with the last
+value of ``plateau_metric``: an evaluated metric (once per evaluation, the first time at the first
+evaluation) or a history entry (every ``schedule_every`` steps).
+
+Stoppers: :class:`EarlyStopping` (a validation metric that stops improving), :class:`Converged`
+(every watched value changes by less than a relative tolerance over a window),
+:class:`TimeBudget` (wall-clock seconds). Callbacks are objects with
 any of ``on_backward``, ``on_evaluate``, ``on_step_end`` (each called with the trainer) and,
 to be saved in checkpoints, ``state_dict``/``load_state_dict``.
 """
@@ -214,11 +221,14 @@ class Trainer:
         if not self._is_plateau():
             self.scheduler.step()
             return
-        source = self.evaluations if self.plateau_metric in self.evaluations else self.history
-        if self.plateau_metric not in source:
-            raise KeyError(f"plateau_metric {self.plateau_metric!r} is neither logged nor "
-                           "evaluated")
-        self.scheduler.step(source[self.plateau_metric][-1])
+        metric = self.plateau_metric
+        if metric in self.evaluations:
+            if self.evaluations["step"][-1] == self.step:  # each evaluation counts once
+                self.scheduler.step(self.evaluations[metric][-1])
+        elif metric in self.history:
+            self.scheduler.step(self.history[metric][-1])
+        elif self.evaluate is None or self.evaluations:
+            raise KeyError(f"plateau_metric {metric!r} is neither logged nor evaluated")
 
     def _callbacks(self, event: str) -> None:
         for callback in self.callbacks:
@@ -232,7 +242,8 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
-            metrics = dict(self.evaluate())
+            # floats (not numpy or tensor scalars), so that checkpoints load with weights_only
+            metrics = {key: float(value) for key, value in self.evaluate().items()}
         self.model.train(was_training)
         for key, value in metrics.items():
             if not math.isfinite(value):
@@ -261,6 +272,10 @@ class Trainer:
             grad_norm = math.sqrt(sum(p.grad.square().sum().item() for p in self.params
                                       if p.grad is not None))
         lr = self.learning_rate
+        if not math.isfinite(grad_norm):
+            raise FloatingPointError(
+                f"gradient norm became {grad_norm} at step {self.step} (learning rate {lr:.3g}; "
+                f"loss {out.loss.item():.6g}); the model was not updated.")
         self.optimizer.step()
         if self.after_step is not None:
             self.after_step(self.model)
@@ -290,10 +305,10 @@ class Trainer:
                 self._callbacks("on_step_end")
                 bar.update()
                 bar.set_postfix(loss=f"{self.history['loss'][-1]:.4g}", refresh=False)
+                reasons = [r for r in (stop(self) for stop in self.stoppers) if r]
                 if (self.checkpoint_path and self.checkpoint_every
                         and self.step % self.checkpoint_every == 0):
                     self.save(self.checkpoint_path)
-                reasons = [r for r in (stop(self) for stop in self.stoppers) if r]
                 if reasons:
                     self.stop_reason = reasons[0]
                     break

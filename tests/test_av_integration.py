@@ -21,7 +21,7 @@ def test_non_finite_loss_stops_training():
     model = LeakyRingAttractor(16)
     with torch.no_grad():
         model.J1.fill_(float("nan"))
-    with pytest.raises(FloatingPointError, match="learning_rate"):
+    with pytest.raises(FloatingPointError, match=r"at step 0 \(learning rate"):
         avi.train_integrator(model, AVIntegrationDataset(8), [[5, 3]], batch_size=8, progress=False)
 
 

@@ -5,7 +5,17 @@ import torch
 
 from benchmarks.ei_ring_speed import per_sample_dense_forward, per_sample_forward
 from hdlib.circular import angle_grid, circular_mae, fourier_basis, von_mises_bump
-from hdlib.models.ei_ring import RingAttractorNetwork, count_bumps, drift_deg_per_s
+from hdlib.datasets.tasks import HeadDirectionTrackingTask
+from hdlib.models.ei_ring import (
+    RingAttractorNetwork,
+    bump_regimes,
+    chunked_run_gap,
+    count_bumps,
+    darkness_test,
+    drift_deg_per_s,
+    excitation_mode_error,
+    parameter_gradients,
+)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +114,8 @@ def test_drift_in_degrees_per_second():
 @pytest.mark.parametrize("kwargs, name", [
     ({"n_exc": 0}, "n_exc"), ({"n_inh": -2}, "n_inh"), ({"sigma_ee": 0.0}, "sigma_ee"),
     ({"tau_e": -1.0}, "tau_e"), ({"dt": 20.0}, "dt"), ({"g_ee": -1.0}, "g_ee"),
-    ({"noise_rate_e": 0.0}, "noise_rate_e"),
+    ({"noise_rate_e": 0.0}, "noise_rate_e"), ({"noise_form": "uniform"}, "noise_form"),
+    ({"direct_connections": 1}, "direct_connections"),
 ])
 def test_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -120,3 +131,64 @@ def test_bad_inputs_and_state(small):
         small(torch.zeros(3, 10, 64), h0=torch.zeros(3, 64))
     with pytest.raises(ValueError, match="r_I"):
         small(torch.zeros(3, 10, 64), h0=(torch.zeros(3, 64), torch.zeros(3, 15)))
+
+
+def _noise_rate_gradients(**kwargs):
+    model = RingAttractorNetwork(n_exc=64, n_inh=16, seed=1, **kwargs)
+    task = HeadDirectionTrackingTask.for_model(model, seq_len=30)
+    return parameter_gradients(model, task, batch_size=4, seed=0)
+
+
+def test_only_the_reparameterised_noise_gives_noise_rates_a_gradient():
+    gaussian = _noise_rate_gradients()
+    poisson = _noise_rate_gradients(noise_form="poisson")
+    direct = _noise_rate_gradients(noise_form="poisson", direct_connections=True)
+    assert gaussian["noise_rate_e"] > 0 and gaussian["noise_rate_i"] > 0
+    for grads in (poisson, direct):
+        assert grads["noise_rate_e"] == 0.0 and grads["noise_rate_i"] == 0.0
+        assert grads["g_ee"] > 0  # the rest of the network still learns
+
+
+def test_direct_connections_join_the_graph_without_changing_anything(small):
+    wired = RingAttractorNetwork(n_exc=64, n_inh=16, seed=1, direct_connections=True)
+    x = _inputs(small)
+    plain, _ = small(x, noise=False)
+    joined, _ = wired(x, noise=False)
+    assert torch.equal(plain, joined)
+    joined.sum().backward()
+    assert wired.noise_rate_e.grad is not None and wired.noise_rate_e.grad.item() == 0.0
+
+
+def test_poisson_noise_is_a_seeded_nonnegative_count():
+    model = RingAttractorNetwork(n_exc=64, n_inh=16, seed=1, noise_form="poisson",
+                                 noise_rate_e=20.0)
+    x = _inputs(model)
+    h0 = model.initial_state(torch.zeros(3))
+    a, _ = model(x, h0, generator=torch.Generator().manual_seed(4))
+    b, _ = model(x, h0, generator=torch.Generator().manual_seed(4))
+    quiet, _ = model(x, h0, noise=False)
+    assert torch.equal(a, b) and not torch.equal(a, quiet)
+    # a count is >= 0, so Poisson noise can only raise the drive: rates at or above noise-free
+    # ones on the first step (later steps mix in inhibition)
+    assert torch.all(a[:, 0] >= quiet[:, 0] - 1e-7)
+
+
+def test_mode_error_and_chunked_gap(small):
+    assert excitation_mode_error(small) < 1e-5
+    x = _inputs(small)
+    h0 = small.initial_state(torch.tensor([0.0, 1.0, 2.0]))
+    assert chunked_run_gap(small, x, h0, split=13, seed=2) == 0.0
+
+
+def test_darkness_test_of_an_untrained_ring_holds_one_bump():
+    model = RingAttractorNetwork(n_exc=200, n_inh=50, seed=0)
+    result = darkness_test(model, cue_steps=50, dark_steps=200, batch_size=4)
+    assert result["held"] and result["bumps"] == 1.0
+    assert result["decoded"].shape == (4, 250)
+    silent = darkness_test(model, cue_steps=50, dark_steps=200, batch_size=4, min_amplitude=2.0)
+    assert not silent["held"]  # more amplitude than it had cannot be kept
+
+
+def test_bump_regimes():
+    counts = torch.tensor([[0.0, 1.0], [2.0, 1.2], [0.5, 1.6]])
+    assert bump_regimes(counts) == {"none": 2, "one": 2, "several": 2}

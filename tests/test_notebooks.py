@@ -14,14 +14,11 @@ from hdlib.book import runs
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
-
 
 
 def _cells(path):
     return [(c.cell_type, c.source.strip()) for c in jupytext.read(path).cells]
-
 
 
 @pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
@@ -37,7 +34,6 @@ def test_pair_in_sync_and_stored_with_outputs(source):
     assert with_output > len(code) / 2, f"{stored.name} was stored without its outputs"
 
 
-
 @pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
 def test_parameters_cell_then_validation(source):
     notebook = jupytext.read(source)
@@ -47,7 +43,6 @@ def test_parameters_cell_then_validation(source):
     assert runs.notebook_parameters(source)
 
 
-
 @pytest.mark.parametrize("params", sorted((ROOT / "notebooks" / "params").glob("*.yaml")),
                          ids=lambda p: p.stem)
 def test_parameter_files_name_known_parameters(params):
@@ -55,7 +50,7 @@ def test_parameter_files_name_known_parameters(params):
     assert runs.collect_parameters(chapter, files=[params])
 
 
-
+@pytest.mark.slow
 def test_book_builds_from_stored_notebooks_without_warnings(tmp_path):
     """Render the book from the committed outputs (the notebooks are executed by nbval)."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -79,4 +74,3 @@ def test_book_builds_from_stored_notebooks_without_warnings(tmp_path):
         page = (html / "notebooks" / f"{source.stem}.html").read_text()
         assert page.count("<img") >= 2, f"{source.stem}: figures missing from the page"
         assert "math notranslate" in page, f"{source.stem}: no rendered math"
-

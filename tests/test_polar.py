@@ -1,4 +1,4 @@
-"""Polar V1 temporal stages, configurations, stimuli and the fitting task."""
+"""hdlib.models.polar: the two temporal stages, their fast forms and the configurations."""
 
 import math
 
@@ -18,26 +18,23 @@ def loop_relaxation(amplitude, gate, lam_fix, lam_sac, dt):
     return torch.stack(out, 1)
 
 
-
 @pytest.mark.parametrize("T", [1, 63, 64, 200])
 def test_relaxation_matches_the_frame_by_frame_loop(T):
-    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
     dynamics = polar.PolarDynamics(10.0, 40.0)
-    amplitude, gate = torch.rand(3, T, 5), torch.rand(3, T)
+    amplitude, gate = torch.rand(3, T, 5, generator=g), torch.rand(3, T, generator=g)
     expected = loop_relaxation(amplitude, gate, 10.0, 40.0, 1 / 120)
     torch.testing.assert_close(dynamics(amplitude, gate), expected, atol=1e-5, rtol=1e-5)
 
 
-
 def test_relaxation_continues_across_calls():
-    torch.manual_seed(1)
+    g = torch.Generator().manual_seed(1)
     dynamics = polar.PolarDynamics()
-    amplitude, gate = torch.rand(2, 150, 4), torch.rand(2, 150)
+    amplitude, gate = torch.rand(2, 150, 4, generator=g), torch.rand(2, 150, generator=g)
     whole = dynamics(amplitude, gate)
     first = dynamics(amplitude[:, :70], gate[:, :70])
     second = dynamics(amplitude[:, 70:], gate[:, 70:], initial=first[:, -1])
     torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-5, rtol=1e-5)
-
 
 
 def test_relaxation_time_constant_is_one_over_lambda():
@@ -46,7 +43,6 @@ def test_relaxation_time_constant_is_one_over_lambda():
     state = dynamics(step, torch.zeros(1, 400), initial=torch.zeros(1, 1))
     # After tau = 100 ms (100 frames) the state has covered 1 - 1/e of the step.
     assert state[0, 99, 0].item() == pytest.approx(1 - math.exp(-1), abs=1e-3)
-
 
 
 def test_phase_is_carried_by_the_predicted_motion():
@@ -64,11 +60,38 @@ def test_phase_is_carried_by_the_predicted_motion():
     assert circular.wrap(without - measured).abs()[0, 20:].mean() > 0.1
 
 
+def test_step_response_and_kernels_have_their_closed_forms():
+    dynamics = polar.PolarDynamics(10.0, 40.0)
+    t = torch.arange(30, dtype=torch.float32)
+    for q, lam in [(0.0, 10.0), (1.0, 40.0), (0.5, 25.0)]:
+        expected = 1 - torch.exp(-lam * (t + 1) / 120)
+        torch.testing.assert_close(dynamics.step_response(30, gate=q), expected)
+    fast, slow = polar.TemporalSummarizer(0.74, 0.95).kernels(30)
+    torch.testing.assert_close(fast, 0.26 * 0.74 ** t)
+    torch.testing.assert_close(slow, 0.05 * 0.95 ** t)
+    assert slow.sum() == pytest.approx(1 - 0.95 ** 30, rel=1e-5)
+
+
+def test_relaxation_at_a_signed_rate():
+    drive = torch.ones(1, 240, 1)
+    # Positive rate: the PolarDynamics form; negative rate: growth by exp(|rate| t).
+    torch.testing.assert_close(polar.relax_at_rate(drive, 10.0),
+                               polar.PolarDynamics(10.0, 40.0)(drive, torch.zeros(1, 240),
+                                                               initial=torch.zeros(1, 1)))
+    # From 0 toward a drive of 1: A[t] = 1 - exp(-rate (t + 1) dt), here 1 - e^20 at t = 239.
+    grown = polar.relax_at_rate(drive, -10.0)[0, -1, 0].item()
+    assert grown == pytest.approx(-math.expm1(10.0 * 240 / 120), rel=1e-3)
+
+
+def test_time_constants():
+    taus = polar.time_constants(10.0, 40.0, 0.75, 0.95)
+    assert taus == pytest.approx({"tau_fix_ms": 100.0, "tau_sac_ms": 25.0,
+                                  "tau_fast_frames": 4.0, "tau_slow_frames": 20.0})
+
 
 def test_ema_matches_the_loop_and_is_unbiased_at_the_start():
-    torch.manual_seed(2)
     summarizer = polar.TemporalSummarizer(0.74, 0.95)
-    x = torch.randn(4, 240, 6)
+    x = torch.randn(4, 240, 6, generator=torch.Generator().manual_seed(2))
     fast, slow = summarizer(x)
     torch.testing.assert_close(fast, polar.ema_loop(x, summarizer.alpha_fast), atol=1e-5,
                                rtol=1e-5)
@@ -78,16 +101,15 @@ def test_ema_matches_the_loop_and_is_unbiased_at_the_start():
     torch.testing.assert_close(summarizer(constant)[1], constant)
 
 
-
 def test_every_constant_receives_a_gradient():
     model = polar_v1.PolarV1(6, 3)
-    rates = model(torch.rand(2, 50, 6) + 0.5, torch.rand(2, 50))
+    g = torch.Generator().manual_seed(3)
+    rates = model(torch.rand(2, 50, 6, generator=g) + 0.5, torch.rand(2, 50, generator=g))
     rates.sum().backward()
     for name in ("dynamics.log_lambda_fix", "dynamics.log_lambda_sac",
                  "summarizer.alpha_fast_logit", "summarizer.alpha_slow_logit"):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs() > 0, name
-
 
 
 def test_rates_stay_positive_whatever_the_raw_parameter():
@@ -97,13 +119,11 @@ def test_rates_stay_positive_whatever_the_raw_parameter():
     assert dynamics.lambda_fix.item() > 0
 
 
-
 def test_frozen_constants_are_buffers():
     model = polar_v1.PolarV1(4, 2, learnable_alphas=False, learnable_lambdas=False)
     names = {n for n, _ in model.named_parameters()}
     assert names == {"readout.weight", "readout.bias"}
     assert model.constants()["alpha_fast"] == pytest.approx(0.74)
-
 
 
 @pytest.mark.parametrize("call, name", [
@@ -121,7 +141,6 @@ def test_bad_input_names_the_argument(call, name):
         call()
 
 
-
 def test_shipped_configurations():
     assert polar.available_configs() == ["polar_v1", "polar_v1_relaxed", "polar_v1_very_relaxed"]
     original = polar.load_config("polar_v1")
@@ -130,7 +149,6 @@ def test_shipped_configurations():
     assert polar.load_config("polar_v1_relaxed")["lambda_fix"] == 5.0
     model = polar_v1.PolarV1.from_config("polar_v1_very_relaxed", 4, 2)
     assert model.constants()["lambda_sac"] == pytest.approx(10.0)
-
 
 
 @pytest.mark.parametrize("text, match", [

@@ -1,10 +1,4 @@
-"""The chapters as files: pairing, parameters, the papermill runner and the book build."""
-
-
-
-
-
-
+"""hdlib.book.runs and the ``run`` command: parameters of a chapter, the papermill runner."""
 import pytest
 
 from hdlib.book import runs
@@ -30,7 +24,6 @@ print(value * 2)
 """
 
 
-
 @pytest.fixture()
 def tiny(tmp_path):
     path = tmp_path / "tiny.py"
@@ -38,13 +31,12 @@ def tiny(tmp_path):
     return path
 
 
-
 def test_list_params(tiny, capsys):
     assert cli(["run", "--list-params", str(tiny)]) == 0
     assert capsys.readouterr().out.splitlines() == ["value = 1", "fail = False"]
 
 
-
+@pytest.mark.slow
 def test_run_with_parameters_uses_notebook_folder(tiny, tmp_path, capsys):
     params = tmp_path / "p.yaml"
     params.write_text("value: 5\n")
@@ -56,7 +48,6 @@ def test_run_with_parameters_uses_notebook_folder(tiny, tmp_path, capsys):
     assert '"42' in text or "42\\n" in text
 
 
-
 def test_unknown_parameter_is_an_error(tiny, capsys):
     assert cli(["run", str(tiny), "-p", "valu", "3"]) == 2
     assert "unknown parameter(s) valu" in capsys.readouterr().err
@@ -64,7 +55,7 @@ def test_unknown_parameter_is_an_error(tiny, capsys):
         runs.run_notebook(tiny, {"nope": 1})
 
 
-
+@pytest.mark.slow
 def test_failed_run_keeps_previous_output(tiny, tmp_path):
     out = tmp_path / "kept.ipynb"
     runs.run_notebook(tiny, {"value": 3}, out, progress=False)
@@ -73,11 +64,9 @@ def test_failed_run_keeps_previous_output(tiny, tmp_path):
         runs.run_notebook(tiny, {"fail": True}, out, progress=False)
     assert out.read_bytes() == before
     assert out.with_suffix(".failed.ipynb").exists()
-    assert not list(tmp_path.glob(".kept-*"))
-
+    assert not list(tmp_path.glob(".kept*"))  # no temporary file left behind
 
 
 def test_missing_notebook_is_a_clear_error(tmp_path, capsys):
     assert cli(["run", "--list-params", str(tmp_path / "nope.py")]) == 2
     assert "does not exist" in capsys.readouterr().err
-

@@ -1,8 +1,4 @@
-"""Session loading, the Dale's-law RNN, the fitting losses and the sweep runner."""
-
-
-
-
+"""hdlib.datasets.sessions: MATLAB v7.3 and older session files, checks, the split."""
 import numpy as np
 import pytest
 import scipy.io
@@ -18,7 +14,6 @@ def test_v73_file_is_hdf5_with_reversed_dimensions(synthetic):
         assert f["session_name"].dtype == np.uint16
     with open(synthetic.path, "rb") as f:
         assert f.read(10) == b"MATLAB 7.3"
-
 
 
 def test_loaded_session(session, synthetic):
@@ -39,7 +34,6 @@ def test_loaded_session(session, synthetic):
         assert 0 < share < 0.5
 
 
-
 def test_old_matlab_format_loads_the_same(session, synthetic, tmp_path):
     raw = nd.read_fields(synthetic.path)
     path = tmp_path / "v5.mat"
@@ -50,14 +44,12 @@ def test_old_matlab_format_loads_the_same(session, synthetic, tmp_path):
     assert old.info["pipeline_version"] == session.info["pipeline_version"]
 
 
-
 def test_nan_padding_becomes_the_mask(session):
     # Bins after a trial's end were written as NaN; they must all be masked.
     ends = session.mask.sum(1)
     assert (ends < session.mask.shape[1]).any()
     for k in range(5):
         assert session.mask[k, : ends[k]].all() and not session.mask[k, ends[k]:].any()
-
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -75,10 +67,28 @@ def test_bad_session_files_name_the_field(synthetic, tmp_path, edit, message):
         nd.load_session(path)
 
 
-
 def test_not_a_mat_file(tmp_path):
     path = tmp_path / "x.mat"
     path.write_text("hello")
     with pytest.raises(ValueError, match="MATLAB"):
         nd.load_session(path)
 
+
+def test_write_then_read_gives_the_fields_back(tmp_path):
+    fields = {"matrix": np.arange(6.0).reshape(2, 3), "vector": np.array([1.0, 2.0]),
+              "scalar": 3.0, "name": "abc"}
+    path = nd.write_session_v73(tmp_path / "f.mat", fields)
+    raw = nd.read_fields(path)
+    np.testing.assert_array_equal(raw["matrix"], fields["matrix"])
+    np.testing.assert_array_equal(raw["vector"], [[1.0, 2.0]])  # MATLAB keeps vectors 2-D
+    np.testing.assert_array_equal(raw["scalar"], [[3.0]])
+    assert raw["name"] == "abc"
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    path = nd.write_session_v73(tmp_path / "s.mat", {"a": 1.0})
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        nd.write_session_v73(path, {"a": 2.0, "b": object()})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s.mat"]

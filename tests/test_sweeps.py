@@ -1,4 +1,4 @@
-"""Session loading, the Dale's-law RNN, the fitting losses and the sweep runner."""
+"""hdlib.book.sweeps and the ``sweep`` command: sweep files, merging, the runner."""
 
 import json
 import textwrap
@@ -34,7 +34,7 @@ def job_notebook(tmp_path):
     return notebook
 
 
-
+@pytest.mark.slow
 def test_sweep_keeps_going_past_a_failure(tmp_path, job_notebook):
     notebook = job_notebook
     sweep_file = tmp_path / "sweep.yaml"
@@ -51,7 +51,6 @@ def test_sweep_keeps_going_past_a_failure(tmp_path, job_notebook):
     assert json.loads((tmp_path / "out" / "two.json").read_text())["square"] == 4
 
 
-
 def test_bad_sweep_files(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("configs: [1, 2]\n")
@@ -64,7 +63,7 @@ def test_bad_sweep_files(tmp_path):
         sweeps.make_executor("pbs")
 
 
-
+@pytest.mark.slow
 def test_sweep_command_line(tmp_path, job_notebook, capsys):
     from hdlib.book.cli import main
 
@@ -76,4 +75,3 @@ def test_sweep_command_line(tmp_path, job_notebook, capsys):
     table = (out / "results.csv").read_text()
     assert "four" in table and "x must be positive" in table
     assert main(["sweep", str(job_notebook), "-f", str(tmp_path / "none.yaml")]) == 2
-

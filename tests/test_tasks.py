@@ -82,3 +82,41 @@ def test_tracking_task_headings_are_smooth_and_seeded():
     steps = torch.remainder(torch.diff(a, dim=1) + math.pi, 2 * math.pi) - math.pi
     assert steps.abs().max().item() < math.radians(2.0)
 
+
+
+class _FixedRates(torch.nn.Module):
+    """Stands in for a ring model: returns the given rates whatever the input."""
+
+    def __init__(self, rates):
+        super().__init__()
+        self.rates = rates
+
+    def initial_state(self, heading):
+        return None
+
+    def forward(self, inputs, h0=None, generator=None):
+        return self.rates, None
+
+
+def test_tracking_loss_is_one_minus_cos_of_the_population_vector_error():
+    # 4 neurons at 0, pi/2, pi, 3pi/2. Rates (1, 0, 0, 0) decode to 0 and (0, 1, 1, 0) to
+    # atan2(1, -1) = 3pi/4; against headings pi/3 and pi/4 the errors are pi/3 and pi/2.
+    rates = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]]])
+    headings = torch.tensor([[math.pi / 3, math.pi / 4]])
+    task = HeadDirectionTrackingTask(4, seq_len=2)
+    loss = task.loss(_FixedRates(rates), torch.zeros(1, 2, 4), headings)
+    expected = ((1 - math.cos(math.pi / 3)) + (1 - math.cos(math.pi / 2))) / 2  # 0.75
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_tracking_loss_equals_the_decoded_cosine_form_on_the_ei_ring():
+    from hdlib.models.ei_ring import RingAttractorNetwork
+
+    model = RingAttractorNetwork(n_exc=48, n_inh=12, seed=0)
+    task = HeadDirectionTrackingTask.for_model(model, seq_len=30)
+    inputs, headings = task.batch("val", 3, torch.Generator().manual_seed(2))
+    loss = task.loss(model, inputs, headings, generator=torch.Generator().manual_seed(3))
+    rates, _ = model(inputs, model.initial_state(headings[:, 0]),
+                     generator=torch.Generator().manual_seed(3))
+    decoded_form = (1.0 - torch.cos(model.decode(rates) - headings)).mean()
+    assert loss.item() == pytest.approx(decoded_form.item(), abs=1e-5)

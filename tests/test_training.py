@@ -1,4 +1,7 @@
 
+import math
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -11,18 +14,14 @@ def _model(seed=0):
     return RingAttractorNetwork(n_exc=48, n_inh=12, seed=seed)
 
 
-
 def _config(**kw):
     base = dict(max_epochs=4, batches_per_epoch=2, val_batches=1, batch_size=4, val_batch_size=4,
-                progress=False,
-                plot_progress=False, learning_rate=5e-3)
+                progress=False, learning_rate=5e-3)
     return training.create_training_config(**{**base, **kw})
-
 
 
 def _task(model):
     return HeadDirectionTrackingTask.for_model(model, seq_len=20)
-
 
 
 def test_resume_reproduces_uninterrupted_run(tmp_path):
@@ -42,11 +41,10 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
         torch.testing.assert_close(resumed.history[key], whole.history[key], rtol=1e-4, atol=0.0)
 
 
-
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     model = _model()
     trainer = training.AdamCosineTrainer(model, _config(), _task(model))
-    path = trainer.save_checkpoint(0, tmp_path / "ck.pt")
+    path = trainer.save_checkpoint(tmp_path / "ck.pt")
     before = path.read_bytes()
 
     def crash(obj, f, *a, **k):
@@ -56,10 +54,9 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        trainer.save_checkpoint(1, path)
+        trainer.save_checkpoint(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
-
 
 
 def test_corrupt_and_mismatched_checkpoints(tmp_path):
@@ -71,26 +68,36 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path):
         trainer.load_checkpoint(bad)
     other = RingAttractorNetwork(n_exc=40, n_inh=12)
     other_trainer = training.AdamCosineTrainer(other, _config(), _task(other))
-    path = other_trainer.save_checkpoint(0, tmp_path / "o.pt")
+    path = other_trainer.save_checkpoint(tmp_path / "o.pt")
     with pytest.raises(ValueError, match="does not match"):
         trainer.load_checkpoint(path)
     with pytest.raises(FileNotFoundError):
         trainer.load_checkpoint(tmp_path / "missing.pt")
 
 
-
-def test_nan_loss_stops_and_keeps_best_checkpoint(tmp_path):
+def test_checkpoint_epoch_must_be_the_last_completed_one(tmp_path):
     model = _model()
-    path = tmp_path / "best.pt"
-    trainer = training.AdamCosineTrainer(model, _config(checkpoint_path=str(path)), _task(model))
+    trainer = training.AdamCosineTrainer(model, _config(), _task(model))
     trainer.train(epochs=1)
+    with pytest.raises(ValueError, match="last completed epoch"):
+        trainer.save_checkpoint(3, tmp_path / "ck.pt")
+    assert trainer.save_checkpoint(0, tmp_path / "ck.pt").exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_epoch_checkpoint(tmp_path):
+    model = _model()
+    path = tmp_path / "last.pt"
+    trainer = training.AdamCosineTrainer(model, _config(checkpoint_path=str(path)), _task(model))
+    trainer.train(epochs=1)  # the checkpoint is written after every epoch
     saved = path.read_bytes()
     with torch.no_grad():
         model.g_ee.fill_(float("nan"))
-    with pytest.raises(FloatingPointError, match="best checkpoint"):
+    with pytest.raises(FloatingPointError, match="was not updated"):
         trainer.train()
-    assert path.read_bytes() == saved
-
+    assert path.read_bytes() == saved  # the failing epoch never completed
+    restored = training.AdamCosineTrainer(_model(seed=3), _config(), _task(model))
+    assert restored.load_checkpoint(path) == 1
+    assert torch.isfinite(restored.model.g_ee).item()
 
 
 def test_constraints_hold_after_every_step():
@@ -103,7 +110,6 @@ def test_constraints_hold_after_every_step():
     assert model.W_IE.max().item() <= 0.5
     assert 0.1 <= model.noise_rate_e.item() <= 20.0
     assert -0.5 <= model.W_EI.min().item() and model.W_EI.max().item() <= 2.0
-
 
 
 def test_groups_learning_rates_schedule_and_monitoring():
@@ -121,14 +127,12 @@ def test_groups_learning_rates_schedule_and_monitoring():
     assert len(set(constant.train()["learning_rate"])) == 1
 
 
-
 def test_early_stopping():
     model = _model()
     trainer = training.AdamCosineTrainer(
         model, _config(max_epochs=30, patience=1, learning_rate=1e-9, min_lr=0.0), _task(model))
     trainer.train()
     assert len(trainer.history["val_loss"]) < 30
-
 
 
 def test_document_interface():
@@ -146,7 +150,6 @@ def test_document_interface():
     assert training.create_training_config("aggressive", max_epochs=5).max_epochs == 5
 
 
-
 @pytest.mark.parametrize("kwargs, name", [
     ({"learnig_rate": 1e-3}, "learnig_rate"),
     ({"learning_rate": -1.0}, "learning_rate"),
@@ -161,3 +164,61 @@ def test_bad_config(kwargs, name):
     with pytest.raises(ValueError, match=name):
         training.create_training_config(**kwargs)
 
+
+
+def test_scaled_recipe_keeps_each_recipes_own_settings():
+    default = training.scaled_recipe({}, epoch_scale=0.2)
+    assert default == {"learning_rate": 1e-3, "max_epochs": 20, "weight_decay": 1e-4,
+                       "patience": 4, "batch_size": 32, "schedule": "cosine"}
+    conservative = training.scaled_recipe(training.RECIPES["conservative"], epoch_scale=0.2)
+    assert (conservative["max_epochs"], conservative["patience"]) == (40, 6)
+    assert conservative["learning_rate"] == 5e-4 and conservative["batch_size"] == 16
+    tiny = training.scaled_recipe(training.RECIPES["aggressive"], epoch_scale=0.01)
+    assert (tiny["max_epochs"], tiny["patience"]) == (1, 1)  # 0.5 and 0.1 round up to 1
+    assert training.RECIPES["constant rate"] == {"schedule": "constant"}
+
+
+def test_parameter_movement_from_a_recorded_history():
+    fake = SimpleNamespace(monitored=["g_ee", "W_IE"],
+                           history={"grad_norms": {"g_ee": [0.5, 0.1], "W_IE": [2.0, 1.0]}},
+                           param_history={"g_ee": [1.5, 1.2, 3.0], "W_IE": [0.25, 0.2, 0.2]})
+    table = training.parameter_movement(fake)
+    assert table.loc["g_ee"].tolist() == pytest.approx([0.5, 1.5, 3.0, 1.0])
+    assert table.loc["W_IE"].tolist() == pytest.approx([2.0, 0.25, 0.2, 0.2])
+
+
+def test_constraint_violations():
+    model = _model()
+    bounds = training.DEFAULT_CONSTRAINTS
+    assert training.constraint_violations(model, bounds) == []
+    with torch.no_grad():
+        model.W_IE[0, 0] = 0.6
+        model.g_ee.fill_(0.05)
+    assert sorted(training.constraint_violations(model, bounds)) == ["W_IE", "g_ee"]
+    assert training.constraint_violations(model, {"missing": (0.0, 1.0)}) == []
+
+
+def test_sequences_to_target():
+    assert training.sequences_to_target([3.0, 2.0, 1.0], 2.0, 96) == 192.0
+    assert training.sequences_to_target([3.0, 2.0, 1.0], 0.5, 96) == math.inf
+
+
+def test_run_table_and_paired_comparison():
+    def run(val, train, per_epoch):
+        return {"history": {"val_loss": val, "train_loss": train}, "sequences_per_epoch":
+                per_epoch, "seconds": 1.0, "error": 2.0}
+
+    runs = {("a", 0): run([4.0, 2.0, 3.0], [2.0, 2.0, 1.5], 10),
+            ("b", 0): run([3.0, 2.5], [3.0, 2.5], 40),
+            ("a", 1): run([1.0, 0.5], [1.0, 1.0], 10),
+            ("b", 1): run([0.9, 0.8], [1.0, 1.0], 40)}
+    table = training.run_table(runs)
+    # seed 0: the common target is max(2.0, 2.5) = 2.5, reached by a at epoch 2 (20 sequences)
+    # and by b at epoch 2 (80); seed 1: max(0.5, 0.8) = 0.8, a at epoch 2, b at epoch 2.
+    assert table.loc[("a", 0)].to_dict() == pytest.approx(
+        {"final val loss": 3.0, "epochs run": 3, "rises": 1, "val / train (final)": 2.0,
+         "sequences to target": 20.0, "tracking error (deg)": 2.0, "seconds": 1.0})
+    assert table.loc[("b", 0), "sequences to target"] == 80.0
+    assert table.loc[("b", 1), "sequences to target"] == 80.0
+    assert training.seeds_where_lower(table, "final val loss", "a", "b") == 1
+    assert training.seeds_where_lower(table, "sequences to target", "a", "b") == 2

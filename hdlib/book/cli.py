@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import io
 from . import runs
 
 
@@ -50,7 +51,8 @@ def _sweep(args) -> int:
                                     address=args.dask_address)
     table = sweeps.run_sweep(args.notebook, configs, args.output, base=base, executor=executor)
     out = f"{args.output}/results.csv"
-    table.to_csv(out)
+    with io.atomic_path(out, suffix=".csv") as tmp:
+        table.to_csv(tmp)
     print(table.drop(columns=[c for c in table if table[c].dtype == object and c not in (
         "status", "error")]).to_string())
     print(f"wrote {out}")

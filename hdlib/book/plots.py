@@ -186,7 +186,7 @@ def plot_error_bars(errors: dict, title: str = ""):
 
 def plot_trainer_history(trainer, max_params: int = 8):
     """Train/validation loss, learning rate, gradient norm and scalar-parameter evolution of an
-    :class:`hdlib.training.AdamCosineTrainer`."""
+    :class:`hdlib.fitters.training.AdamCosineTrainer`."""
     history = trainer.history
     epochs = np.arange(1, len(history["train_loss"]) + 1)
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), constrained_layout=True)
@@ -212,6 +212,72 @@ def plot_trainer_history(trainer, max_params: int = 8):
     return fig
 
 
+def plot_excitation_spectrum(spectrum, n_kept: int, sigma_ee: float):
+    """``|eigenvalue|`` of ``g_EE W_EE`` against frequency (log scale), with the last frequency
+    whose modes the E/I ring keeps (``n_kept`` modes: one cosine and one sine per frequency)."""
+    fig, ax = plt.subplots(figsize=(6, 3), constrained_layout=True)
+    ax.semilogy(np.abs(np.asarray(spectrum)).clip(min=1e-12), ".", ms=3)
+    ax.axvline((n_kept - 1) / 2, color="grey", ls="--", label="last frequency kept")
+    ax.set(xlabel="frequency k (cycles per ring)", ylabel="|eigenvalue| of $g_{EE} W_{EE}$",
+           title=f"E->E spectrum, sigma_ee = {sigma_ee:g} rad")
+    ax.legend(frameon=False)
+    return fig
+
+
+def plot_darkness(results: dict, cue_steps: int):
+    """Decoded heading (degrees) of every cue heading, one panel per network; ``results`` maps a
+    label to the output of :func:`hdlib.models.ei_ring.darkness_test`. Darkness is shaded."""
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.2), sharey=True,
+                             constrained_layout=True, squeeze=False)
+    for ax, (name, result) in zip(axes[0], results.items()):
+        trace = _deg(result["decoded"].cpu()) % 360
+        ax.plot(np.arange(trace.shape[1]), trace.T, lw=0.8)
+        ax.axvspan(cue_steps, trace.shape[1], color="0.9", zorder=0)
+        ax.set(title=f"{name} (grey: darkness)", xlabel="time (ms)")
+    axes[0, 0].set_ylabel("decoded heading (deg)")
+    return fig
+
+
+def plot_bump_counts(counts, sigmas, inhibitions):
+    """Heat map of the mean bump count for every ``sigma_ee`` (rows) and ``g_ie`` (columns)."""
+    import pandas as pd
+
+    fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    table = pd.DataFrame(np.asarray(counts), index=[f"{s:g}" for s in sigmas],
+                         columns=[f"{g:g}" for g in inhibitions])
+    sns.heatmap(table, annot=True, fmt=".2g", cmap="mako", ax=ax,
+                cbar_kws={"label": "mean bump count"})
+    ax.set(xlabel="inhibition gain g_IE", ylabel="sigma_EE (rad)")
+    return fig
+
+
+def plot_recipe_curves(trainers: dict):
+    """Validation loss, learning rate, gradient norm and ``g_EE`` per epoch for every recipe:
+    ``trainers[recipe]`` is the list of its :class:`hdlib.fitters.training.AdamCosineTrainer`
+    runs (one per seed); thin lines are single runs, thick lines their mean over the epochs all
+    runs reached."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
+    colours = sns.color_palette(n_colors=len(trainers))
+    for colour, (name, runs) in zip(colours, trainers.items()):
+        for key, ax in (("val_loss", axes[0, 0]), ("learning_rate", axes[0, 1]),
+                        ("grad_norm", axes[1, 0])):
+            curves = [run.history[key] for run in runs]
+            for curve in curves:
+                ax.plot(np.arange(1, len(curve) + 1), curve, color=colour, lw=0.6, alpha=0.5)
+            length = min(len(curve) for curve in curves)
+            mean = np.mean([curve[:length] for curve in curves], axis=0)
+            ax.plot(np.arange(1, length + 1), mean, color=colour, lw=2, label=name)
+        for run in runs:
+            axes[1, 1].plot(run.param_history["g_ee"], color=colour, lw=1)
+    titles = ("validation loss", "learning rate", "gradient norm",
+              "g_EE (recurrent excitation gain)")
+    for ax, title in zip(axes.flat, titles):
+        ax.set(title=title, xlabel="epoch")
+    axes[0, 0].set_yscale("log")
+    axes[1, 0].set_yscale("log")
+    axes[0, 1].legend(frameon=False, fontsize="small")
+    return fig
+
 def plot_free_viewing(video, trial: int = 0, n_frames_shown: int = 4):
     """A few frames of one trial, its gaze trace and saccade gate."""
     fig = plt.figure(figsize=(10, 4.8))
@@ -234,6 +300,41 @@ def plot_free_viewing(video, trial: int = 0, n_frames_shown: int = 4):
     twin.set(ylim=(0, 3), yticks=[0, 1], ylabel="q")
     ax.legend(loc="upper left", fontsize="small", ncol=2)
     twin.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_stage_responses(t_ms, relaxation: dict, kernels: dict):
+    """Two panels: step responses of the amplitude relaxation and the weights of the moving
+    averages (``{label: curve}`` each), against time in ms."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, curves in zip(axes, (relaxation, kernels)):
+        for label, curve in curves.items():
+            ax.plot(t_ms, np.asarray(curve), label=label)
+        ax.legend(fontsize="small")
+    axes[0].set(title="relaxation: step response", xlabel="time (ms)", ylabel="A")
+    axes[1].set(title="moving averages: weight of a past frame", xlabel="lag (ms)",
+                ylabel="weight")
+    fig.tight_layout()
+    return fig
+
+
+def plot_teacher_spikes(rates, counts, gate, fps: float, trial: int = 0, n_rates: int = 3,
+                        n_raster: int = 12):
+    """Rates of a few neurons and a spike raster of one trial (``(trials, T, neurons)``
+    tensors), with the frames whose saccade gate exceeds 0.5 shaded."""
+    fig, axes = plt.subplots(2, 1, figsize=(9, 4.2), sharex=True)
+    t_s = np.arange(rates.shape[1]) / fps
+    for n in range(n_rates):
+        axes[0].plot(t_s, np.asarray(rates[trial, :, n]), lw=1, label=f"neuron {n}")
+    neuron, frame = np.nonzero(np.asarray(counts[trial, :, :n_raster]).T)
+    axes[1].scatter(t_s[frame], neuron, s=4, marker="|", color="k")
+    for ax in axes:
+        ax.fill_between(t_s, 0, 1, where=np.asarray(gate[trial]) > 0.5, color="0.8",
+                        transform=ax.get_xaxis_transform(), step="mid")
+    axes[0].set(ylabel="rate (spikes/s)", title="teacher rates; saccades shaded")
+    axes[0].legend(fontsize="x-small", ncol=n_rates)
+    axes[1].set(ylabel="neuron", xlabel="time (s)", title="Poisson spikes")
     fig.tight_layout()
     return fig
 

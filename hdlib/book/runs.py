@@ -2,18 +2,19 @@
 
 papermill cannot read the jupytext ``.py`` sources, so the source is read with jupytext and the
 notebook node is handed to papermill, with the notebook's folder as working directory (the same
-one nbval and Jupyter Book use). Unknown parameter names are an error. The output is written to
-a temporary file beside the target and moved into place only when the run succeeds, so a failed
+one nbval and Jupyter Book use). Unknown parameter names are an error. The output is written
+through :func:`hdlib.io.atomic_path` and moved into place only when the run succeeds, so a failed
 run never overwrites a stored notebook; it is kept as ``OUT.failed.ipynb`` for inspection.
 """
 from __future__ import annotations
 
 import ast
 import os
-import tempfile
 from pathlib import Path
 
 import yaml
+
+from .. import io
 
 KERNEL_NAME = "python3"
 
@@ -91,24 +92,15 @@ def run_notebook(path, parameters: dict | None = None, output=None, progress: bo
     parameters = dict(parameters or {})
     _check_names(parameters, _defaults(notebook, path), path.name)
     output = Path(output) if output is not None else default_output(path)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(suffix=".ipynb", prefix=f".{output.stem}-", dir=output.parent)
-    os.close(handle)
-    try:
-        papermill.execute_notebook(notebook, tmp, parameters=parameters, cwd=str(path.parent),
-                                   kernel_name=kernel_name, progress_bar=progress,
-                                   log_output=False)
-    except BaseException:
-        failed = output.with_suffix(".failed.ipynb")
-        if os.path.getsize(tmp):
-            os.replace(tmp, failed)
-        else:
-            os.remove(tmp)
-        raise
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private
-    os.replace(tmp, output)
+    with io.atomic_path(output, suffix=".ipynb") as tmp:
+        try:
+            papermill.execute_notebook(notebook, str(tmp), parameters=parameters,
+                                       cwd=str(path.parent), kernel_name=kernel_name,
+                                       progress_bar=progress, log_output=False)
+        except BaseException:
+            if tmp.exists() and tmp.stat().st_size:  # papermill wrote the cells it ran
+                os.replace(tmp, output.with_suffix(".failed.ipynb"))
+            raise
     return output
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.io
 import torch
 
-from .. import validate
+from .. import io, validate
 
 INPUT_FIELDS = ["input_fixation_on", "input_go_signal", "input_reward_on", "input_eye_x",
                 "input_eye_y", "input_is_face", "input_is_nonface", "input_is_bullseye",
@@ -195,10 +195,15 @@ def stratified_split(condition, val_fraction: float, seed: int):
 # ------------------------------------------------------------------------------ writing
 def write_session_v73(path, fields: dict) -> Path:
     """Write ``fields`` (MATLAB shapes, strings as ``str``) as a MATLAB v7.3 file: HDF5 with a
-    512-byte MATLAB header, arrays stored with reversed dimensions and strings as uint16."""
+    512-byte MATLAB header, arrays stored with reversed dimensions and strings as uint16.
+    The file appears only once complete (:func:`hdlib.io.atomic_path`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    with io.atomic_path(path, suffix=".mat") as tmp:
+        _write_hdf5(tmp, fields)
+    return path
+
+
+def _write_hdf5(tmp: Path, fields: dict) -> None:
     with h5py.File(tmp, "w", userblock_size=512) as f:
         for name, value in fields.items():
             if isinstance(value, str):
@@ -216,10 +221,6 @@ def write_session_v73(path, fields: dict) -> Path:
     header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created by: hdlib HDF5 schema 1.00 ."
     with open(tmp, "r+b") as handle:
         handle.write(header.ljust(128, b" "))
-    tmp.replace(path)
-    return path
-
-
 
 
 def task_inputs(n_trials: int, n_bins: int, bin_size_ms: float, rng: np.random.Generator):

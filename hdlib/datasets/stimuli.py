@@ -151,6 +151,17 @@ class FreeViewingVideo:
     fps: float
     pixels_per_degree: float
 
+    def saccade_rate_hz(self) -> float:
+        """Saccade onsets (a frame flagged as saccading after one that is not) per second of
+        video, over all trials."""
+        onsets = (self.saccading[:, 1:] & ~self.saccading[:, :-1]).sum().item()
+        return onsets / (self.saccading.numel() / self.fps)
+
+    def gate_open_fraction(self, threshold: float = 0.5) -> float:
+        """Fraction of frames whose saccade gate exceeds ``threshold``."""
+        threshold = validate.float_in("threshold", threshold, 0.0, 1.0)
+        return (self.gate > threshold).float().mean().item()
+
 
 def free_viewing_video(n_trials: int, n_frames: int, *, window: int = 32, image_size: int = 256,
                        pixels_per_degree: float = 4.0, gaze_model: GazeModel | None = None,

@@ -7,6 +7,7 @@ import torch
 
 from .. import validate
 from ..circular import TWO_PI, wrap
+from ..losses import heading_loss
 
 
 class AVIntegrationDataset:
@@ -114,8 +115,11 @@ class HeadDirectionTrackingTask:
     ``v[t] = rho * v[t-1] + sqrt(1 - rho^2) * s * eps`` with ``rho = exp(-dt / tau_turn)`` and
     stationary spread ``s = speed_deg_s`` (degrees per second), and ``theta[t] = theta[t-1] +
     v[t] * dt``. The cue is ``cue_strength`` times a von Mises bump (concentration 8) on
-    ``theta[t]``. The loss is ``mean(1 - cos(decoded - theta))`` with the model's own
-    ``decode``, the network starting from ``model.initial_state`` on the first heading.
+    ``theta[t]``. The loss is :func:`hdlib.losses.heading_loss` of the rates, the network
+    starting from ``model.initial_state`` on the first heading: with ``z = sum_i r_i e^{i
+    theta_i}`` the population vector, ``1 - Re(z e^{-i theta}) / |z| = 1 - cos(arg z - theta)``,
+    so the task fits models whose rates lie on :func:`hdlib.circular.angle_grid` and are decoded
+    by the population vector (the E/I ring's ``decode``).
     Following a cue is not path integration: the answer is in the input at every step.
     """
 
@@ -158,6 +162,7 @@ class HeadDirectionTrackingTask:
 
     def loss(self, model, inputs: torch.Tensor, targets: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        """``mean(1 - cos(decoded - theta))``; ``generator`` draws the model's noise."""
+        """``mean(1 - cos(decoded - theta))`` (:func:`hdlib.losses.heading_loss`);
+        ``generator`` draws the model's noise."""
         rates, _ = model(inputs, model.initial_state(targets[:, 0]), generator=generator)
-        return (1.0 - torch.cos(model.decode(rates) - targets)).mean()
+        return heading_loss(rates, targets)

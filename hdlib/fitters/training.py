@@ -21,6 +21,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from .. import validate
@@ -43,6 +44,14 @@ PRESETS = {
     "aggressive": {"learning_rate": 2e-3, "max_epochs": 50, "weight_decay": 1e-5,
                    "patience": 10, "batch_size": 64},
 }
+
+#: The recipes the training chapter compares: the defaults, the same with a constant learning
+#: rate (the control the cosine schedule needs), and the two presets.
+RECIPES = {"cosine (default)": {}, "constant rate": {"schedule": "constant"}, **PRESETS}
+
+#: The keyword arguments of :func:`train_model_enhanced` that a recipe sets.
+RECIPE_KEYS = ("learning_rate", "max_epochs", "weight_decay", "patience", "batch_size",
+               "schedule")
 
 
 @dataclasses.dataclass
@@ -254,13 +263,25 @@ class AdamCosineTrainer:
         self.engine.run(end * self.config.batches_per_epoch)
         return self.history
 
-    def save_checkpoint(self, path) -> Path:
-        """Write everything needed to resume, atomically (see :meth:`hdlib.train.Trainer.save`)."""
+    def save_checkpoint(self, epoch, path=None) -> Path:
+        """Write everything needed to resume, atomically (see :meth:`hdlib.train.Trainer.save`).
+
+        The document's call is ``save_checkpoint(epoch, path)`` with ``epoch`` the last
+        completed epoch (0-based). The checkpoint always holds the trainer's current state, so
+        ``epoch`` must equal ``self.epoch - 1`` (a ``ValueError`` otherwise);
+        ``save_checkpoint(path)`` saves without the check.
+        """
+        if path is None:
+            path = epoch
+        elif epoch != self.epoch - 1:
+            raise ValueError(f"epoch {epoch} is not the last completed epoch ({self.epoch - 1}); "
+                             "a checkpoint holds the trainer's current state")
         self.engine.save(path)
         return Path(path)
 
     def load_checkpoint(self, path) -> int:
-        """Restore a checkpoint; returns the epoch to resume from."""
+        """Restore a checkpoint; returns the epoch to resume from (the one after the last
+        completed epoch)."""
         self.engine.resume(path)
         return self.epoch
 
@@ -288,3 +309,89 @@ def quick_train(model, epochs: int = 50, lr: float = 1e-3, task=None, **config):
     model, history, _ = train_model_enhanced(model, learning_rate=lr, max_epochs=epochs,
                                              plot_progress=False, task=task, **config)
     return model, history
+
+
+# ---------------------------------------------------------------------------- comparisons
+def scaled_recipe(overrides: dict, epoch_scale: float = 1.0) -> dict:
+    """A recipe's :data:`RECIPE_KEYS` (the :class:`TrainingConfig` defaults, then
+    ``overrides``), with ``max_epochs`` and ``patience`` multiplied by ``epoch_scale`` and
+    rounded (at least 1), so that a short run keeps each recipe's proportions."""
+    defaults = TrainingConfig()
+    recipe = {key: getattr(defaults, key) for key in RECIPE_KEYS}
+    recipe.update(overrides)
+    scale = validate.float_in("epoch_scale", epoch_scale, 0.0, 1.0, low_open=True)
+    for key in ("max_epochs", "patience"):
+        recipe[key] = max(1, round(recipe[key] * scale))
+    return recipe
+
+
+def parameter_movement(trainer: AdamCosineTrainer) -> pd.DataFrame:
+    """One row per monitored parameter: its gradient norm averaged over the first epoch, its
+    value before training and after the last epoch (the mean absolute value for a matrix), and
+    the relative change ``|end - start| / |start|``."""
+    rows = {name: {"gradient norm (epoch 1)": trainer.history["grad_norms"][name][0],
+                   "start": trainer.param_history[name][0],
+                   "end": trainer.param_history[name][-1]} for name in trainer.monitored}
+    table = pd.DataFrame(rows).T
+    table["relative change"] = (table["end"] - table["start"]).abs() / table["start"].abs()
+    return table
+
+
+def constraint_violations(model: torch.nn.Module, constraints: dict,
+                          tol: float = 1e-6) -> list[str]:
+    """Names of the parameters with an entry outside their ``(low, high)`` bounds by more than
+    ``tol`` (``None`` is an open end)."""
+    params = dict(model.named_parameters())
+    broken = []
+    for name, (low, high) in constraints.items():
+        if name not in params:
+            continue
+        value = params[name].detach()
+        if ((low is not None and value.min().item() < low - tol)
+                or (high is not None and value.max().item() > high + tol)):
+            broken.append(name)
+    return broken
+
+
+def sequences_to_target(val_loss, target: float, sequences_per_epoch: int) -> float:
+    """Training sequences seen when the validation loss first reaches ``target``:
+    ``(e + 1) * sequences_per_epoch`` for the first epoch ``e`` with ``val_loss[e] <= target``,
+    ``inf`` if it never does."""
+    for epoch, value in enumerate(val_loss):
+        if value <= target:
+            return float((epoch + 1) * sequences_per_epoch)
+    return math.inf
+
+
+def run_table(runs: dict) -> pd.DataFrame:
+    """One row per run of a recipe comparison.
+
+    ``runs[(recipe, seed)]`` holds the run's per-epoch ``history`` (of
+    :class:`AdamCosineTrainer`), ``sequences_per_epoch`` (``batches_per_epoch * batch_size``),
+    ``seconds`` and ``error`` (a tracking error). Columns: the final validation loss, the
+    number of epochs run, the number of epochs whose validation loss rose above the previous
+    one (``rises``), the final validation/training loss ratio, and ``sequences to target``:
+    the training sequences a run needed to reach the seed's common target, the largest of the
+    recipes' best validation losses on that seed (so that every recipe reaches it).
+    """
+    best = {}
+    for (_, seed), run in runs.items():
+        best[seed] = max(best.get(seed, -math.inf), min(run["history"]["val_loss"]))
+    rows = []
+    for (name, seed), run in runs.items():
+        val, train = run["history"]["val_loss"], run["history"]["train_loss"]
+        rows.append({"recipe": name, "seed": seed, "final val loss": val[-1],
+                     "epochs run": len(val),
+                     "rises": sum(b > a for a, b in zip(val, val[1:])),
+                     "val / train (final)": val[-1] / train[-1],
+                     "sequences to target": sequences_to_target(val, best[seed],
+                                                                run["sequences_per_epoch"]),
+                     "tracking error (deg)": run["error"], "seconds": run["seconds"]})
+    return pd.DataFrame(rows).set_index(["recipe", "seed"])
+
+
+def seeds_where_lower(table: pd.DataFrame, column: str, recipe: str, other: str) -> int:
+    """Number of seeds on which ``recipe``'s ``column`` in a :func:`run_table` is strictly
+    below ``other``'s (a comparison paired by seed)."""
+    a, b = table.loc[recipe, column], table.loc[other, column]
+    return int((a < b.reindex(a.index)).sum())

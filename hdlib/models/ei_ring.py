@@ -26,6 +26,13 @@ Noise is Poisson-like and differentiable: ``xi = sqrt(noise_rate * relu(r) * dt 
 with ``eps ~ N(0, 1)`` and ``dt`` in ms, the variance of a spike count in one step scaled by
 ``noise_rate``. It is a reparameterised Gaussian whose variance grows with the rate, so the noise
 rates receive true gradients (``torch.poisson`` has none).
+
+Two named options reproduce the source document's own forms, so that its fixes can be measured
+inside the model: ``noise_form="poisson"`` adds the spike count itself, ``xi = N`` with
+``N ~ Poisson(noise_rate * relu(r) * dt / 1000)`` drawn by ``torch.poisson`` (mean and variance
+both equal to the rate; the sample's derivative with respect to its rate is zero), and
+``direct_connections=True`` adds every scalar parameter times zero to the output rates,
+``r_E + 0 * sum_p p`` (each parameter joins the graph, with a gradient of exactly zero).
 """
 from __future__ import annotations
 
@@ -43,14 +50,18 @@ from ..circular import (
     wrap,
 )
 
+NOISE_FORMS = ("gaussian", "poisson")
+
 
 class RingAttractorNetwork(nn.Module):
-    """E/I ring; see the module docstring for the equations. All sizes and times must be > 0."""
+    """E/I ring; see the module docstring for the equations (and for ``noise_form`` and
+    ``direct_connections``). All sizes and times must be > 0."""
 
     def __init__(self, n_exc: int = 800, n_inh: int = 200, sigma_ee: float = 0.5,
                  tau_e: float = 10.0, tau_i: float = 5.0, dt: float = 1.0, g_ee: float = 1.5,
                  g_ei: float = 1.0, g_ie: float = 2.0, input_gain: float = 1.0,
                  noise_rate_e: float = 1.0, noise_rate_i: float = 1.0, r_max: float = 1.0,
+                 noise_form: str = "gaussian", direct_connections: bool = False,
                  seed: int = 0, device=None):
         super().__init__()
         self.n_exc = validate.positive_int("n_exc", n_exc)
@@ -62,6 +73,8 @@ class RingAttractorNetwork(nn.Module):
             raise ValueError(f"dt must not exceed tau_e or tau_i (Euler stability); got dt={dt}, "
                              f"tau_e={tau_e}, tau_i={tau_i}")
         self.r_max = validate.positive_float("r_max", r_max)
+        self.noise_form = validate.choice("noise_form", noise_form, NOISE_FORMS)
+        self.direct_connections = validate.boolean("direct_connections", direct_connections)
         generator = torch.Generator().manual_seed(validate.non_negative_int("seed", seed))
 
         def scalar(name, value):
@@ -183,18 +196,23 @@ class RingAttractorNetwork(nn.Module):
                                   into_e)
             drive_i = projected[:, n_modes:]
             if noise:
-                drive_e = drive_e + self._noise(r_e, scale_e, generator)
-                drive_i = drive_i + self._noise(r_i, scale_i, generator)
+                drive_e = drive_e + self._noise(r_e, scale_e, self.noise_rate_e, generator)
+                drive_i = drive_i + self._noise(r_i, scale_i, self.noise_rate_i, generator)
             r_e = torch.lerp(r_e, self.activation(drive_e), a_e)  # r + a (F - r)
             r_i = torch.lerp(r_i, self.activation(drive_i), a_i)
             rates.append(r_e)
         rates = torch.stack(rates, dim=1)
+        if self.direct_connections:
+            scalars = [p for p in self.parameters() if p.numel() == 1]
+            rates = rates + 0.0 * torch.stack(scalars).sum().expand_as(rates)
         if unbatched:
             return rates[0], (r_e[0], r_i[0])
         return rates, (r_e, r_i)
 
-    @staticmethod
-    def _noise(rate, scale, generator):
+    def _noise(self, rate, scale, noise_rate, generator):
+        if self.noise_form == "poisson":
+            mean = noise_rate * torch.relu(rate) * (self.dt / 1000.0)
+            return torch.poisson(mean, generator=generator)
         eps = torch.randn(rate.shape, generator=generator, device=rate.device, dtype=rate.dtype)
         return rate.clamp_min(1e-12).sqrt() * (scale * eps)
 
@@ -242,6 +260,47 @@ def drift_deg_per_s(decoded: torch.Tensor, dt_ms: float) -> torch.Tensor:
 
 
 @torch.no_grad()
+def excitation_mode_error(model: RingAttractorNetwork, batch_size: int = 8, seed: int = 0) -> float:
+    """``max |g_EE W_EE r - recurrent_excitation(r)|`` over ``batch_size`` random patterns
+    ``r ~ U[0, 1)^{N_E}``: how far the product through the kept Fourier modes is from the dense
+    circulant matrix."""
+    probe = torch.rand(batch_size, model.n_exc, generator=torch.Generator().manual_seed(seed))
+    probe = probe.to(model.grid.device)
+    dense = model.g_ee * probe @ model.w_ee().T
+    return (model.recurrent_excitation(probe) - dense).abs().max().item()
+
+
+@torch.no_grad()
+def chunked_run_gap(model: RingAttractorNetwork, inputs: torch.Tensor, h0, split: int,
+                    seed: int = 0) -> float:
+    """``max |r_whole - r_chunked|``: the rates of one run over ``inputs`` ``(B, T, N_E)`` from
+    state ``h0``, against two runs split at step ``split`` with the final state of the first
+    handed to the second. Both use a noise generator seeded with ``seed``, so a state that
+    carries everything gives exactly 0."""
+    whole, _ = model(inputs, h0, generator=torch.Generator().manual_seed(seed))
+    stream = torch.Generator().manual_seed(seed)
+    first, handover = model(inputs[:, :split], h0, generator=stream)
+    second, _ = model(inputs[:, split:], handover, generator=stream)
+    return (torch.cat([first, second], dim=1) - whole).abs().max().item()
+
+
+def parameter_gradients(model: RingAttractorNetwork, task, batch_size: int = 8,
+                        seed: int = 0) -> dict[str, float]:
+    """``||dL/dp||`` for every trainable parameter ``p``, with ``L = task.loss`` on one batch
+    (data from a generator seeded with ``seed``, noise from ``seed + 1``). A parameter that
+    does not reach the loss at all counts as 0; gradients are cleared afterwards."""
+    device = model.grid.device
+    inputs, targets = task.batch("train", batch_size, torch.Generator().manual_seed(seed))
+    noise = torch.Generator(device=device).manual_seed(seed + 1)
+    model.zero_grad(set_to_none=True)
+    task.loss(model, inputs.to(device), targets.to(device), generator=noise).backward()
+    norms = {name: 0.0 if p.grad is None else p.grad.norm().item()
+             for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return norms
+
+
+@torch.no_grad()
 def tracking_error_deg(model: RingAttractorNetwork, task, batch_size: int = 64,
                        seed: int = 1234) -> float:
     """Mean absolute error (degrees) of the decoded heading on cue-tracking sequences."""
@@ -255,12 +314,16 @@ def tracking_error_deg(model: RingAttractorNetwork, task, batch_size: int = 64,
 
 @torch.no_grad()
 def darkness_test(model: RingAttractorNetwork, cue_steps: int = 100, dark_steps: int = 1000,
-                  batch_size: int = 16, cue_strength: float = 1.0, seed: int = 0) -> dict:
+                  batch_size: int = 16, cue_strength: float = 1.0, min_amplitude: float = 0.5,
+                  seed: int = 0) -> dict:
     """Show a still cue for ``cue_steps``, then remove all input for ``dark_steps``.
 
-    Returns the bump count and population-vector length at the end of the darkness relative to
-    the end of the cue, the drift of the decoded heading during darkness (degrees per second,
-    mean over the batch) and the decoded trace ``(batch, cue_steps + dark_steps)``.
+    The cue headings are ``batch_size`` points spaced evenly round the ring. Returns the mean
+    bump count and the population-vector length at the end of the darkness relative to the end
+    of the cue (``amplitude_kept``), the drift of the decoded heading during darkness (degrees
+    per second, mean over the batch), ``held`` (every pattern ends with exactly one bump and
+    ``amplitude_kept > min_amplitude``) and the decoded trace ``(batch, cue_steps +
+    dark_steps)``.
     """
     heading = angle_grid(batch_size, device=model.grid.device)
     cue = model.cue(heading[:, None].expand(-1, cue_steps), cue_strength)
@@ -270,8 +333,10 @@ def darkness_test(model: RingAttractorNetwork, cue_steps: int = 100, dark_steps:
     decoded = model.decode(torch.cat([lit, dark], dim=1))
     before = population_vector_length(lit[:, -1]).mean()
     after = population_vector_length(dark[:, -1]).mean()
-    return {"bumps": count_bumps(dark[:, -1]).float().mean().item(),
-            "amplitude_kept": (after / before).item(),
+    bumps = count_bumps(dark[:, -1])
+    kept = (after / before).item()
+    return {"bumps": bumps.float().mean().item(), "amplitude_kept": kept,
+            "held": bool((bumps == 1).all()) and kept > min_amplitude,
             "drift_deg_s": drift_deg_per_s(decoded[:, cue_steps - 1:], model.dt).mean().item(),
             "decoded": decoded}
 
@@ -292,3 +357,12 @@ def bump_count_grid(sigmas, inhibitions, n_exc: int = 400, n_inh: int = 100, ste
             rates, _ = model(torch.zeros(batch_size, steps, n_exc), state, generator=g)
             counts[i, j] = count_bumps(rates[:, -1]).float().mean()
     return counts
+
+
+def bump_regimes(counts: torch.Tensor) -> dict[str, int]:
+    """How many settings of a :func:`bump_count_grid` end in each regime, by their mean bump
+    count ``c``: ``none`` (``c <= 0.5``: silence, or activity everywhere), ``one``
+    (``0.5 < c <= 1.5``) and ``several`` (``c > 1.5``)."""
+    return {"none": int((counts <= 0.5).sum()),
+            "one": int(((counts > 0.5) & (counts <= 1.5)).sum()),
+            "several": int((counts > 1.5).sum())}

@@ -129,6 +129,16 @@ class PolarDynamics(nn.Module):
         log_d = self.log_decay(gate)
         return linear_recurrence(log_d, -torch.expm1(log_d)[..., None] * amplitude, start)
 
+    @torch.no_grad()
+    def step_response(self, n_frames: int, gate: float = 0.0) -> torch.Tensor:
+        """``A[t]``, ``t < n_frames``, for a unit drive switched on at frame 0 from ``A[-1] = 0``
+        at a constant gate ``q``: ``1 - exp(-lambda (t + 1) dt)``, with ``lambda = (1 - q)
+        lambda_fix + q lambda_sac``."""
+        n_frames = validate.positive_int("n_frames", n_frames)
+        drive = torch.ones(1, n_frames, 1)
+        return self(drive, torch.full((1, n_frames), float(gate)),
+                    initial=torch.zeros(1, 1))[0, :, 0]
+
     def phase(self, phase: torch.Tensor, phase_shift: torch.Tensor, gate: torch.Tensor,
               initial: torch.Tensor | None = None) -> torch.Tensor:
         """Carried phase ``(..., T, F)`` from measured phase ``(..., T, F)``, the phase shift
@@ -185,10 +195,40 @@ class TemporalSummarizer(nn.Module):
         weight = -torch.expm1(torch.cumsum(log_alpha, 0))  # 1 - alpha^(t+1)
         return acc / weight[:, None]
 
+    @torch.no_grad()
+    def kernels(self, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(fast, slow)`` weights ``(1 - alpha) alpha^k`` that each average gives the frame
+        ``k`` frames back, ``k < n_frames``, before the start-up correction."""
+        n_frames = validate.positive_int("n_frames", n_frames)
+        lag = torch.arange(n_frames, dtype=torch.float32)
+        return tuple((1 - a) * a ** lag for a in (self.alpha_fast, self.alpha_slow))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(fast, slow)`` summaries of ``x (..., T, F)``."""
         validate.tensor("x", x, ndim=(2, 3))
         return self.ema(x, self.alpha_fast_logit), self.ema(x, self.alpha_slow_logit)
+
+
+def time_constants(lambda_fix: float, lambda_sac: float, alpha_fast: float,
+                   alpha_slow: float) -> dict:
+    """The time constants the four constants set: ``tau_fix_ms = 1000 / lambda_fix``,
+    ``tau_sac_ms = 1000 / lambda_sac`` (rates in 1/s) and ``tau_fast_frames = 1 / (1 -
+    alpha_fast)``, ``tau_slow_frames = 1 / (1 - alpha_slow)`` (the mean lag of an average's
+    weights ``(1 - alpha) alpha^k``, plus one frame)."""
+    return {"tau_fix_ms": 1000 / lambda_fix, "tau_sac_ms": 1000 / lambda_sac,
+            "tau_fast_frames": 1 / (1 - alpha_fast), "tau_slow_frames": 1 / (1 - alpha_slow)}
+
+
+def relax_at_rate(drive: torch.Tensor, rate: float, dt: float = 1 / 120,
+                  initial: torch.Tensor | None = None) -> torch.Tensor:
+    """The relaxation ``A[t] = a[t] + (A[t-1] - a[t]) exp(-rate dt)`` of a drive ``(..., T, F)``
+    at one constant ``rate`` of either sign (default start 0). With ``rate < 0`` the factor
+    ``exp(-rate dt)`` exceeds 1 and the state grows as ``exp(|rate| t)``: what a rate kept as a
+    raw parameter does once an update pushes it below zero (:class:`PolarDynamics` stores
+    ``log lambda`` instead, so it cannot)."""
+    log_d = torch.full(drive.shape[-2:-1], -float(rate) * validate.positive_float("dt", dt))
+    start = torch.zeros_like(drive[..., 0, :]) if initial is None else initial
+    return linear_recurrence(log_d, -torch.expm1(log_d)[:, None] * drive, start)
 
 
 def ema_loop(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

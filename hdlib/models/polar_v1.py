@@ -1,20 +1,20 @@
-"""A small Polar V1 model, a teacher that generates spikes from it, and the fitting task.
+"""A small Polar V1 model: quadrature filter features, the two temporal stages, a readout.
 
-Pipeline for each video frame ``I_t`` (see :mod:`hdlib.stimuli`):
+Pipeline for each video frame ``I_t`` (see :mod:`hdlib.datasets.stimuli`):
 
 1. quadrature filters ``g_f(x) = exp(-|x|^2 / 2 sigma_f^2) exp(-i k_f . x)`` at a few
    wavelengths, orientations and positions give ``z_f[t] = sum_x I_t(x) g_f(x)``, split into
    amplitude ``|z|`` (normalised by its mean over the video) and phase ``arg z``;
-2. :class:`~hdlib.polar.PolarDynamics` relaxes the amplitudes with the saccade gate ``q[t]``
+2. :class:`~hdlib.models.polar.PolarDynamics` relaxes the amplitudes with the saccade gate ``q[t]``
    from gaze speed;
-3. :class:`~hdlib.polar.TemporalSummarizer` keeps fast and slow averages of them;
+3. :class:`~hdlib.models.polar.TemporalSummarizer` keeps fast and slow averages of them;
 4. a linear readout of the relaxed amplitude and both summaries gives each neuron's rate,
    ``r_n[t] = RATE_SCALE * softplus(b_n + sum_f U_nf A_f[t] + W_nf fast_f[t] + V_nf slow_f[t])``
    (spikes/s),
    and spike counts per frame are Poisson with mean ``r_n[t] dt``.
 
 The neurons are complex-cell-like: they read amplitudes only. The carried phase
-(:meth:`~hdlib.polar.PolarDynamics.phase`) is available from :func:`encode_video`.
+(:meth:`~hdlib.models.polar.PolarDynamics.phase`) is available from :func:`encode_video`.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from torch import nn
 
 from .. import validate
 from ..datasets.stimuli import FreeViewingVideo
-from .polar import PolarDynamics, TemporalSummarizer, load_config
+from .polar import PolarDynamics, TemporalSummarizer, load_config, time_constants
 
 #: Peak scale of the readout nonlinearity (spikes/s per unit of softplus).
 RATE_SCALE = 30.0
@@ -155,13 +155,11 @@ class PolarV1(nn.Module):
 
     def constants(self) -> dict:
         """The four temporal constants and their time constants."""
-        lam_fix, lam_sac = self.dynamics.lambda_fix.item(), self.dynamics.lambda_sac.item()
-        a_fast, a_slow = self.summarizer.alpha_fast.item(), self.summarizer.alpha_slow.item()
-        return {"lambda_fix": lam_fix, "lambda_sac": lam_sac,
-                "tau_fix_ms": 1000 / lam_fix, "tau_sac_ms": 1000 / lam_sac,
-                "alpha_fast": a_fast, "alpha_slow": a_slow,
-                "tau_fast_frames": 1 / (1 - a_fast), "tau_slow_frames": 1 / (1 - a_slow)}
-
+        values = {"lambda_fix": self.dynamics.lambda_fix.item(),
+                  "lambda_sac": self.dynamics.lambda_sac.item(),
+                  "alpha_fast": self.summarizer.alpha_fast.item(),
+                  "alpha_slow": self.summarizer.alpha_slow.item()}
+        return {**values, **time_constants(**values)}
 
     def sanity_checks(self) -> dict:
         """The document's checks: positive rates in 1-100/s, ``lambda_sac > lambda_fix``,
