@@ -9,8 +9,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
 
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = ""):
@@ -33,6 +31,8 @@ def atomic_path(path, suffix: str = ""):
 
 def save_torch(obj, path) -> Path:
     """``torch.save`` through :func:`atomic_path`."""
+    import torch  # here, so that the command line starts without loading torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
@@ -44,6 +44,8 @@ def load_torch(path, expected_format: str | None = None) -> dict:
     A missing, corrupt or foreign file is a ``FileNotFoundError``/``ValueError`` naming it;
     ``expected_format`` is compared with the file's ``"format"`` entry.
     """
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")

@@ -26,9 +26,9 @@ evaluation) or a history entry (every ``schedule_every`` steps).
 
 Stoppers: :class:`EarlyStopping` (a validation metric that stops improving), :class:`Converged`
 (every watched value changes by less than a relative tolerance over a window),
-:class:`TimeBudget` (wall-clock seconds). Callbacks are objects with
-any of ``on_backward``, ``on_evaluate``, ``on_step_end`` (each called with the trainer) and,
-to be saved in checkpoints, ``state_dict``/``load_state_dict``.
+:class:`TimeBudget` (wall-clock seconds). Callbacks are objects with any of ``on_backward``,
+``on_evaluate``, ``on_step_end`` (each called with the trainer, in list order) and, to be saved
+in checkpoints, ``state_dict``/``load_state_dict``.
 """
 from __future__ import annotations
 

@@ -11,8 +11,9 @@ from collections.abc import Iterable
 import torch
 
 
-def _fail(name: str, expected: str, value) -> None:
-    raise ValueError(f"{name} must be {expected}; got {value!r}")
+def _fail(name: str, expected: str, value, got: str | None = None) -> None:
+    """Raise "NAME must be EXPECTED; got ..." with ``repr(value)``, or ``got`` when given."""
+    raise ValueError(f"{name} must be {expected}; got {repr(value) if got is None else got}")
 
 
 def positive_int(name: str, value) -> int:
@@ -101,16 +102,16 @@ def tensor(name: str, value, *, ndim: int | tuple[int, ...], size: dict[int, int
            floating: bool = True) -> torch.Tensor:
     """A torch tensor with the given number of dimensions (and sizes along some of them)."""
     if not isinstance(value, torch.Tensor):
-        _fail(name, "a torch.Tensor", type(value).__name__)
+        _fail(name, "a torch.Tensor", value, got=f"a {type(value).__name__}")
+    shape = f"shape {tuple(value.shape)}"
     dims = (ndim,) if isinstance(ndim, int) else ndim
     if value.dim() not in dims:
-        shape = " or ".join(f"{d}-D" for d in dims)
-        _fail(name, f"a {shape} tensor", f"shape {tuple(value.shape)}")
+        _fail(name, f"a {' or '.join(f'{d}-D' for d in dims)} tensor", value, got=shape)
     for axis, n in (size or {}).items():
         if value.shape[axis] != n:
-            _fail(name, f"of size {n} along dimension {axis}", f"shape {tuple(value.shape)}")
+            _fail(name, f"of size {n} along dimension {axis}", value, got=shape)
     if floating and not value.is_floating_point():
-        _fail(name, "a floating-point tensor", f"dtype {value.dtype}")
+        _fail(name, "a floating-point tensor", value, got=f"dtype {value.dtype}")
     return value
 
 

@@ -204,8 +204,8 @@ display(gradients[["noise_rate_e", "noise_rate_i", "g_ee", "sigma_ee"]].style.fo
 #
 # Each training sequence is a smooth random head trajectory: the angular velocity is an
 # Ornstein-Uhlenbeck process whose stationary spread is `speed_deg_s` and whose correlation time
-# is {glue:text}`tau_turn:g` ms, integrated into a heading. The input at every step is a von Mises bump of height
-# `cue_strength` centred on the true heading, and the loss is
+# is {glue:text}`tau_turn:g` ms, integrated into a heading. The input at every step is a von
+# Mises bump of height `cue_strength` centred on the true heading, and the loss is
 # $\langle 1-\cos(\hat\theta - \theta)\rangle$ over sequences and steps, where $\hat\theta$ is
 # the population-vector heading; `hdlib.losses.heading_loss` computes it as one minus the
 # cosine similarity between the population vector and the unit vector of the true heading,
@@ -329,8 +329,8 @@ plt.show()
 # Each row states a claim of the document, the measurement of this chapter that tests it and
 # whether the claim holds on that measurement. The thresholds are ours: tracking "about 1.3
 # degrees" is taken to hold at {glue:text}`target_deg` degrees or less, and a parameter trains
-# when it moves by more than {glue:text}`min_change:.0%`. These are single runs at the book's scale (one seed); the document's network size
-# is used, its training length is not known.
+# when it moves by more than {glue:text}`min_change:.0%`. These are single runs at the book's
+# scale (one seed); the document's network size is used, its training length is not known.
 
 # %%
 target_deg = 1.5

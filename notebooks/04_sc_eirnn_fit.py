@@ -33,7 +33,8 @@
 # **The model.** Unit $i$ has state $x_i$ and rate $r_i$; over bins of $\Delta t = 25$ ms,
 #
 # $$
-# x_t = (1-\alpha)\,x_{t-1} + \alpha\,\bigl(W_{\mathrm{rec}}\, r_{t-1} + W_{\mathrm{in}}\, u_t + b\bigr)
+# x_t = (1-\alpha)\,x_{t-1}
+#       + \alpha\,\bigl(W_{\mathrm{rec}}\, r_{t-1} + W_{\mathrm{in}}\, u_t + b\bigr)
 #       + \sqrt{\alpha}\,\sigma\,\xi_t,
 # $$
 #
@@ -51,6 +52,12 @@
 # trial's population-average trajectory over 100 ms, matches model trials to recorded trials
 # by entropic optimal transport (Sinkhorn, from POT) and takes the transport cost; $c$ is set so
 # that its gradient norm is half that of $L_{\mathrm{neuron}}$ (gradient balancing).
+# $L_{\mathrm{reg}}$ is a small weight decay on $W_{\mathrm{rec}}$ and $W_{\mathrm{in}}$.
+#
+# **The parameters.** The cell below holds every knob. The synthetic session is smaller than the
+# document's (trials and bins), so that the sweep fits the book's time budget; the second
+# synthetic session, used only for the time-constant question, has the document's trial count.
+# `params/04_full_scale.yaml` runs the document's sizes and 500 steps per fit.
 
 # %% tags=["parameters"]
 data_path = ""  # a recorded session (.mat, v7.3 or older); empty: generate a synthetic one
@@ -70,31 +77,29 @@ recovery_n_trials = 1043  # trials of the second synthetic session (the document
 recovery_steps = 120  # Adam steps of the learnable-alpha fit on that session
 recovery_lr_scale = 10.0  # its learning rate for the time constants, relative to the rest
 recovery_session_path = "_artifacts/sc_session_recovery.mat"
+profile_recovery_session = False  # also refit at fixed tau_I on that session (2 long fits)
 margin = 0.01  # smallest change in PSTH correlation counted as better or worse
 
-# %%
-import math
+# %% tags=["hide-input"]
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 from IPython.display import display
 from myst_nb import glue
 
 from hdlib import losses as fl
 from hdlib import validate
-from hdlib.book import plots, sweeps
+from hdlib.book import parameters, plots, sweeps
 from hdlib.book.claims import claims_table
-from hdlib.datasets import sessions as neural_data
-from hdlib.fitters import sc_fit
-from hdlib.models import eirnn
+from hdlib.datasets import sessions
+from hdlib.fitters import sc_analysis, sc_fit, sc_teacher
 
-params = validate.parameters(globals(), sc_fit.CHAPTER_PARAMETERS)
+params = validate.parameters(globals(), parameters.SUPERIOR_COLLICULUS)
+torch.set_num_threads(1)
 base_options, experiments = sweeps.load_sweep(sweep_file)
+fit_defaults = sc_fit.make_config(**base_options.get("fit_options", {}))
 plots.set_style()
 plt = plots.plt
-torch.manual_seed(seed)
 
 # %% [markdown]
 # ## The data
@@ -103,61 +108,42 @@ torch.manual_seed(seed)
 # (`neuron_type` 1 = classic, treated as excitatory; 2 = putative interneuron, inhibitory), the
 # task inputs as [bins x trials] (fixation, go cue, reward, eye position, target identity and
 # salience) and `input_target_loc` as [4 x bins x trials], trial labels and a few strings.
-# `hdlib.datasets.sessions.load_session` reads both MATLAB formats: v7.3 files are HDF5, where h5py
-# sees every array with its dimensions reversed and strings as uint16 character codes; older
+# `hdlib.datasets.sessions.load_session` reads both MATLAB formats: v7.3 files are HDF5, where
+# h5py sees every array with its dimensions reversed and strings as uint16 character codes; older
 # files go through `scipy.io.loadmat`. Bins after the end of a trial are NaN in the file; the
 # loader turns them into a mask (also cut at `trial_duration_ms`) and zeros, so no NaN can reach
 # a loss. Eye position is z-scored over recorded bins, and the trials are split into training
 # and validation sets stratified by condition (target identity x location).
 #
-# The synthetic teacher is an `EIRNN` with 41 excitatory and 13 inhibitory units interleaved at
-# random, $\tau_E$ and $\tau_I$ set by the parameters above, driven by a delayed-saccade task:
-# fixation, a target at one of 4 locations, a go cue, a saccade, reward on some trials.
-# Spikes are Poisson counts per bin; trials of one condition differ by event timing, the
-# teacher's process noise and Poisson spiking. It is written in the v7.3 layout and read back
-# through the same loader a recording would use.
+# The synthetic teacher (`hdlib.fitters.sc_teacher`) is an `EIRNN` with 41 excitatory and 13
+# inhibitory units interleaved at random, $\tau_E$ and $\tau_I$ set by the parameters above,
+# driven by a delayed-saccade task: fixation, a target at one of 4 locations, a go cue, a
+# saccade, reward on some trials. Spikes are Poisson counts per bin; trials of one condition
+# differ by event timing, the teacher's process noise and Poisson spiking. It is written in the
+# v7.3 layout and read back through the same loader a recording would use.
 
 # %%
 if data_path:
-    source = data_path
-    teacher = None
+    source, teacher = data_path, None
 else:
-    synthetic = neural_data.make_synthetic_session(
+    synthetic = sc_teacher.make_synthetic_session(
         session_path, n_trials=n_trials, n_bins=n_bins, tau_e_ms=teacher_tau_e_ms,
         tau_i_ms=teacher_tau_i_ms, seed=seed)
     source, teacher = str(synthetic.path), synthetic.teacher
-session = neural_data.load_session(source, val_fraction=val_fraction, seed=seed)
-n_exc = int(session.is_excitatory.sum())
-recorded = session.rates[session.mask]
-lengths = session.mask.sum(1).float() * session.bin_size_ms / 1000
-print(f"{session.info['session_name']} ({session.info['pipeline_version']}): "
-      f"{session.rates.shape[0]} trials, {session.n_neurons} neurons ({n_exc} E, "
-      f"{session.n_neurons - n_exc} I), {session.rates.shape[1]} bins of "
-      f"{session.bin_size_ms:g} ms")
-print(f"train/validation trials: {len(session.train_idx)}/{len(session.val_idx)}; "
-      f"{session.mask.float().mean():.0%} of bins recorded; mean rate "
-      f"{recorded.mean():.1f} spikes/s")
+session = sessions.load_session(source, val_fraction=val_fraction, seed=seed)
+print(sc_analysis.describe_session(session))
 glue("n_val", len(session.val_idx), display=False)
 glue("n_trials_used", session.rates.shape[0], display=False)
 glue("teacher_tau_i", teacher_tau_i_ms, display=False)
 glue("n_conditions", int(torch.unique(session.condition).numel()), display=False)
 
 # %% [markdown]
-# A malformed file is refused with the field named: here the same session without its
-# `neuron_type`, and with `n_trials` that disagrees with `firing_rates`.
+# A malformed file is refused with the field named. Two broken copies of the session show it:
+# one without its `neuron_type`, and one whose `n_trials` disagrees with `firing_rates`.
 
 # %%
-broken_dir = Path("_artifacts/broken")
-raw = neural_data.read_fields(source)
-for label, change in [("missing field", lambda f: f.pop("neuron_type")),
-                      ("inconsistent count", lambda f: f.update(n_trials=f["n_trials"] + 1))]:
-    fields = {k: (v if isinstance(v, str) else np.asarray(v)) for k, v in raw.items()}
-    change(fields)
-    path = neural_data.write_session_v73(broken_dir / "broken.mat", fields)
-    try:
-        neural_data.load_session(path)
-    except ValueError as error:
-        print(f"{label}: {error}")
+for label, message in sc_analysis.refusals(source, "_artifacts/broken").items():
+    print(f"{label}: {message}")
 
 # %% [markdown]
 # ### How reliable are the PSTHs?
@@ -172,15 +158,14 @@ for label, change in [("missing field", lambda f: f.pop("neuron_type")),
 # %%
 val = session.trials(session.val_idx)
 ceiling = fl.split_half_ceiling(val["rates"], val["mask"], val["condition"], seed=seed)
-teacher_scores = sc_fit.evaluate(teacher, session, seed=seed) if teacher is not None else None
-glue("split_half", ceiling["raw"], display=False)
-glue("ceiling", ceiling["ceiling"], display=False)
 print(f"split-half PSTH correlation {ceiling['raw']:.3f}, reliability "
       f"{ceiling['reliability']:.3f}, ceiling {ceiling['ceiling']:.3f}")
+teacher_scores = sc_fit.evaluate(teacher, session, seed=seed) if teacher is not None else None
 if teacher_scores:
-    glue("teacher_corr", teacher_scores["psth_corr"], display=False)
     print(f"teacher: PSTH correlation {teacher_scores['psth_corr']:.3f} "
           f"({teacher_scores['fraction_of_ceiling']:.0%} of the ceiling)")
+glue("split_half", ceiling["raw"], display=False)
+glue("ceiling", ceiling["ceiling"], display=False)
 
 # %% [markdown]
 # With {glue:text}`n_val` validation trials over {glue:text}`n_conditions` conditions, two halves
@@ -191,105 +176,51 @@ if teacher_scores:
 #
 # ## The model: Dale's law, full and low rank
 #
-# `hdlib.models.eirnn.EIRNN` keeps weights O(1) as parameters and carries the overall scale in a fixed
-# buffer, so that an optimiser step is a relative change; at initialisation each unit receives
-# as much excitation as inhibition, and the loop gain (spectral radius of
+# `hdlib.models.eirnn.EIRNN` keeps weights O(1) as parameters and carries the overall scale in
+# a fixed buffer, so that an optimiser step is a relative change; at initialisation each unit
+# receives as much excitation as inhibition, and the loop gain (spectral radius of
 # $s\,W_{\mathrm{rec}}$) is 0.9. For low rank, the document suggests $|UV^\top|$ with the sign
 # mask; the absolute value is taken entry by entry, so the product is no longer low rank.
 # Instead `EIRNN` makes both factors non-negative (softplus) and puts the signs on the columns,
-# $W = \mathrm{softplus}(U)\,\mathrm{softplus}(V)^\top \mathrm{diag}(\mathrm{sign})$: every entry of
-# the product is non-negative before its column sign, so Dale's law holds exactly and the rank is
-# at most $r$, before the diagonal is removed.
+# $W = \mathrm{softplus}(U)\,\mathrm{softplus}(V)^\top \mathrm{diag}(\mathrm{sign})$: every entry
+# of the product is non-negative before its column sign, so Dale's law holds exactly and the
+# rank is at most $r$, before the diagonal is removed.
+#
+# The table checks this on freshly built models of the session's size, one per rank option:
+# the signs of the excitatory and inhibitory columns of $W_{\mathrm{rec}}$, its zero diagonal,
+# the rank of the unsigned matrix (`W_magnitude`, before the diagonal is removed), the share
+# of the squared singular values of $W_{\mathrm{rec}}$ that its top $r$ carry (what removing
+# the diagonal costs the low-rank structure), and the loop gain.
 
 # %%
-rows = []
-for rank in [None, 10, 20, 30]:
-    model = eirnn.EIRNN(session.is_excitatory, session.inputs.shape[-1], low_rank=rank,
-                        seed=seed)
-    W = model.W_rec.detach()
-    with torch.no_grad():
-        core = (torch.nn.functional.softplus(model.U) @ torch.nn.functional.softplus(model.V).T
-                if rank else model.W_raw.abs())
-    singular = torch.linalg.svdvals(W)
-    rows.append({"rank option": rank or "full",
-                 "E columns >= 0": bool((W[:, model.excitatory] >= 0).all()),
-                 "I columns <= 0": bool((W[:, ~model.excitatory] <= 0).all()),
-                 "zero diagonal": bool((W.diagonal() == 0).all()),
-                 "rank before diagonal removed": int(torch.linalg.matrix_rank(core)),
-                 "top-r share of squared singular values": float(
-                     (singular[: rank or len(singular)] ** 2).sum() / (singular ** 2).sum()),
-                 "loop gain": float(torch.linalg.eigvals(W * model.rate_scale.detach()).abs().max())})
-display(pd.DataFrame(rows).style.format(precision=3).hide(axis="index"))
+dale = sc_analysis.dale_checks(session.is_excitatory, session.inputs.shape[-1], seed=seed)
+display(dale.style.format(precision=3).hide(axis="index"))
 
 # %% [markdown]
 # ## Debugging the learnable time constants
 #
 # In Phase 1, learning $\tau$ per population made the fit collapse (PSTH correlation 0.03 against
 # 0.29) while $\tau$ barely moved. The document lists four hypotheses; each is measured here on
-# this implementation, on one batch of training trials.
+# this implementation, on one batch of 96 training trials
+# (`hdlib.fitters.sc_analysis.diagnose_time_constants`):
+#
+# 1. the gradient of $L_{\mathrm{neuron}}$ with respect to the raw $\tau$ parameter, with both
+#    population time constants at 50 ms and again with the parameter pushed to the upper bound,
+#    for the document's `torch.clamp` and for a smooth (sigmoid) bound;
+# 2. the shape of $\alpha$ against the shape of the state it multiplies;
+# 3. the stationary rate variance of E and I units driven by noise alone, with
+#    $\alpha_E = 0.2$ and $\alpha_I = 0.8$, when the noise is scaled by each unit's own
+#    $\sqrt{\alpha}$ and when it is scaled by the mean $\alpha$ (the document's code);
+# 4. the devices of every parameter and buffer.
+#
+# A fifth measurement, not in the document, counts how often the inhibitory units' noise-free
+# rates reverse direction from one bin to the next with $\tau_I$ at 50 ms and at 20 ms.
 
 # %%
 train = session.trials(session.train_idx[:96])
-
-
-def loss_and_tau_grad(model):
-    rates = model(train["inputs"], generator=torch.Generator().manual_seed(0))
-    loss = fl.compute_L_neuron(rates[..., :session.n_neurons], train["rates"], train["mask"],
-                               train["condition"])
-    (grad,) = torch.autograd.grad(loss, model.tau_raw)
-    return loss.item(), grad
-
-
-findings = {}
-# 1. clamp at the bounds: a tau parked outside [tau_min, tau_max] gets no gradient.
-for mode in ("clamp", "smooth"):
-    m = eirnn.EIRNN(session.is_excitatory, session.inputs.shape[-1], learnable_tau="population",
-                    tau_mode=mode, tau_e=50.0, tau_i=50.0, seed=seed)
-    _, inside = loss_and_tau_grad(m)
-    with torch.no_grad():  # push the raw parameter past the upper bound (200 ms)
-        m.tau_raw.copy_(torch.tensor([250.0, 250.0]) if mode == "clamp" else torch.tensor([8.0, 8.0]))
-    _, outside = loss_and_tau_grad(m)
-    findings[f"tau gradient ({mode}) inside / beyond the bound"] = (
-        f"{inside.abs().max():.2e} / {outside.abs().max():.2e}")
-clamp_dead = float(findings["tau gradient (clamp) inside / beyond the bound"].split("/ ")[1]) == 0
-# 2. the shape of alpha in the update
-m = eirnn.EIRNN(session.is_excitatory, session.inputs.shape[-1], learnable_tau="neuron",
-                seed=seed)
-alpha = m.alpha
-column = torch.broadcast_shapes((m.n_total, 1), (m.n_total, m.n_total))
-findings["alpha shape"] = (f"{tuple(alpha.shape)}, state (trials, {m.n_total}); a column "
-                           f"alpha with {m.n_total} trials broadcasts silently to {tuple(column)}")
-# 3. noise scaled by the mean alpha instead of each unit's
-variances = {}
-for how in ("unit", "mean"):
-    m = eirnn.EIRNN(session.is_excitatory, session.inputs.shape[-1], learnable_alpha="population",
-                    noise_alpha=how, seed=seed)
-    with torch.no_grad():
-        m.alpha_logit.copy_(torch.logit(torch.tensor([0.2, 0.8])))
-        m.w_scale.zero_()  # no recurrence: the state is pure filtered noise
-        x = m(torch.zeros(256, 200, session.inputs.shape[-1]),
-              generator=torch.Generator().manual_seed(1))
-    v = x[:, 50:].var(dim=(0, 1))
-    variances[how] = (v[m.excitatory[:session.n_neurons]].mean().item(),
-                      v[~m.excitatory[:session.n_neurons]].mean().item())
-findings["rate variance E / I, per-unit noise"] = "{:.2f} / {:.2f}".format(*variances["unit"])
-findings["rate variance E / I, mean-alpha noise"] = "{:.2f} / {:.2f}".format(*variances["mean"])
-# 4. devices
-m = eirnn.EIRNN(session.is_excitatory, session.inputs.shape[-1], learnable_tau="population")
-devices = {t.device.type for t in [*m.parameters(), *m.buffers()]}
-findings["devices of parameters and buffers"] = ", ".join(sorted(devices))
-# 5. (not in the document) tau below one bin: alpha = dt / tau > 1 overshoots every step.
-jitter = {}
-for tau_i in (50.0, 20.0):
-    m = eirnn.EIRNN(session.is_excitatory, session.inputs.shape[-1], tau_min=10.0, tau_e=50.0,
-                    tau_i=tau_i, seed=seed)
-    with torch.no_grad():
-        r = m(train["inputs"], noise=False)[..., ~m.excitatory]
-    step = torch.diff(r, dim=1)
-    jitter[tau_i] = (torch.sign(step[:, 1:]) != torch.sign(step[:, :-1])).float().mean().item()
-    findings[f"I units, tau_I = {tau_i:g} ms (alpha {25 / tau_i:.2f}): steps reversing direction"] \
-        = f"{jitter[tau_i]:.0%}"
-display(pd.Series(findings, name="measured").to_frame())
+diagnosis = sc_analysis.diagnose_time_constants(session.is_excitatory, train, seed=seed,
+                                                dt=session.bin_size_ms)
+display(diagnosis.table())
 
 # %% [markdown]
 # 1. **Clamp.** Inside the bounds `torch.clamp` passes the gradient unchanged; beyond a bound
@@ -306,346 +237,249 @@ display(pd.Series(findings, name="measured").to_frame())
 # 4. **Device.** Everything lives on one device.
 #
 # None of the four can make a fit collapse while $\tau$ stays put. Two things the document does
-# not list are worth checking. First, its bounds allow $\tau$ down to 10 ms with bins of 25 ms, and its
-# inhibitory units sat at $\tau_I \approx 20$ ms: then $\alpha_I = 1.25 > 1$, and the update
-# $x_t = (1-\alpha)x_{t-1} + \alpha(\dots)$ overshoots its target every bin, so the inhibitory
-# rates zig-zag (the last rows above: the share of steps that reverse direction). `EIRNN` now
-# bounds $\tau$ below by one bin unless asked otherwise. Second, $\tau$ is a parameter in
-# milliseconds while Adam's step is about one learning rate per step in the parameter's own
-# units: with a rate of 0.03, $\tau$ can move about 0.03 ms per step, which is why "the $\tau$
-# values barely change". The smooth form learns a logit, on which a step of 0.03 moves $\tau$
-# by up to a few milliseconds.
-#
-# The sweep below runs the document's clamped $\tau$, the same with $\tau$ frozen (its step 2),
-# the smooth form, and the Phase-1 set-up ($\tau_{\min} = 10$ ms, $\tau_I$ starting at 20 ms).
+# not list are worth checking. First, its bounds allow $\tau$ down to 10 ms with bins of 25 ms,
+# and its inhibitory units sat at $\tau_I \approx 20$ ms: then $\alpha_I = 1.25 > 1$, and the
+# update $x_t = (1-\alpha)x_{t-1} + \alpha(\dots)$ overshoots its target every bin, so the
+# inhibitory rates zig-zag (the last rows above: the share of steps that reverse direction).
+# `EIRNN` now bounds $\tau$ below by one bin unless asked otherwise. Second, $\tau$ is a
+# parameter in milliseconds while Adam's step is about one learning rate per step in the
+# parameter's own units: with the sweep's rate of {glue:text}`learning_rate:g`, $\tau$ can move
+# about that many milliseconds per step, which is why "the $\tau$ values barely change". The
+# smooth form learns a logit, on which a step of the same size moves $\tau$ by up to a few
+# milliseconds.
 #
 # ## The sweep
 #
 # Each configuration of the sweep file is one papermill run of
 # `notebooks/experiments/sc_fit_run.py` (the same command line: `python -m hdlib sweep`), on a
 # local process pool; a run that fails becomes a row with its error and does not stop the others.
-# The same pool also runs the five fits of the time-constant section further down.
+#
+# **Protocol.** Every fit starts from the same initial weights (seeded by `seed`) and takes
+# {glue:text}`book_steps` Adam steps at a learning rate of {glue:text}`learning_rate:g` on the
+# whole training split (exact PSTHs every step), with gradients clipped to norm 1 and the balancing
+# weight $c$ recomputed every 10 steps. Step $t$ draws the network's noise from a generator
+# seeded by (`seed`, $t$), so two runs differ only in what their configuration changes. Each run
+# uses one thread and `sweep_workers` runs go at a time (the chapter's own computations also
+# use one thread: at these sizes a second thread gains little and, on a busy machine, loses
+# much to waiting). The fitted model is then run once on the validation inputs and scored by
+# four numbers: the PSTH correlation (mean over neurons and conditions) and its ratio to the
+# noise ceiling, the single-trial correlation (model and recorded trials of a condition matched
+# one to one by the Hungarian algorithm, then the correlation of matched smoothed population
+# trajectories), and the share of units whose mean rate lies in 1-50 spikes/s.
+#
+# **Configurations** (names as in the table), each one change to the baseline:
+#
+# - `baseline`: correlation $L_{\mathrm{neuron}}$, Euclidean $L_{\mathrm{trial}}$, constant
+#   learning rate, $\tau_E = \tau_I = 50$ ms fixed (improvement 1 to 5 all off);
+# - `poisson_ltrial`: the Poisson deviance replaces the Euclidean distance between trials in
+#   the transport cost (improvement 1);
+# - `learnable_alpha_scalar`, `learnable_alpha_population`: $\alpha$ learned through a logit,
+#   one for the network or one per population, inhibition starting 1.5x faster (improvement 2);
+# - `learnable_tau_frozen`, `learnable_tau_clamp`, `learnable_tau_smooth`,
+#   `learnable_tau_phase1`: the document's debugging steps for learnable $\tau$, from frozen
+#   parameters to the smooth bound, and the Phase-1 set-up ($\tau_{\min} = 10$ ms, $\tau_I$
+#   starting at 20 ms) (improvement 3). Frozen, the learnable $\tau$ trains the same
+#   parameters on the same noise as the baseline, so it must reproduce the baseline exactly
+#   (a unit test checks this on a short fit);
+# - `low_rank_10`, `low_rank_20`, `low_rank_30`: the factorised $W_{\mathrm{rec}}$ above
+#   (improvement 4);
+# - `cosine_warmup_0`, `cosine_warmup_50`, `activity_reg_0.01`, `activity_reg_0.001`: the
+#   schedule and the rate regulariser left over from Phase 1 (improvement 5).
+#
+# The same pool also runs the fits of the time-constant section further down, on this session
+# and on a second one with the document's trial count.
 
 # %%
 base = sweeps.merge(base_options, {"data_path": str(Path(source).resolve()),
                                    "val_fraction": val_fraction, "split_seed": seed})
-recovery_experiments = {}  # the fits of the time-constant section below (synthetic data only)
+recovery_experiments, sizes = {}, {}
 if teacher is not None:
-    large = neural_data.make_synthetic_session(
+    large = sc_teacher.make_synthetic_session(
         recovery_session_path, n_trials=recovery_n_trials, n_bins=n_bins,
         tau_e_ms=teacher_tau_e_ms, tau_i_ms=teacher_tau_i_ms, seed=seed)
-    sizes = {n_trials: str(Path(source).resolve()), recovery_n_trials: str(large.path.resolve())}
-    alpha_run = f"learnable_alpha_{recovery_n_trials}_trials"
-    recovery_experiments[alpha_run] = {
-        "data_path": sizes[recovery_n_trials],
-        "fit_options": {"learnable_alpha": "population", "steps": recovery_steps,
-                        "time_constant_lr_scale": recovery_lr_scale}}
-    profile_taus = sorted({max(0.6 * teacher_tau_i_ms, session.bin_size_ms), teacher_tau_i_ms})
-    for trials, path in sorted(sizes.items(), reverse=True):
-        for tau_i in profile_taus:
-            recovery_experiments[f"fixed_tau_i_{tau_i:g}_{trials}_trials"] = {
-                "data_path": path,
-                "fit_options": {"tau_e_init": teacher_tau_e_ms, "tau_i_init": tau_i}}
-# one pool for both, the longest runs first, so that the workers stay busy
+    sizes = {n_trials: Path(source).resolve(), recovery_n_trials: large.path.resolve()}
+    recovery_experiments = sc_analysis.recovery_experiments(
+        sizes, tau_e=teacher_tau_e_ms, tau_i=teacher_tau_i_ms, bin_size_ms=session.bin_size_ms,
+        steps=recovery_steps, lr_scale=recovery_lr_scale,
+        profile_trials=sorted(sizes) if profile_recovery_session else [n_trials])
 all_runs = sweeps.run_sweep("experiments/sc_fit_run.py", {**recovery_experiments, **experiments},
                             sweep_dir, base=base, workers=sweep_workers)
 results = all_runs.loc[list(experiments)]
-recovery_runs = all_runs.loc[list(recovery_experiments)]
-failed = results[results["status"] != "ok"]
-ok = results[results["status"] == "ok"]
-columns = ["psth_corr", "fraction_of_ceiling", "single_trial_corr", "rates_in_range",
-           "tau_e_ms", "tau_i_ms", "seconds"]
-table = results.reindex(columns=columns + ["status", "error"])
-baseline_corr = float(ok.loc["baseline", "psth_corr"]) if "baseline" in ok.index else math.nan
-table.insert(1, "vs baseline", table["psth_corr"] / baseline_corr - 1)
-display(table.style.format(precision=3, na_rep="-"))
-if len(failed):
-    print("failed configurations:", ", ".join(failed.index))
+summary = sc_analysis.summarise_sweep(results)
+display(sc_analysis.sweep_table(results).style.format(precision=3, na_rep="-"))
+if summary["failed"]:
+    print("failed configurations:", ", ".join(summary["failed"]))
 
-# %%
-fig, ax = plt.subplots(figsize=(9, 3.8))
-order = table["psth_corr"].fillna(0).sort_values().index
-colors = ["C3" if name in failed.index else ("C0" if name != "baseline" else "C2")
-          for name in order]
-ax.barh(range(len(order)), table.loc[order, "psth_corr"].fillna(0), color=colors)
-ax.set_yticks(range(len(order)), order, fontsize="small")
-ax.axvline(ceiling["ceiling"], color="k", ls="--", lw=1, label="noise ceiling")
-if teacher_scores:
-    ax.axvline(teacher_scores["psth_corr"], color="C1", ls=":", lw=1.5, label="teacher")
-ax.axvline(target_fraction * ceiling["ceiling"], color="0.5", lw=1,
-           label=f"{target_fraction:.0%} of ceiling")
-ax.set(xlabel="validation PSTH correlation", title="the document's experiments")
-ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-fig.tight_layout()
+# %% tags=["hide-input"]
+plots.plot_sweep_scores(results, ceiling["ceiling"], target_fraction * ceiling["ceiling"],
+                        teacher_scores["psth_corr"] if teacher_scores else None)
 plt.show()
-
-# %%
-def corr(name):
-    return float(ok.loc[name, "psth_corr"]) if name in ok.index else math.nan
-
-
-def largest_step(name):
-    if name not in ok.index:
-        return math.nan
-    curves = np.array([ok.loc[name, "tau_e_curve"], ok.loc[name, "tau_i_curve"]])
-    return float(np.abs(np.diff(curves, axis=1)).max())
-
-
-tau_names = ["learnable_tau_frozen", "learnable_tau_clamp", "learnable_tau_smooth"]
-tau_worst = min(corr(n) for n in tau_names) / baseline_corr - 1
-phase1_change = corr("learnable_tau_phase1") / baseline_corr - 1
-clamp_step, smooth_step = largest_step("learnable_tau_clamp"), largest_step("learnable_tau_smooth")
-glue("tau_worst_pct", 100 * tau_worst, display=False)
-glue("phase1_pct", 100 * phase1_change, display=False)
-glue("clamp_step", clamp_step, display=False)
-glue("smooth_step", smooth_step, display=False)
+glue("book_steps", fit_defaults.steps, display=False)
+glue("learning_rate", fit_defaults.learning_rate, display=False)
+for key in ("baseline", "clamp_step", "smooth_step"):
+    glue(key, summary[key], display=False)
+for key in ("baseline_fraction", "tau_worst", "phase1_change"):
+    glue(key, 100 * summary[key], display=False)
 
 # %% [markdown]
-# No learnable-$\tau$ run collapses: the worst of the frozen, clamped and smooth runs is
-# {glue:text}`tau_worst_pct:+.1f`% from the baseline, and even the Phase-1 set-up, whose
-# inhibitory units zig-zag, ends {glue:text}`phase1_pct:+.1f`% from it. The clamped $\tau$ moved
-# at most {glue:text}`clamp_step:.3f` ms per step (the document's "barely changes"), the smooth
-# one up to {glue:text}`smooth_step:.2f` ms. The Phase-1 collapse is reproduced neither by the
-# document's four hypotheses nor by these two; its cause must lie in code this chapter cannot see.
+# The baseline reaches a validation PSTH correlation of {glue:text}`baseline:.3f`,
+# {glue:text}`baseline_fraction:.0f`% of the noise ceiling. No learnable-$\tau$ run collapses:
+# the worst of the frozen, clamped and smooth runs is {glue:text}`tau_worst:+.1f`% from the
+# baseline, and even the Phase-1 set-up, whose inhibitory units zig-zag, ends
+# {glue:text}`phase1_change:+.1f`% from it. The clamped $\tau$ moved at most
+# {glue:text}`clamp_step:.3f` ms per step (the document's "barely changes"), the smooth one up
+# to {glue:text}`smooth_step:.2f` ms. The Phase-1 collapse is reproduced neither by the
+# document's four hypotheses nor by these two; its cause must lie in code this chapter cannot
+# see.
 #
 # ### The baseline fit, neuron by neuron
 #
-# The baseline run's weights are stored beside its results; rebuilt here, its validation PSTHs
-# for a few neurons and conditions against the recorded ones.
+# The baseline run's weights are stored beside its results. Rebuilt here, it is run once on the
+# validation inputs (noise seeded by `seed`); the figure shows its PSTHs for eight pairs of
+# neuron and condition, E and I neurons and all four target locations, against the recorded
+# PSTHs of the same trials. Bins that fewer than two validation trials reach are left out.
 
-# %%
+# %% tags=["hide-input"]
 baseline_options = sweeps.merge(base_options, experiments.get("baseline", {}))["fit_options"]
-best = sc_fit.build_model(session, sc_fit.make_config(**baseline_options))
-best.load_state_dict(torch.load(Path(sweep_dir) / "baseline.pt", weights_only=True))
-with torch.no_grad():
-    model_rates = best(val["inputs"], generator=torch.Generator().manual_seed(seed))
-model_psth, counts, labels = fl.psth(model_rates[..., :session.n_neurons], val["mask"],
-                                     val["condition"])
-data_psth, _, _ = fl.psth(val["rates"], val["mask"], val["condition"])
-t = session.time_ms / 1000
-fig, axes = plt.subplots(2, 4, figsize=(11, 4.6), sharex=True)
-for ax, (c, n) in zip(axes.flat, [(0, 0), (3, 1), (6, 2), (9, 3), (1, 4), (4, 5), (7, 6),
-                                  (10, 7)]):
-    keep = counts[c] >= 2
-    kind = "E" if session.is_excitatory[n] else "I"
-    ax.plot(t[keep], data_psth[c, keep, n], color="0.5", lw=1, label="recorded")
-    ax.plot(t[keep], model_psth[c, keep, n], color="C0", lw=1.5, label="model")
-    ax.set_title(f"neuron {n} ({kind}), condition {int(labels[c])}", fontsize="small")
-axes[0, 0].legend(fontsize="x-small")
-for ax in axes[1]:
-    ax.set_xlabel("time (s)")
-for ax in axes[:, 0]:
-    ax.set_ylabel("spikes/s")
-fig.tight_layout()
+best = sc_fit.load_model(session, baseline_options, Path(sweep_dir) / "baseline.pt")
+panels = [(0, 0), (3, 1), (6, 2), (9, 3), (1, 4), (4, 5), (7, 6), (10, 7)]
+plots.plot_psth_fits(session.time_ms / 1000, sc_analysis.validation_psths(best, session, seed),
+                     session.is_excitatory, panels)
 plt.show()
 
 # %% [markdown]
 # ### Do learnable time constants recover the teacher's?
 #
 # On the synthetic session the teacher's $\tau_E$ and $\tau_I$ are known. The learnable
-# $\alpha$ (population) runs start at $\tau_E = 50$ ms, $\tau_I = 33$ ms
-# ($\alpha_I = 1.5\,\alpha_E$, as the document proposes); the learnable $\tau$ runs start
-# both populations at 50 ms. (The full-scale sweep file adds a run with the time constants at
-# 3x the learning rate, `time_constant_lr_scale`.)
+# $\alpha$ (population) runs start at $\tau_E$ = {glue:text}`alpha_tau_e:.0f` ms and
+# $\tau_I$ = {glue:text}`alpha_tau_i:.0f` ms ($\alpha_I = 1.5\,\alpha_E$, as the document
+# proposes); the learnable $\tau$ runs start both populations at {glue:text}`alpha_tau_e:.0f` ms.
+# The run on the second session, with {glue:text}`recovery_trials` trials, learns the
+# population $\alpha$ for {glue:text}`recovery_steps` steps with the time constants at
+# {glue:text}`recovery_lr_scale:g`x the learning rate of the other parameters. (The full-scale
+# sweep file adds a run with the time constants at 3x the learning rate on the first session,
+# `time_constant_lr_scale`.) The figure follows $\tau_E$ and $\tau_I$ step by step; the table
+# gives where each run ends and its relative error against the teacher.
 
 # %%
-traces = {name: ok.loc[name] for name in ["learnable_alpha_population",
-                                          "learnable_alpha_population_lr3",
-                                          "learnable_tau_clamp", "learnable_tau_smooth"]
-          if name in ok.index}
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharex=True)
-for name, row in traces.items():
-    axes[0].plot(row["tau_e_curve"], label=name)
-    axes[1].plot(row["tau_i_curve"], label=name)
-for ax, key, true in [(axes[0], "E", teacher_tau_e_ms), (axes[1], "I", teacher_tau_i_ms)]:
-    if teacher is not None:
-        ax.axhline(true, color="k", ls="--", lw=1, label="teacher")
-    ax.set(title=rf"$\tau_{key}$ during the fit", xlabel="step", ylabel="ms")
-axes[0].legend(fontsize="x-small")
-fig.tight_layout()
+alpha_run = f"learnable_alpha_{recovery_n_trials}_trials"
+tracked = ["learnable_alpha_population", "learnable_alpha_population_lr3",
+           "learnable_tau_clamp", "learnable_tau_smooth"]
+runs = {name: (n_trials, all_runs.loc[name]) for name in sc_analysis.finished(all_runs, tracked)}
+runs.update({name: (recovery_n_trials, all_runs.loc[name])
+             for name in sc_analysis.finished(all_runs, [alpha_run])})
+truth = (teacher_tau_e_ms, teacher_tau_i_ms) if teacher is not None else None
+recovery = sc_analysis.recovery_table(runs, truth, recovery_tolerance) if truth else None
+if truth:
+    display(recovery.style.format(precision=3))
+
+# %% tags=["hide-input"]
+plots.plot_time_constant_fits(
+    {f"{name} ({trials} trials)": (row["tau_e_curve"], row["tau_i_curve"])
+     for name, (trials, row) in runs.items()}, truth)
 plt.show()
-
-def tau_errors(row):
-    """Relative errors of a run's final tau_E and tau_I against the teacher's."""
-    return (abs(row["tau_e_ms"] - teacher_tau_e_ms) / teacher_tau_e_ms,
-            abs(row["tau_i_ms"] - teacher_tau_i_ms) / teacher_tau_i_ms)
-
-
-recovery = {}
-for name, row in traces.items():
-    err_e, err_i = tau_errors(row)
-    recovery[name] = {"tau_E (ms)": row["tau_e_ms"], "error E": err_e,
-                      "tau_I (ms)": row["tau_i_ms"], "error I": err_i,
-                      "both within tolerance": max(err_e, err_i) <= recovery_tolerance}
-recovery = pd.DataFrame(recovery).T
-display(recovery.style.format(precision=3))
-
-# %%
-alpha_rows = recovery.loc[[n for n in recovery.index if n.startswith("learnable_alpha")]]
-alpha_row = alpha_rows.iloc[0] if len(alpha_rows) else None
-if "learnable_tau_smooth" in recovery.index:
-    glue("smooth_tau_i", float(recovery.loc["learnable_tau_smooth", "tau_I (ms)"]), display=False)
-if alpha_row is not None:
-    glue("alpha_err_e", 100 * float(alpha_row["error E"]), display=False)
-    glue("alpha_err_i", 100 * float(alpha_row["error I"]), display=False)
-baseline_fraction = float(ok.loc["baseline", "fraction_of_ceiling"]) if "baseline" in ok.index \
-    else math.nan
-glue("baseline_fraction", 100 * baseline_fraction, display=False)
-glue("baseline_corr", baseline_corr, display=False)
-
-# %% [markdown]
-# The baseline reaches a validation PSTH correlation of {glue:text}`baseline_corr:.3f`,
-# {glue:text}`baseline_fraction:.0f`% of the noise ceiling. The population-level learnable
-# $\alpha$ ends {glue:text}`alpha_err_e:.0f`% from the teacher's $\tau_E$ and
-# {glue:text}`alpha_err_i:.0f`% from its $\tau_I$. $\tau_E$ moves quickly toward the teacher's;
-# $\tau_I$, carried by only 13 neurons and started below the truth, hardly moves. The smooth
-# learnable $\tau$ starts $\tau_I$ *at* the teacher's 50 ms and leaves it, ending at
-# {glue:text}`smooth_tau_i:.0f` ms. So the miss is not the optimiser's: on this session the
-# losses themselves prefer a faster inhibitory population than the teacher has.
-#
-# ### What the training loss prefers, and how that depends on the number of trials
-#
-# A direct test: fix $\tau_E$ at the teacher's value and $\tau_I$ at the teacher's value or
-# 40% below it, fit every weight with the time constants held, and compare the training loss
-# each fit ends at (mean of its last 10 steps). Where the loss is lower, a learnable time
-# constant will go. The same comparison runs on a second synthetic session with the document's
-# {glue:text}`recovery_trials` trials (same task, a teacher built the same way, the same number
-# of bins), and on that session the population-level learnable $\alpha$ runs for
-# {glue:text}`recovery_steps` steps with the time constants at {glue:text}`recovery_lr_scale`x
-# the learning rate.
-
-# %%
-if teacher is not None:
-    recovery_ok = recovery_runs[recovery_runs["status"] == "ok"]
-    profile = pd.DataFrame([
-        {"trials": trials, "tau_I (ms)": tau_i,
-         "training loss at the end": recovery_ok.loc[name, "train_loss_end"],
-         "validation PSTH corr": recovery_ok.loc[name, "psth_corr"],
-         "validation Poisson NLL": recovery_ok.loc[name, "poisson_nll"]}
-        for trials in sizes for tau_i in profile_taus
-        if (name := f"fixed_tau_i_{tau_i:g}_{trials}_trials") in recovery_ok.index])
-    display(profile.style.format(precision=4).hide(axis="index"))
-    preferred = {trials: float(group.loc[group["training loss at the end"].idxmin(),
-                                         "tau_I (ms)"])
-                 for trials, group in profile.groupby("trials")}
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for trials, group in profile.groupby("trials"):
-        at_teacher = group.loc[group["tau_I (ms)"] == teacher_tau_i_ms,
-                               "training loss at the end"].iloc[0]
-        axes[0].plot(group["tau_I (ms)"], group["training loss at the end"] - at_teacher, "o-",
-                     label=f"{trials} trials")
-    axes[0].axvline(teacher_tau_i_ms, color="k", ls="--", lw=1, label="teacher")
-    axes[0].axhline(0, color="0.6", lw=0.8)
-    axes[0].set(xlabel=r"fixed $\tau_I$ (ms)", ylabel="training loss minus teacher's",
-                title="weights refit at fixed time constants")
-    axes[0].legend(fontsize="x-small")
-    if alpha_run in recovery_ok.index:
-        row = recovery_ok.loc[alpha_run]
-        axes[1].plot(row["tau_e_curve"], label=r"$\tau_E$")
-        axes[1].plot(row["tau_i_curve"], label=r"$\tau_I$")
-        for true in (teacher_tau_e_ms, teacher_tau_i_ms):
-            axes[1].axhline(true, color="k", ls="--", lw=1)
-        axes[1].set(xlabel="step", ylabel="ms",
-                    title=f"learnable alpha, {recovery_n_trials} trials")
-        axes[1].legend(fontsize="x-small")
-    fig.tight_layout()
-    plt.show()
+tau_start = sc_fit.build_model(session, sc_fit.make_config(learnable_alpha="population"))
+glue("alpha_tau_e", tau_start.time_constants()["tau_e_ms"], display=False)
+glue("alpha_tau_i", tau_start.time_constants()["tau_i_ms"], display=False)
 glue("recovery_trials", recovery_n_trials, display=False)
 glue("recovery_steps", recovery_steps, display=False)
-glue("recovery_lr_scale", f"{recovery_lr_scale:g}", display=False)
+glue("recovery_lr_scale", recovery_lr_scale, display=False)
+for name, key in (("learnable_alpha_population", "small"), (alpha_run, "large"),
+                  ("learnable_tau_smooth", "smooth")):
+    if truth and name in recovery.index:
+        row = recovery.loc[name]
+        glue(f"{key}_tau_e", float(row["tau_E (ms)"]), display=False)
+        glue(f"{key}_tau_i", float(row["tau_I (ms)"]), display=False)
+        glue(f"{key}_err_e", float(100 * row["error E"]), display=False)
+        glue(f"{key}_err_i", float(100 * row["error I"]), display=False)
+
+# %% [markdown]
+# On the {glue:text}`n_trials_used`-trial session the population-level learnable $\alpha$ ends
+# {glue:text}`small_err_e:.0f`% from the teacher's $\tau_E$ and {glue:text}`small_err_i:.0f`%
+# from its $\tau_I$. $\tau_E$ moves quickly toward the teacher's; $\tau_I$, carried by only 13
+# neurons, moves little. The smooth learnable $\tau$ starts $\tau_I$ *at* the teacher's
+# {glue:text}`teacher_tau_i:.0f` ms and ends at {glue:text}`smooth_tau_i:.0f` ms. On the
+# {glue:text}`recovery_trials`-trial session the learnable $\alpha$ ends at
+# $\tau_E$ = {glue:text}`large_tau_e:.0f` ms ({glue:text}`large_err_e:.0f`% off) and
+# $\tau_I$ = {glue:text}`large_tau_i:.0f` ms ({glue:text}`large_err_i:.0f`% off).
+#
+# ### What the training loss prefers
+#
+# Whether a learnable time constant can find the teacher's value depends on where the training
+# loss is lowest, which a direct test shows: fix $\tau_E$ at the teacher's value and $\tau_I$ at
+# the teacher's value or {glue:text}`profile_low:.0f` ms, fit every weight with the time
+# constants held, and compare the training loss each fit ends at (mean of its last 10 steps).
+# Where the loss is lower, a learnable time constant will go. The validation PSTH correlation
+# and Poisson likelihood of each fit are reported beside it. The live run profiles the
+# book-scale session; `profile_recovery_session = True` adds the same two fits on the second
+# session (two fits of the document's size, left out here for time), and a run at the
+# document's size (`params/04_full_scale.yaml`) profiles that size directly.
 
 # %%
-large_recovered, large_err_e, large_err_i = False, math.nan, math.nan
-if teacher is not None and alpha_run in recovery_ok.index:
-    row = recovery_ok.loc[alpha_run]
-    large_err_e, large_err_i = tau_errors(row)
-    large_recovered = max(large_err_e, large_err_i) <= recovery_tolerance
-    glue("large_tau_e", float(row["tau_e_ms"]), display=False)
-    glue("large_tau_i", float(row["tau_i_ms"]), display=False)
-    glue("large_err_e", float(100 * large_err_e), display=False)
-    glue("large_err_i", float(100 * large_err_i), display=False)
-    glue("preferred_small", preferred.get(n_trials, math.nan), display=False)
-    glue("preferred_large", preferred.get(recovery_n_trials, math.nan), display=False)
-    print(f"{recovery_n_trials} trials: tau_E {row['tau_e_ms']:.1f} ms ({large_err_e:.0%} off), "
-          f"tau_I {row['tau_i_ms']:.1f} ms ({large_err_i:.0%} off)")
+if truth:
+    taus = sc_analysis.profile_taus(teacher_tau_i_ms, session.bin_size_ms)
+    profile = sc_analysis.loss_profile(all_runs, sorted(sizes), taus)
+    preferred = sc_analysis.preferred_tau_i(profile)
+    display(profile.style.format(precision=4).hide(axis="index"))
+
+# %% tags=["hide-input"]
+if truth:
+    plots.plot_loss_profile(profile, teacher_tau_i_ms)
+    plt.show()
+    glue("profile_low", taus[0], display=False)
+    glue("preferred_small", preferred.get(n_trials, float("nan")), display=False)
+    at_size = profile[profile["trials"] == n_trials].set_index("tau_I (ms)")
+    for column, key in (("training loss at the end", "loss_gap"),
+                        ("validation PSTH corr", "val_gap")):
+        glue(key, float(at_size[column].max() - at_size[column].min()), display=False)
 
 # %% [markdown]
 # With {glue:text}`n_trials_used` trials the training loss is lowest with $\tau_I$ at
-# {glue:text}`preferred_small:.0f` ms; with {glue:text}`recovery_trials` trials it is lowest at
-# {glue:text}`preferred_large:.0f` ms (teacher: {glue:text}`teacher_tau_i:.0f` ms), while the
-# validation PSTH correlation barely tells the settings apart at either size: the PSTHs carry
-# little information about $\tau_I$, and with few trials the fit uses a faster inhibitory
-# population to follow trial-to-trial noise in the training PSTHs. On the larger session the
-# learnable $\alpha$ ends at $\tau_E$ = {glue:text}`large_tau_e:.0f` ms
-# ({glue:text}`large_err_e:.0f`% off) and $\tau_I$ = {glue:text}`large_tau_i:.0f` ms
-# ({glue:text}`large_err_i:.0f`% off). Recovering time constants needs the document's number
-# of trials; the book-scale session is too small for it, whatever the optimiser does.
+# {glue:text}`preferred_small:.0f` ms (teacher: {glue:text}`teacher_tau_i:.0f` ms). The two fits
+# end {glue:text}`loss_gap:.4f` apart in training loss and {glue:text}`val_gap:.4f` apart in
+# validation PSTH correlation: the PSTHs carry little information about $\tau_I$, and with one
+# fit per setting this profile cannot place the loss's minimum more finely than that. On the
+# second session the learnable $\alpha$ ends {glue:text}`large_err_i:.0f`% from the teacher's
+# $\tau_I$, against {glue:text}`small_err_i:.0f`% on this one. That run differs in two ways,
+# {glue:text}`recovery_trials` trials and {glue:text}`recovery_lr_scale:g`x the learning rate for
+# the time constants, and these fits alone do not say which of the two made the difference.
 #
 # ## What the document claims, and what we measured
+#
+# Each claim below is judged by one rule applied to the measured values
+# (`hdlib.fitters.sc_analysis.phase2_claims`). A change "improves" the fit when its validation
+# PSTH correlation is at least `margin` (here {glue:text}`margin:g`) above the baseline's:
+# differences of a few thousandths are within what another seed or a longer fit would change.
+# Learnable $\tau$ "breaks training" when its worst run loses more than half of the baseline's
+# correlation (Phase 1 lost 91%), and "barely moves" when the clamped $\tau$ never changes by
+# 0.1 ms or more in one step. The recovery target holds when the learnable-$\alpha$ run on the
+# session with the document's trial count (time constants at
+# {glue:text}`recovery_lr_scale:g`x the learning rate) ends with both time constants within
+# `recovery_tolerance`.
 
 # %%
-def better(name):
-    return corr(name) > baseline_corr + margin
-
-
-low_rank_best = max(corr(f"low_rank_{r}") for r in (10, 20, 30))
-in_range = ok["rates_in_range"].min() if len(ok) else math.nan
-claims = claims_table([
-    (f"The baseline fit reaches {target_fraction:.0%} of the PSTH noise ceiling (issue target)",
-     f"{baseline_corr:.3f} = {baseline_fraction:.0%} of ceiling {ceiling['ceiling']:.3f}",
-     baseline_fraction >= target_fraction),
-    ("A Poisson distance in L_trial improves the fit",
-     f"PSTH corr {corr('poisson_ltrial'):.3f} vs baseline {baseline_corr:.3f}",
-     better("poisson_ltrial")),
-    ("Learnable alpha (scalar) improves the fit",
-     f"{corr('learnable_alpha_scalar'):.3f} vs {baseline_corr:.3f}",
-     better("learnable_alpha_scalar")),
-    ("Learnable alpha (population) improves the fit",
-     f"{corr('learnable_alpha_population'):.3f} vs {baseline_corr:.3f}",
-     better("learnable_alpha_population")),
-    ("Learnable tau breaks training (Phase 1: -91%)",
-     f"worst of frozen/clamped/smooth: {tau_worst:+.1%} vs baseline; Phase-1 set-up "
-     f"(tau_I = 20 ms, alpha_I > 1): {phase1_change:+.1%}", tau_worst < -0.5),
-    ("Learnable tau barely moves (Phase 1 symptom)",
-     f"clamped tau moved at most {clamp_step:.3f} ms per step; smooth form {smooth_step:.2f} ms",
-     clamp_step < 0.1),
-    (f"Learnable alpha (population) recovers the teacher's tau_E and tau_I within "
-     f"{recovery_tolerance:.0%} (issue target)",
-     "; ".join([f"{n_trials} trials, {name}: {row['error E']:.0%} (E), {row['error I']:.0%} (I)"
-                for name, row in alpha_rows.iterrows()]
-               + ([f"{recovery_n_trials} trials, {recovery_steps} steps: {large_err_e:.0%} (E), "
-                   f"{large_err_i:.0%} (I)"] if not math.isnan(large_err_e) else []))
-     or "not run", large_recovered),
-    ("Low-rank connectivity (10/20/30) improves generalisation",
-     f"best low rank {low_rank_best:.3f} vs full rank {baseline_corr:.3f}",
-     low_rank_best > baseline_corr + margin),
-    ("Cosine schedule with warm-up helps",
-     f"warmup 0: {corr('cosine_warmup_0'):.3f}, warmup 50: {corr('cosine_warmup_50'):.3f} vs "
-     f"{baseline_corr:.3f}", better("cosine_warmup_0") or better("cosine_warmup_50")),
-    ("Activity regularisation helps",
-     f"0.01: {corr('activity_reg_0.01'):.3f}, 0.001: {corr('activity_reg_0.001'):.3f} vs "
-     f"{baseline_corr:.3f}", better("activity_reg_0.01") or better("activity_reg_0.001")),
-    ("Rates stay in a plausible range (1-50 spikes/s)",
-     f"smallest fraction of units in range over all runs: {in_range:.0%}", in_range >= 0.9),
-])
+claims = claims_table(sc_analysis.phase2_claims(
+    results, summary, recovery, ceiling["ceiling"], target_fraction=target_fraction,
+    margin=margin, tolerance=recovery_tolerance, document_trials=recovery_n_trials))
+glue("margin", margin, display=False)
 display(claims.style.hide(axis="index"))
 
 # %% [markdown]
-# "Improves" means a validation PSTH correlation at least `margin` (here 0.01) above the
-# baseline's: differences of a few thousandths are within what another seed or a longer fit
-# would change. At book scale each fit has 120 steps, so a cosine schedule (and a warm-up that
-# takes 50 of them) spends much of a short budget at small learning rates; the full-scale sweep
-# file runs 500 steps, as the document did. The regression test checks only verdicts with a
-# wide margin.
+# At book scale each fit has {glue:text}`book_steps` steps, so a cosine schedule (and a
+# warm-up that takes 50 of them) spends much of a short budget at small learning rates; the
+# full-scale sweep file runs 500 steps, as the document did. Every verdict here rests on one
+# fit per configuration: the regression test checks only verdicts with a wide margin.
 
-# %%
+# %% tags=["remove-cell"]
 # NBVAL_CHECK_OUTPUT
-print(f"every configuration ran: {len(failed) == 0}")
+print(f"every configuration ran: {not summary['failed']}")
 print(f"baseline reaches {target_fraction:.0%} of the ceiling: "
-      f"{baseline_fraction >= target_fraction}")
-print(f"learnable tau breaks training here: {tau_worst < -0.5}")
-print(f"alpha > 1 makes inhibitory rates zig-zag: {jitter[20.0] > 2 * jitter[50.0]}")
-print(f"clamp gives zero gradient beyond its bound: {clamp_dead}")
+      f"{summary['baseline_fraction'] >= target_fraction}")
+print(f"learnable tau breaks training here: {summary['tau_worst'] < -0.5}")
+print("alpha > 1 makes inhibitory rates zig-zag: "
+      f"{diagnosis.reversals[20.0] > 2 * diagnosis.reversals[50.0]}")
+print(f"clamp gives zero gradient beyond its bound: {diagnosis.clamp_blocks_gradient}")
+recovered = recovery is not None and alpha_run in recovery.index and bool(
+    recovery.loc[alpha_run, "within tolerance"])
 print(f"learnable alpha recovers both time constants with {recovery_n_trials} trials: "
-      f"{large_recovered}")
+      f"{recovered}")

@@ -1,6 +1,9 @@
+import math
+
 import pytest
 import torch
 
+from hdlib.circular import angle_grid
 from hdlib.datasets.tasks import AVIntegrationDataset
 from hdlib.fitters import av_integration as avi
 from hdlib.models.leaky_ring import LeakyRingAttractor
@@ -11,19 +14,45 @@ def test_short_training_reduces_the_loss():
     data = AVIntegrationDataset(32, seed=1)
     history = avi.train_integrator(model, data, [[20, 60]], batch_size=32,
                                    learning_rate=3e-3, progress=False, snapshot_every=20)
-    assert len(history.loss) == 60
+    assert len(history.loss) == len(history.grad_norm) == 60
     assert sum(history.loss[-10:]) < 0.8 * sum(history.loss[:10])
     assert [it for it, _ in history.snapshots] == [0, 20, 40, 60]
 
+
+def test_learning_rate_follows_cosine_times_stage_factor():
+    model = LeakyRingAttractor(8, seed=0)
+    history = avi.train_integrator(model, AVIntegrationDataset(4), [[3, 4], [5, 6]],
+                                   batch_size=4, learning_rate=0.01, min_lr_ratio=0.1,
+                                   stage_lr_factors=[1.0, 0.5], progress=False)
+    expected = [(1.0 if t < 4 else 0.5) * 0.01 * (0.1 + 0.9 * (1 + math.cos(math.pi * t / 10)) / 2)
+                for t in range(10)]
+    assert history.learning_rate == pytest.approx(expected)
+    assert history.seq_len == [3] * 4 + [5] * 6
+    assert history.stage == [0] * 4 + [1] * 6
+
+
+def test_same_seed_same_run():
+    runs = []
+    for _ in range(2):
+        model = LeakyRingAttractor(16, init_scale=0.5, seed=2)
+        runs.append(avi.train_integrator(model, AVIntegrationDataset(8, seed=3), [[6, 5]],
+                                         batch_size=8, seed=7, progress=False).loss)
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("factors", [[1.0], [1.0, 0.0], "fast", [1.0, -1.0]])
+def test_bad_stage_factors(factors):
+    with pytest.raises(ValueError, match="stage_lr_factors"):
+        avi.train_integrator(LeakyRingAttractor(8), AVIntegrationDataset(8), [[5, 2], [6, 2]],
+                             stage_lr_factors=factors, progress=False)
 
 
 def test_non_finite_loss_stops_training():
     model = LeakyRingAttractor(16)
     with torch.no_grad():
         model.J1.fill_(float("nan"))
-    with pytest.raises(FloatingPointError, match=r"at step 0 \(learning rate"):
+    with pytest.raises(FloatingPointError, match="at step 0 .*learning rate"):
         avi.train_integrator(model, AVIntegrationDataset(8), [[5, 3]], batch_size=8, progress=False)
-
 
 
 @pytest.mark.parametrize("curriculum", [[], "fast", [[10]], [[0, 5]], [[10, -1]]])
@@ -33,12 +62,61 @@ def test_bad_curriculum(curriculum):
                              progress=False)
 
 
-
 def test_debug_perfect_cannot_be_trained():
     with pytest.raises(ValueError, match="trainable"):
         avi.train_integrator(LeakyRingAttractor(8, init="debug_perfect"), AVIntegrationDataset(8),
                              [[5, 2]], progress=False)
 
+
+def test_stage_summary_by_hand():
+    history = avi.TrainingHistory(error_deg=[9.0, 3.0, 1.0, 2.0, 8.0, 1.0],
+                                  grad_norm=[1.0, 0.5, 0.2, 0.3, 4.0, 0.1],
+                                  seq_len=[20, 20, 20, 40, 40, 40],
+                                  stage=[0, 0, 0, 1, 1, 1])
+    first, second = avi.stage_summary(history, window=2)
+    assert math.isnan(first.pop("peak_vs_previous"))
+    assert first == {"seq_len": 20, "iterations": 3, "first_error": 6.0, "peak_error": 9.0,
+                     "last_error": 2.0, "max_grad_norm": 1.0}
+    assert second == {"seq_len": 40, "iterations": 3, "first_error": 5.0, "peak_error": 8.0,
+                      "last_error": 4.5, "peak_vs_previous": 4.0, "max_grad_norm": 4.0}
+
+
+def test_compare_tracking_pairs_networks_and_tables_errors():
+    ideal = LeakyRingAttractor(60, init="debug_perfect")
+    still = LeakyRingAttractor(60, init_scale=0.0, seed=0)
+    data = AVIntegrationDataset(16, seed=5)
+    results = avi.compare_tracking({"ideal": ideal, "other": still}, data, (10, 30),
+                                   batch_size=16, seed=3)
+    assert set(results) == {("ideal", 10), ("other", 10), ("ideal", 30), ("other", 30)}
+    for length in (10, 30):
+        assert torch.equal(results[("ideal", length)]["angles"],
+                           results[("other", length)]["angles"])
+    again = avi.evaluate_tracking(ideal, data, 30, 16, generator=torch.Generator().manual_seed(3))
+    assert again["population_vector"] == results[("ideal", 30)]["population_vector"]
+    table = avi.error_table(results)
+    assert list(table) == ["T = 10", "T = 30"]
+    assert list(table["T = 30"]) == ["ideal", "other", "null baseline"]
+    assert table["T = 30"]["null baseline"] == results[("other", 30)]["null"]
+
+
+def test_gain_error_by_hand():
+    av = torch.tensor([-0.4, -0.2, 0.001, 0.1, 0.3])
+    # -0.4 lies outside the training range and 0.001 below 5% of it: neither counts
+    speeds = torch.tensor([0.0, -0.19, 0.5, 0.11, 0.3])
+    assert avi.gain_error(av, speeds, max_av=0.3) == pytest.approx(10.0, rel=1e-5)
+    with pytest.raises(ValueError, match="training range"):
+        avi.gain_error(torch.tensor([0.5]), torch.tensor([0.5]), max_av=0.3)
+
+
+def test_linspace_grid_biases_decoding_by_half_a_spacing():
+    bias = avi.grid_decoding_bias(120, samples=500, seed=1)
+    assert bias["ring grid"] < 1e-3
+    assert bias["linspace grid"] == pytest.approx(180.0 / 120, rel=0.05)
+
+
+def test_bump_width_of_a_half_ring():
+    half = (angle_grid(12) < math.pi).float()
+    assert avi.bump_width(half[None]).item() == pytest.approx(0.5)
 
 
 def test_velocity_gain_of_ideal_ring_is_close_to_one():
@@ -48,4 +126,3 @@ def test_velocity_gain_of_ideal_ring_is_close_to_one():
     nonzero = av.abs() > 0
     assert torch.allclose(speed[nonzero] / av[nonzero], torch.ones(6), atol=0.02)
     assert abs(speed[~nonzero].item()) < 1e-5
-

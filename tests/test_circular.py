@@ -55,3 +55,24 @@ def test_population_vector_length_of_pure_cosine():
     activity = 0.7 * torch.cos(grid - 1.0)
     assert circular.population_vector_length(activity).item() == pytest.approx(0.7, rel=1e-5)
     np.testing.assert_allclose(circular.population_vector(activity).item(), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [7, 8])
+def test_fourier_basis_diagonalises_a_symmetric_circulant(n):
+    """``C[i, j] = c[(i - j) mod n]`` with ``c[k] = c[n - k]`` has eigenvalues ``rfft(c)``, one per
+    cosine and sine of each frequency, in the basis's column order."""
+    column = torch.tensor([3.0, 1.0, 0.5, 0.25, 0.25, 0.5, 1.0, 0.0][:n], dtype=torch.float64)
+    column[1:] = (column[1:] + column[1:].flip(0)) / 2  # make it symmetric
+    index = (torch.arange(n)[:, None] - torch.arange(n)[None, :]) % n
+    basis = circular.fourier_basis(n, dtype=torch.float64)
+    diagonal = basis.T @ column[index] @ basis
+    spectrum = torch.fft.rfft(column).real
+    expected = torch.cat([spectrum[:1], spectrum[1:(n + 1) // 2].repeat_interleave(2),
+                          spectrum[n // 2:] if n % 2 == 0 else spectrum[:0]])
+    torch.testing.assert_close(diagonal, torch.diag(expected))
+
+
+def test_wrap_and_circular_error_on_plain_floats():
+    assert circular.wrap(3 * math.pi / 2) == pytest.approx(-math.pi / 2)
+    assert circular.circular_error(torch.tensor(0.1), torch.tensor(2 * math.pi - 0.1)).item() \
+        == pytest.approx(0.2, abs=1e-6)

@@ -1,4 +1,4 @@
-"""The chapters as files: pairing, parameters, the papermill runner and the book build."""
+"""The chapters as files: pairing, parameters, prose, and the book build."""
 
 import json
 import subprocess
@@ -41,6 +41,25 @@ def test_parameters_cell_then_validation(source):
     assert "parameters" in code[0].metadata.get("tags", [])
     assert "validate.parameters(" in code[1].source
     assert runs.notebook_parameters(source)
+
+
+def _line_counts(path) -> dict[str, int]:
+    """Non-blank source lines per cell type over the jupytext cells of a chapter."""
+    counts = {"markdown": 0, "code": 0}
+    for cell in jupytext.read(path).cells:
+        lines = sum(1 for line in cell.source.splitlines() if line.strip())
+        counts[cell.cell_type] = counts.get(cell.cell_type, 0) + lines
+    return counts
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_explains_at_least_as_much_as_it_computes(source):
+    """A chapter is prose with code in it: its markdown lines are at least its code lines
+    (heavy logic belongs in hdlib, not in the notebook)."""
+    counts = _line_counts(source)
+    assert counts["markdown"] >= counts["code"], (
+        f"{source.name}: {counts['markdown']} markdown lines for {counts['code']} code lines; "
+        "move code into hdlib or explain it")
 
 
 @pytest.mark.parametrize("params", sorted((ROOT / "notebooks" / "params").glob("*.yaml")),

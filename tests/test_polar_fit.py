@@ -137,3 +137,14 @@ def test_configurations_drive_the_start(data):
     model, _ = polar_fit.fit(polar.load_config("polar_v1_very_relaxed"), spikes, steps=1,
                              learning_rate=1e-6, batch_size=1, progress=False)
     assert model.constants()["lambda_sac"] == pytest.approx(10.0, rel=1e-4)
+
+
+def test_step_seconds_times_each_model_and_clears_gradients(data):
+    teacher, spikes = data
+    frozen = polar_v1.PolarV1(teacher.n_features, 5, learnable_alphas=False,
+                              learnable_lambdas=False)
+    times = polar_fit.step_seconds({"learnable": teacher, "frozen": frozen}, spikes, repeats=2)
+    assert set(times) == {"learnable", "frozen"} and all(t > 0 for t in times.values())
+    assert all(p.grad is None for p in teacher.parameters())
+    with pytest.raises(ValueError, match="repeats"):
+        polar_fit.step_seconds({"frozen": frozen}, spikes, repeats=0)

@@ -1,72 +1,60 @@
-"""hdlib.book.runs and the ``run`` command: parameters of a chapter, the papermill runner."""
+"""hdlib.book.runs: a chapter's parameters, parameter files, and the papermill runner."""
 import pytest
 
 from hdlib.book import runs
-from hdlib.book.cli import main as cli
-
-TINY = """# ---
-# jupyter:
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
-# %% tags=["parameters"]
-value = 1
-fail = False
-
-# %%
-from pathlib import Path
-Path("cwd_marker.txt").write_text(str(value))
-assert not fail, "asked to fail"
-print(value * 2)
-"""
 
 
-@pytest.fixture()
-def tiny(tmp_path):
-    path = tmp_path / "tiny.py"
-    path.write_text(TINY)
-    return path
+def test_parameters_cell_defaults(tiny_notebook):
+    assert runs.notebook_parameters(tiny_notebook) == {"value": 1, "fail": False}
 
 
-def test_list_params(tiny, capsys):
-    assert cli(["run", "--list-params", str(tiny)]) == 0
-    assert capsys.readouterr().out.splitlines() == ["value = 1", "fail = False"]
+def test_files_then_pairs_parsed_as_yaml(tiny_notebook, tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text("value: 5\nfail: true\n")
+    chosen = runs.collect_parameters(tiny_notebook, [("value", "[1, 2]")], [params])
+    assert chosen == {"value": [1, 2], "fail": True}  # -p wins over the file
+
+
+def test_bad_parameter_files_and_names(tiny_notebook, tmp_path):
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        runs.collect_parameters(tiny_notebook, files=[listed])
+    with pytest.raises(ValueError, match=r"parameter\(s\) valu for .*tiny.py; known: value, fail"):
+        runs.collect_parameters(tiny_notebook, [("valu", "3")])
+    with pytest.raises(ValueError, match="unknown parameter"):
+        runs.run_notebook(tiny_notebook, {"nope": 1})  # refused before any kernel starts
+
+
+def test_missing_notebook_and_missing_parameters_cell(tmp_path, tiny_notebook):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        runs.notebook_parameters(tmp_path / "nope.py")
+    untagged = tmp_path / "untagged.py"
+    untagged.write_text(tiny_notebook.read_text().replace(' tags=["parameters"]', ""))
+    with pytest.raises(ValueError, match="no code cell tagged 'parameters'"):
+        runs.notebook_parameters(untagged)
+
+
+def test_default_output_goes_to_runs_folder(tmp_path):
+    assert runs.default_output(tmp_path / "01_x.py") == tmp_path / "_runs" / "01_x.ipynb"
 
 
 @pytest.mark.slow
-def test_run_with_parameters_uses_notebook_folder(tiny, tmp_path, capsys):
-    params = tmp_path / "p.yaml"
-    params.write_text("value: 5\n")
-    out = tmp_path / "out" / "done.ipynb"
-    assert cli(["run", str(tiny), "-f", str(params), "-p", "value", "21", "-o", str(out),
-                "--no-progress"]) == 0
+def test_run_uses_the_notebook_folder(tiny_notebook, tmp_path):
+    out = runs.run_notebook(tiny_notebook, {"value": 21}, tmp_path / "out" / "done.ipynb",
+                            progress=False)
     assert (tmp_path / "cwd_marker.txt").read_text() == "21"
     text = out.read_text()
     assert '"42' in text or "42\\n" in text
 
 
-def test_unknown_parameter_is_an_error(tiny, capsys):
-    assert cli(["run", str(tiny), "-p", "valu", "3"]) == 2
-    assert "unknown parameter(s) valu" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="unknown parameter"):
-        runs.run_notebook(tiny, {"nope": 1})
-
-
 @pytest.mark.slow
-def test_failed_run_keeps_previous_output(tiny, tmp_path):
+def test_failed_run_keeps_previous_output(tiny_notebook, tmp_path):
     out = tmp_path / "kept.ipynb"
-    runs.run_notebook(tiny, {"value": 3}, out, progress=False)
+    runs.run_notebook(tiny_notebook, {"value": 3}, out, progress=False)
     before = out.read_bytes()
     with pytest.raises(Exception, match="asked to fail"):
-        runs.run_notebook(tiny, {"fail": True}, out, progress=False)
+        runs.run_notebook(tiny_notebook, {"fail": True}, out, progress=False)
     assert out.read_bytes() == before
-    assert out.with_suffix(".failed.ipynb").exists()
+    assert "asked to fail" in out.with_suffix(".failed.ipynb").read_text()
     assert not list(tmp_path.glob(".kept*"))  # no temporary file left behind
-
-
-def test_missing_notebook_is_a_clear_error(tmp_path, capsys):
-    assert cli(["run", "--list-params", str(tmp_path / "nope.py")]) == 2
-    assert "does not exist" in capsys.readouterr().err

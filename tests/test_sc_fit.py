@@ -1,8 +1,5 @@
-"""Session loading, the Dale's-law RNN, the fitting losses and the sweep runner."""
-
-
-
-
+"""Fitting the E-I RNN to a session (hdlib.fitters.sc_fit): configuration, the training run,
+its evaluation and saved models."""
 import numpy as np
 import pytest
 import torch
@@ -25,7 +22,6 @@ def test_short_fit_improves_and_reports(session):
         sc_fit.make_config(learning_rat=0.1)
 
 
-
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks" / "sweeps").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_shipped_sweep_files_hold_valid_fit_options(path):
@@ -36,7 +32,6 @@ def test_shipped_sweep_files_hold_valid_fit_options(path):
         params = sweeps.merge(base, overrides)
         assert set(params) <= run_params, name
         sc_fit.make_config(**params.get("fit_options", {}))
-
 
 
 def test_time_constants_get_their_own_learning_rate(session, monkeypatch):
@@ -52,3 +47,21 @@ def test_time_constants_get_their_own_learning_rate(session, monkeypatch):
                          "time_constant_lr_scale": 3.0}, progress=False)
     assert seen["groups"][1] == (1, pytest.approx(0.03))
 
+
+def test_frozen_learnable_tau_fits_exactly_like_fixed_tau(session):
+    options = {"steps": 3, "learning_rate": 0.03}
+    _, fixed = sc_fit.fit(session, options, progress=False)
+    _, frozen = sc_fit.fit(session, {**options, "learnable_tau": "population",
+                                     "freeze_tau": True}, progress=False)
+    assert frozen["loss"] == fixed["loss"]
+    assert frozen["tau_i_ms"] == [50.0] * 3
+
+
+def test_a_saved_model_loads_with_its_configuration(session, tmp_path):
+    options = {"steps": 2, "learnable_alpha": "population", "low_rank": 4}
+    model, _ = sc_fit.fit(session, options, progress=False)
+    torch.save(model.state_dict(), tmp_path / "run.pt")
+    loaded = sc_fit.load_model(session, options, tmp_path / "run.pt")
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    assert sc_fit.evaluate(loaded, session) == sc_fit.evaluate(model, session)

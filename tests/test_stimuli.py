@@ -44,3 +44,11 @@ def test_saccade_rate_and_gate_fraction_count_frames():
     assert video.gate_open_fraction(0.1) == pytest.approx(3 / 24)
     with pytest.raises(ValueError, match="threshold"):
         video.gate_open_fraction(2.0)
+
+
+def test_long_recordings_reach_the_planned_saccade_rate():
+    # Short videos fall below the rate because each opens with a full interval.
+    gaze, saccading = stimuli.GazeModel(saccade_rate_hz=3.0).trajectories(
+        8, 6000, np.random.default_rng(1), max_eccentricity_deg=30.0)
+    onsets = (saccading[:, 1:] & ~saccading[:, :-1]).sum()
+    assert 2.85 < onsets / (saccading.size / 120) < 3.15

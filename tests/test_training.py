@@ -212,13 +212,17 @@ def test_run_table_and_paired_comparison():
             ("b", 0): run([3.0, 2.5], [3.0, 2.5], 40),
             ("a", 1): run([1.0, 0.5], [1.0, 1.0], 10),
             ("b", 1): run([0.9, 0.8], [1.0, 1.0], 40)}
-    table = training.run_table(runs)
-    # seed 0: the common target is max(2.0, 2.5) = 2.5, reached by a at epoch 2 (20 sequences)
-    # and by b at epoch 2 (80); seed 1: max(0.5, 0.8) = 0.8, a at epoch 2, b at epoch 2.
+    table = training.run_table(runs, reference="b")
+    # the targets are b's final losses: 2.5 on seed 0 (a reaches it in epoch 2, after 20
+    # sequences; b in its last, after 80) and 0.8 on seed 1 (a: 20, b: 80).
     assert table.loc[("a", 0)].to_dict() == pytest.approx(
         {"final val loss": 3.0, "epochs run": 3, "rises": 1, "val / train (final)": 2.0,
          "sequences to target": 20.0, "tracking error (deg)": 2.0, "seconds": 1.0})
     assert table.loc[("b", 0), "sequences to target"] == 80.0
-    assert table.loc[("b", 1), "sequences to target"] == 80.0
+    assert table.loc[("a", 1), "sequences to target"] == 20.0
+    assert training.run_table(runs, reference="a").loc[("b", 1), "sequences to target"] == \
+        math.inf  # b never gets down to a's 0.5
     assert training.seeds_where_lower(table, "final val loss", "a", "b") == 1
     assert training.seeds_where_lower(table, "sequences to target", "a", "b") == 2
+    with pytest.raises(ValueError, match="reference"):
+        training.run_table(runs, reference="c")

@@ -58,6 +58,7 @@ ANGULAR_VELOCITY = {
     "batch_size": validate.positive_int,
     "learning_rate": validate.positive_float,
     "min_lr_ratio": lambda n, v: validate.float_in(n, v, 0.0, 1.0),
+    "stage_lr_factors": validate.list_of(validate.positive_float, "positive numbers"),
     "amplitude_weight": lambda n, v: validate.float_in(n, v, 0.0, math.inf),
     "eval_batch_size": validate.positive_int,
     "snapshot_every": validate.positive_int,
@@ -85,6 +86,7 @@ SUPERIOR_COLLICULUS = {
     "recovery_steps": validate.positive_int,
     "recovery_lr_scale": validate.positive_float,
     "recovery_session_path": validate.path_string,
+    "profile_recovery_session": validate.boolean,
     "margin": lambda n, v: validate.float_in(n, v, 0.0, 1.0),
 }
 

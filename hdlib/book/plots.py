@@ -96,23 +96,34 @@ def weight_evolution_animation(snapshots, path, fps: int = 5, dpi: int = 60) -> 
 
 
 def plot_training_history(history, smooth: int = 25):
-    """Loss and training error against iteration, with curriculum stages shaded."""
-    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.4), constrained_layout=True)
+    """Loss, training error, and learning rate with the gradient norm, against iteration, with
+    the curriculum switches dotted."""
+    fig, (ax_loss, ax_err, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.4),
+                                                 constrained_layout=True)
     it = np.arange(1, len(history.loss) + 1)
     kernel = np.ones(smooth) / smooth
+    seq = np.asarray(history.seq_len)
     for ax, values, label in ((ax_loss, history.loss, "loss"), (ax_err, history.error_deg,
                                                                  "training error (deg)")):
         ax.plot(it, values, alpha=0.3, lw=0.8)
         if len(values) > smooth:
             ax.plot(it[smooth - 1:], np.convolve(values, kernel, mode="valid"), lw=1.5)
         ax.set_yscale("log")
-        ax.set_xlabel("iteration")
         ax.set_ylabel(label)
-        seq = np.asarray(history.seq_len)
+    ax_lr.plot(it, history.learning_rate, color="C2")
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylabel("learning rate", color="C2")
+    ax_norm = ax_lr.twinx()
+    ax_norm.plot(it, history.grad_norm, color="C3", alpha=0.4, lw=0.6)
+    ax_norm.set_yscale("log")
+    ax_norm.set_ylabel("gradient norm before clipping", color="C3")
+    for ax in (ax_loss, ax_err, ax_lr):
+        ax.set_xlabel("iteration")
         for change in np.flatnonzero(np.diff(seq)) + 1:
             ax.axvline(change, color="0.6", ls=":", lw=1)
-    ax_loss.set_title("cosine heading loss + amplitude term")
-    ax_err.set_title("mean absolute heading error on the training batch")
+    ax_loss.set_title("heading loss + amplitude term")
+    ax_err.set_title("heading error on the training batch")
+    ax_lr.set_title("learning rate and gradient norm")
     return fig
 
 
@@ -164,6 +175,21 @@ def plot_velocity_gain(curves: dict, max_av: float):
     ax.set_xlabel("input angular velocity (deg/step)")
     ax.set_ylabel("bump speed (deg/step)")
     ax.legend(frameon=False)
+    return fig
+
+
+def plot_final_profiles(profiles: dict):
+    """Rate against preferred direction, one panel per network: ``profiles[name]`` is an array
+    ``(k, N)`` of final activity patterns on the ring grid."""
+    fig, axes = plt.subplots(1, len(profiles), figsize=(4.5 * len(profiles), 3), sharey=True,
+                             constrained_layout=True, squeeze=False)
+    for ax, (name, rates) in zip(axes[0], profiles.items()):
+        rates = np.asarray(rates)
+        preferred = 360.0 * np.arange(rates.shape[-1]) / rates.shape[-1]
+        ax.plot(preferred, rates.T)
+        ax.set_title(f"{name}: last step of {rates.shape[0]} sequences")
+        ax.set_xlabel("preferred direction (deg)")
+    axes[0, 0].set_ylabel("rate")
     return fig
 
 
@@ -349,5 +375,83 @@ def plot_constant_trajectories(histories: dict, truth: dict,
         ax.axhline(truth[name], color="k", ls="--", lw=1, label="teacher")
         ax.set(title=name, xlabel="step")
     axes[0].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- superior colliculus
+def plot_sweep_scores(table, ceiling: float, target: float, teacher: float | None = None):
+    """Horizontal bars of every configuration's validation PSTH correlation (``table``: index
+    the names, columns ``psth_corr`` and ``status``; failed runs in red, the baseline in green),
+    with the noise ceiling, ``target`` (a correlation) and the teacher's correlation."""
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    scores = table["psth_corr"].astype(float).fillna(0).sort_values()
+    colours = ["C3" if table.loc[name, "status"] != "ok" else
+               ("C2" if name == "baseline" else "C0") for name in scores.index]
+    ax.barh(range(len(scores)), scores, color=colours)
+    ax.set_yticks(range(len(scores)), scores.index, fontsize="small")
+    ax.axvline(ceiling, color="k", ls="--", lw=1, label="noise ceiling")
+    if teacher is not None:
+        ax.axvline(teacher, color="C1", ls=":", lw=1.5, label="teacher")
+    ax.axvline(target, color="0.5", lw=1, label=f"target ({target / ceiling:.0%} of ceiling)")
+    ax.set(xlabel="validation PSTH correlation", title="the document's experiments")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def plot_psth_fits(time_s, psths: dict, is_excitatory, panels, min_trials: int = 2):
+    """Model and recorded PSTHs for ``panels`` of ``(condition index, neuron)``; ``psths`` as
+    :func:`hdlib.fitters.sc_analysis.validation_psths` returns them. Bins with fewer than
+    ``min_trials`` trials are left out."""
+    fig, axes = plt.subplots(2, math.ceil(len(panels) / 2), figsize=(11, 4.6), sharex=True,
+                             squeeze=False)
+    time_s = np.asarray(time_s)
+    for ax, (c, n) in zip(axes.flat, panels):
+        keep = (psths["counts"][c] >= min_trials).numpy()
+        kind = "E" if is_excitatory[n] else "I"
+        ax.plot(time_s[keep], psths["data"][c, keep, n], color="0.5", lw=1, label="recorded")
+        ax.plot(time_s[keep], psths["model"][c, keep, n], color="C0", lw=1.5, label="model")
+        ax.set_title(f"neuron {n} ({kind}), condition {int(psths['labels'][c])}",
+                     fontsize="small")
+    axes[0, 0].legend(fontsize="x-small")
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("spikes/s")
+    fig.tight_layout()
+    return fig
+
+
+def plot_time_constant_fits(curves: dict, truth: tuple | None = None):
+    """``curves``: label -> ``(tau_E per step, tau_I per step)`` in ms, one panel per
+    population, with the teacher's ``truth = (tau_E, tau_I)`` dashed."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharex=True)
+    for label, (tau_e, tau_i) in curves.items():
+        axes[0].plot(tau_e, label=label)
+        axes[1].plot(tau_i, label=label)
+    for ax, key, true in zip(axes, "EI", truth or (None, None)):
+        if true is not None:
+            ax.axhline(true, color="k", ls="--", lw=1, label="teacher")
+        ax.set(title=rf"$\tau_{key}$ during the fit", xlabel="step", ylabel="ms")
+    axes[0].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_profile(profile, teacher_tau_i: float):
+    """Training loss at the end of fits with ``tau_I`` fixed, minus that of the fit at the
+    teacher's ``tau_I``, one line per trial count (``profile`` as
+    :func:`hdlib.fitters.sc_analysis.loss_profile` returns it)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for trials, group in profile.groupby("trials"):
+        loss = group["training loss at the end"]
+        at_teacher = loss[group["tau_I (ms)"] == teacher_tau_i].iloc[0]
+        ax.plot(group["tau_I (ms)"], loss - at_teacher, "o-", label=f"{trials} trials")
+    ax.axvline(teacher_tau_i, color="k", ls="--", lw=1, label="teacher")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set(xlabel=r"fixed $\tau_I$ (ms)", ylabel="training loss minus teacher's",
+           title="weights refit at fixed time constants")
+    ax.legend(fontsize="x-small")
     fig.tight_layout()
     return fig

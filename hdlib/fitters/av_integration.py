@@ -19,6 +19,7 @@ from ..circular import (
     circular_mae,
     population_vector,
     population_vector_length,
+    von_mises_bump,
     wrap,
 )
 from ..datasets.tasks import AVIntegrationDataset
@@ -35,8 +36,21 @@ class TrainingHistory:
     error_deg: list[float] = field(default_factory=list)
     seq_len: list[int] = field(default_factory=list)
     learning_rate: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    stage: list[int] = field(default_factory=list)
     snapshots: list[tuple[int, dict[str, torch.Tensor]]] = field(default_factory=list)
 
+
+def validate_stage_factors(factors, num_stages: int) -> list[float]:
+    """``None`` (every factor 1) or one positive learning-rate factor per curriculum stage."""
+    if factors is None:
+        return [1.0] * num_stages
+    factors = validate.list_of(validate.positive_float, "positive numbers")("stage_lr_factors",
+                                                                          factors)
+    if len(factors) != num_stages:
+        raise ValueError(f"stage_lr_factors must have one entry per curriculum stage "
+                         f"({num_stages}); got {len(factors)}")
+    return factors
 
 
 def weight_snapshot(model) -> dict[str, torch.Tensor]:
@@ -48,19 +62,26 @@ def weight_snapshot(model) -> dict[str, torch.Tensor]:
 
 def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_size: int = 32,
                      learning_rate: float = 3e-3, min_lr_ratio: float = 0.05,
-                     weight_decay: float = 0.0,
+                     stage_lr_factors=None, weight_decay: float = 0.0,
                      amplitude_weight: float = 0.1, target_amplitude: float = 1.0,
                      grad_clip: float = 1.0, snapshot_every: int = 50, seed: int = 0,
                      progress: bool = True) -> TrainingHistory:
-    """Train with AdamW (decoupled ``weight_decay``), ``CosineAnnealingLR`` from
-    ``learning_rate`` to ``min_lr_ratio * learning_rate`` over the whole curriculum and
-    gradient-norm clipping, on :class:`hdlib.train.Trainer`.
+    """Train with AdamW (decoupled ``weight_decay``), a cosine-annealed learning rate scaled per
+    curriculum stage, and gradient-norm clipping, on :class:`hdlib.train.Trainer`.
 
     ``curriculum`` lists ``[seq_len, iterations]`` stages run in order (short sequences first
     keep the gradients through time well conditioned while the ring is still forming). The
-    loss is ``heading_loss + amplitude_weight * bump_amplitude_loss``. Step ``t`` draws its
-    batch from a generator seeded by ``(seed, t)``. A non-finite loss stops training with
-    ``FloatingPointError`` before the weights are updated.
+    loss is ``heading_loss + amplitude_weight * bump_amplitude_loss``. Over ``T`` steps in all,
+    step ``t`` of stage ``s`` uses
+
+    ``lr_t = f_s * lr_0 * (rho + (1 - rho) * (1 + cos(pi t / T)) / 2)``
+
+    with ``lr_0 = learning_rate``, ``rho = min_lr_ratio`` and ``f_s`` the stage's entry of
+    ``stage_lr_factors`` (all 1 by default: plain cosine annealing). Longer sequences make the
+    loss sharper in the recurrent weights, so a rate that is safe on short sequences can throw
+    a trained ring off its attractor on long ones; a factor below 1 for the long stages keeps
+    the steps small there. Step ``t`` draws its batch from a generator seeded by ``(seed, t)``.
+    A non-finite loss stops training with ``FloatingPointError`` before the weights are updated.
     """
     stages = validate.curriculum("curriculum", curriculum)
     batch_size = validate.positive_int("batch_size", batch_size)
@@ -72,8 +93,15 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters (init='debug_perfect' is frozen)")
+    factors = validate_stage_factors(stage_lr_factors, len(stages))
     seq_lens = [seq_len for seq_len, iterations in stages for _ in range(iterations)]
+    stage_of = [s for s, (_, iterations) in enumerate(stages) for _ in range(iterations)]
     total = len(seq_lens)
+
+    def rate_factor(t: int) -> float:
+        t = min(t, total - 1)
+        cosine = min_lr_ratio + (1.0 - min_lr_ratio) * (1.0 + math.cos(math.pi * t / total)) / 2
+        return factors[stage_of[t]] * cosine
 
     def step(ctx) -> Step:
         seq_len = seq_lens[ctx.step]
@@ -84,7 +112,7 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
         error = circular_mae(population_vector(activity.detach()), angles)
         return Step(h_loss + amplitude_weight * a_loss,
                     {"heading_loss": h_loss.item(), "amplitude_loss": a_loss.item(),
-                     "error_deg": error, "seq_len": seq_len})
+                     "error_deg": error, "seq_len": seq_len, "stage": stage_of[ctx.step]})
 
     history = TrainingHistory()
     history.snapshots.append((0, weight_snapshot(model)))
@@ -95,8 +123,7 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
                 history.snapshots.append((engine.step, weight_snapshot(model)))
 
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=total, eta_min=learning_rate * min_lr_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate_factor)
     engine = Trainer(model, optimizer, step, scheduler=scheduler, grad_clip=grad_clip,
                      callbacks=[Snapshots()], seed=seed, progress=progress)
     engine.run(total)
@@ -104,21 +131,54 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
     steps = engine.history
     history.loss, history.learning_rate = steps["loss"], steps["lr"]
     history.heading_loss, history.amplitude_loss = steps["heading_loss"], steps["amplitude_loss"]
-    history.error_deg = steps["error_deg"]
+    history.error_deg, history.grad_norm = steps["error_deg"], steps["grad_norm"]
     history.seq_len = [int(s) for s in steps["seq_len"]]
+    history.stage = [int(s) for s in steps["stage"]]
     return history
+
+
+# --------------------------------------------------------------------------- training record
+def stage_summary(history: TrainingHistory, window: int = 50) -> list[dict]:
+    """One row per curriculum stage of a run: its sequence length and iterations, the mean
+    training error (degrees) over its first and last ``window`` iterations, the largest error
+    within it, ``peak_vs_previous = peak_error / (previous stage's last_error)`` (NaN for the
+    first stage) and the largest gradient norm (before clipping).
+
+    A stage that starts well (its first-window error close to the previous stage's last-window
+    error) and still shows a peak far above both has been thrown off by an update, not by the
+    longer sequences themselves.
+    """
+    window = validate.positive_int("window", window)
+    rows, start = [], 0
+    stage = history.stage
+    while start < len(stage):
+        stop = start
+        while stop < len(stage) and stage[stop] == stage[start]:
+            stop += 1
+        errors = history.error_deg[start:stop]
+        previous = rows[-1]["last_error"] if rows else math.nan
+        rows.append({"seq_len": history.seq_len[start], "iterations": stop - start,
+                     "first_error": sum(errors[:window]) / len(errors[:window]),
+                     "peak_error": max(errors),
+                     "last_error": sum(errors[-window:]) / len(errors[-window:]),
+                     "peak_vs_previous": max(errors) / previous,
+                     "max_grad_norm": max(history.grad_norm[start:stop])})
+        start = stop
+    return rows
 
 
 # --------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def evaluate_tracking(model, dataset: AVIntegrationDataset, seq_len: int, batch_size: int = 256):
+def evaluate_tracking(model, dataset: AVIntegrationDataset, seq_len: int, batch_size: int = 256,
+                      generator: torch.Generator | None = None):
     """Mean absolute circular error (degrees) on fresh sequences of ``seq_len`` steps.
 
     Returns a dict with the population-vector decoder (``'population_vector'``), the argmax
     decoder (``'argmax'``) and the null baseline that always answers the initial heading
-    (``'null'``), plus the raw arrays of one batch for plotting.
+    (``'null'``), plus the raw arrays of one batch for plotting. ``generator`` (CPU) draws the
+    sequences instead of the dataset's own stream.
     """
-    av, angles = dataset.generate_batch(batch_size, seq_len)
+    av, angles = dataset.generate_batch(batch_size, seq_len, generator=generator)
     heading0 = dataset.initial_heading(av, angles)
     activity = model(av, heading0)
     decoded = population_vector(activity)
@@ -128,6 +188,29 @@ def evaluate_tracking(model, dataset: AVIntegrationDataset, seq_len: int, batch_
         "null": circular_mae(heading0[:, None].expand_as(angles), angles),
         "av": av, "angles": angles, "activity": activity, "decoded": decoded,
     }
+
+
+def compare_tracking(networks: dict, dataset: AVIntegrationDataset, lengths,
+                     batch_size: int = 256, seed: int = 0) -> dict:
+    """:func:`evaluate_tracking` of every network at every sequence length, keyed
+    ``(name, length)``. At a given length every network sees the same sequences (drawn from a
+    generator seeded by ``seed``), so their errors and the null baseline are paired."""
+    return {(name, length): evaluate_tracking(net, dataset, length, batch_size,
+                                              generator=torch.Generator().manual_seed(seed))
+            for length in lengths for name, net in networks.items()}
+
+
+def error_table(results: dict) -> dict[str, dict[str, float]]:
+    """Population-vector errors from :func:`compare_tracking` as ``{'T = length': {name:
+    error, ..., 'null baseline': error}}`` (columns by length, rows by network)."""
+    table: dict[str, dict[str, float]] = {}
+    for (name, length), result in results.items():
+        column = table.setdefault(f"T = {length}", {})
+        column[name] = result["population_vector"]
+        column["null baseline"] = result["null"]
+    for column in table.values():
+        column["null baseline"] = column.pop("null baseline")
+    return table
 
 
 def bump_width(activity: torch.Tensor) -> torch.Tensor:
@@ -167,3 +250,33 @@ def velocity_gain(model, av_values: torch.Tensor, steps: int = 200, settle: int 
     heading = wrap(angle_grid(av_values.shape[0], device=av_values.device))
     decoded = population_vector(model(av, heading))
     return circular_error(decoded[:, settle + 1:], decoded[:, settle:-1]).mean(dim=1)
+
+
+def gain_error(av_values: torch.Tensor, speeds: torch.Tensor, max_av: float,
+               slow_fraction: float = 0.05) -> float:
+    """Largest relative speed error inside the training range, in percent:
+    ``100 * max |speed / av - 1|`` over ``slow_fraction * max_av < |av| <= max_av``.
+
+    The slowest velocities are left out because there the ratio is dominated by the bump's
+    drift, not by its gain.
+    """
+    max_av = validate.positive_float("max_av", max_av)
+    inside = (av_values.abs() <= max_av) & (av_values.abs() > slow_fraction * max_av)
+    if not inside.any():
+        raise ValueError("no velocity of av_values lies inside the training range")
+    return 100.0 * (speeds[inside] / av_values[inside] - 1.0).abs().max().item()
+
+
+def grid_decoding_bias(num_neurons: int, samples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Population-vector error (degrees) on ideal von Mises bumps at uniformly drawn headings,
+    decoded with the ring grid ``theta_i = 2 pi i / N`` (``'ring grid'``) and with
+    ``linspace(0, 2 pi, N)`` (``'linspace grid'``), whose last point duplicates the first and
+    whose spacing ``2 pi / (N - 1)`` is too wide: it decodes a bump at ``phi`` about
+    ``pi / N`` off."""
+    generator = torch.Generator().manual_seed(seed)
+    headings = wrap(torch.rand(samples, generator=generator) * 2 * math.pi)
+    bumps = von_mises_bump(headings, num_neurons)
+    wrong = torch.linspace(0, 2 * math.pi, num_neurons)
+    decoded = torch.atan2(bumps @ torch.sin(wrong), bumps @ torch.cos(wrong))
+    return {"ring grid": circular_mae(population_vector(bumps), headings),
+            "linspace grid": circular_mae(decoded, headings)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
+import time
 
 import pandas as pd
 import torch
@@ -177,3 +179,21 @@ def checks_table(fits: dict) -> pd.DataFrame:
     :meth:`PolarV1.sanity_checks` (True when it passes)."""
     return pd.DataFrame([{"start": start, "lr scale": scale, **model.sanity_checks()}
                          for (start, scale), (model, _) in fits.items()])
+
+
+def step_seconds(models: dict, data: SpikeData, repeats: int = 10) -> dict:
+    """Median wall-clock seconds of one training step's work (forward pass, Poisson loss,
+    backward pass) of each of ``models = {name: PolarV1}`` on all trials of ``data``. The models
+    take turns, ``repeats`` rounds after one warm-up round, so that a change in the machine's
+    load falls on all of them alike. Gradients are cleared afterwards."""
+    repeats = validate.positive_int("repeats", repeats)
+    times = {name: [] for name in models}
+    for round_ in range(repeats + 1):
+        for name, model in models.items():
+            start = time.perf_counter()
+            rates = model(data.features.amplitude, data.features.gate)
+            losses.poisson_nll(rates * model.dt, data.counts).backward()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+            model.zero_grad(set_to_none=True)
+    return {name: statistics.median(values) for name, values in times.items()}

@@ -1,4 +1,4 @@
-"""Fitting an :class:`~hdlib.eirnn.EIRNN` to a recorded session: one configuration, one run.
+"""Fitting an :class:`~hdlib.models.eirnn.EIRNN` to a recorded session: one configuration, one run.
 
 A :class:`FitConfig` holds every knob of the document's experiments; :func:`fit` trains with
 Adam on the whole training split each step (exact PSTHs), minimising
@@ -89,6 +89,9 @@ def make_config(**overrides) -> FitConfig:
 
 
 def build_model(session: Session, cfg: FitConfig) -> EIRNN:
+    """The :class:`EIRNN` of ``cfg`` for ``session``: its recorded units typed as in the
+    session, ``n_hidden`` hidden units (a quarter inhibitory), ``dt`` one bin, both time
+    constants at ``tau_*_init`` or ``dt / alpha_init``; time constants frozen if asked."""
     n_hidden_inh = cfg.n_hidden // 4
     model = EIRNN(session.is_excitatory, session.inputs.shape[-1],
                   n_hidden_exc=cfg.n_hidden - n_hidden_inh, n_hidden_inh=n_hidden_inh,
@@ -103,7 +106,18 @@ def build_model(session: Session, cfg: FitConfig) -> EIRNN:
     return model
 
 
+def load_model(session: Session, cfg: FitConfig | dict, path) -> EIRNN:
+    """The model :func:`build_model` makes for ``cfg``, with the weights a run saved at
+    ``path`` (``torch.save(model.state_dict(), path)``)."""
+    cfg = make_config(**cfg) if isinstance(cfg, dict) else cfg
+    model = build_model(session, cfg)
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model
+
+
 def neuron_loss(cfg: FitConfig, rates, batch, bin_size_ms):
+    """``L_neuron`` of ``cfg.loss_type``: the PSTH loss, the Poisson NLL, or
+    ``(1 - w) L_neuron + w L_poisson`` with ``w = cfg.hybrid_weight``."""
     args = (rates, batch["rates"], batch["mask"], batch["condition"])
     if cfg.loss_type == "correlation":
         return fl.compute_L_neuron(*args)

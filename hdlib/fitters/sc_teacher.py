@@ -28,7 +28,7 @@ def make_synthetic_session(path, n_trials: int = 1043, n_exc: int = 41, n_inh: i
                            n_bins: int = 219, bin_size_ms: float = 25.0, tau_e_ms: float = 100.0,
                            tau_i_ms: float = 50.0, noise_scale: float = 0.3,
                            seed: int = 0) -> SyntheticSession:
-    """Simulate a teacher :class:`~hdlib.eirnn.EIRNN` on the task of :func:`task_inputs` and
+    """Simulate a teacher :class:`~hdlib.models.eirnn.EIRNN` on the task of :func:`task_inputs` and
     write the session in the MATLAB v7.3 layout. Spike counts per bin are Poisson; variability
     across trials of one condition comes from the timing of task events, the teacher's process
     noise and Poisson spiking. Recorded E and I neurons are interleaved at random."""

@@ -14,6 +14,10 @@ Each epoch runs ``batches_per_epoch`` optimiser steps; each step's data and nois
 generator seeded by ``(seed, step)``, so a run resumed from a checkpoint repeats the
 uninterrupted run exactly. After every step the parameter ``constraints`` are applied by
 clamping (``name -> (low, high)``, ``None`` for an open end).
+
+The training chapter's measurements sit beside the trainer: :func:`scaled_recipe` (a recipe
+shortened by ``epoch_scale``), :func:`parameter_movement`, :func:`constraint_violations`, and
+:func:`run_table` / :func:`seeds_where_lower` for comparisons of recipes paired by seed.
 """
 from __future__ import annotations
 
@@ -133,9 +137,10 @@ def parameter_group(name: str) -> str:
 
 class AdamCosineTrainer:
     """The document's trainer on :class:`hdlib.train.Trainer`: Adam with per-group learning
-    rates, cosine annealing per epoch (``CosineAnnealingLR`` from ``learning_rate`` to
-    ``min_lr`` over ``max_epochs``), gradient clipping, constraints, early stopping on the
-    validation loss and a checkpoint after every epoch (see the module docstring).
+    rates, cosine annealing per epoch (``CosineAnnealingLR``: in epoch ``e`` a group with
+    scale ``s`` steps at ``min_lr + (s * learning_rate - min_lr) (1 + cos(pi e / max_epochs))
+    / 2``), gradient clipping, constraints, early stopping on the validation loss and a
+    checkpoint after every epoch (see the module docstring).
 
     ``history`` holds one value per epoch (``train_loss``, ``val_loss``, ``learning_rate``,
     ``grad_norm`` and ``grad_norms[name]`` before clipping); ``param_history`` each monitored
@@ -363,7 +368,7 @@ def sequences_to_target(val_loss, target: float, sequences_per_epoch: int) -> fl
     return math.inf
 
 
-def run_table(runs: dict) -> pd.DataFrame:
+def run_table(runs: dict, reference: str) -> pd.DataFrame:
     """One row per run of a recipe comparison.
 
     ``runs[(recipe, seed)]`` holds the run's per-epoch ``history`` (of
@@ -371,12 +376,14 @@ def run_table(runs: dict) -> pd.DataFrame:
     ``seconds`` and ``error`` (a tracking error). Columns: the final validation loss, the
     number of epochs run, the number of epochs whose validation loss rose above the previous
     one (``rises``), the final validation/training loss ratio, and ``sequences to target``:
-    the training sequences a run needed to reach the seed's common target, the largest of the
-    recipes' best validation losses on that seed (so that every recipe reaches it).
+    the training sequences a run needed to reach the final validation loss of the
+    ``reference`` recipe on the same seed (:func:`sequences_to_target`; ``inf`` if it never
+    did).
     """
-    best = {}
-    for (_, seed), run in runs.items():
-        best[seed] = max(best.get(seed, -math.inf), min(run["history"]["val_loss"]))
+    target = {seed: run["history"]["val_loss"][-1] for (name, seed), run in runs.items()
+              if name == reference}
+    if not target:
+        raise ValueError(f"reference recipe {reference!r} has no runs")
     rows = []
     for (name, seed), run in runs.items():
         val, train = run["history"]["val_loss"], run["history"]["train_loss"]
@@ -384,7 +391,7 @@ def run_table(runs: dict) -> pd.DataFrame:
                      "epochs run": len(val),
                      "rises": sum(b > a for a, b in zip(val, val[1:])),
                      "val / train (final)": val[-1] / train[-1],
-                     "sequences to target": sequences_to_target(val, best[seed],
+                     "sequences to target": sequences_to_target(val, target[seed],
                                                                 run["sequences_per_epoch"]),
                      "tracking error (deg)": run["error"], "seconds": run["seconds"]})
     return pd.DataFrame(rows).set_index(["recipe", "seed"])

@@ -29,8 +29,9 @@ rates receive true gradients (``torch.poisson`` has none).
 
 Two named options reproduce the source document's own forms, so that its fixes can be measured
 inside the model: ``noise_form="poisson"`` adds the spike count itself, ``xi = N`` with
-``N ~ Poisson(noise_rate * relu(r) * dt / 1000)`` drawn by ``torch.poisson`` (mean and variance
-both equal to the rate; the sample's derivative with respect to its rate is zero), and
+``N ~ Poisson(lambda)``, ``lambda = noise_rate * relu(r) * dt / 1000``, drawn by
+``torch.poisson`` (mean and variance ``lambda``, the Gaussian form's variance; the sample's
+derivative with respect to ``lambda`` is zero), and
 ``direct_connections=True`` adds every scalar parameter times zero to the output rates,
 ``r_E + 0 * sum_p p`` (each parameter joins the graph, with a gradient of exactly zero).
 """

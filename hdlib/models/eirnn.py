@@ -144,13 +144,18 @@ class EIRNN(nn.Module):
             self.w_scale.fill_(radius / max(current, 1e-6))
 
     @property
-    def W_rec(self) -> torch.Tensor:
+    def W_magnitude(self) -> torch.Tensor:
+        """The recurrent matrix before its column signs, zero diagonal and scale ``w_scale``:
+        ``|W_raw|`` (``W_raw`` itself with ``bypass_dale``), or
+        ``softplus(U) softplus(V)^T`` at low rank (rank <= ``low_rank``)."""
         if self.low_rank is None:
-            w = self.W_raw if self.bypass_dale else self.W_raw.abs() * self.sign
-        else:
-            u, v = nn.functional.softplus(self.U), nn.functional.softplus(self.V)
-            w = u @ v.T
-            w = w if self.bypass_dale else w * self.sign
+            return self.W_raw if self.bypass_dale else self.W_raw.abs()
+        return nn.functional.softplus(self.U) @ nn.functional.softplus(self.V).T
+
+    @property
+    def W_rec(self) -> torch.Tensor:
+        """``W_magnitude * sign[j] * (1 - I) * w_scale`` (no signs with ``bypass_dale``)."""
+        w = self.W_magnitude if self.bypass_dale else self.W_magnitude * self.sign
         return w * self.off_diagonal * self.w_scale
 
     @property
