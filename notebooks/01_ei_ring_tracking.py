@@ -127,7 +127,7 @@ display(pd.DataFrame(
 # product with the dense matrix on random activity
 # (`ei_ring.excitation_mode_error`: the largest absolute difference over a few random patterns).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Gain of each Fourier mode of the excitatory-to-excitatory kernel against mode number, with the modes kept by the low-rank form marked"}}
 modes, gains = network.excitation_modes()
 mode_error = ei_ring.excitation_mode_error(network, seed=seed)
 plots.plot_excitation_spectrum(network.excitation_spectrum().detach(), gains.numel(), sigma_ee)
@@ -239,7 +239,7 @@ glue("err_cue", cue_only, display=False)
 # and on two fixed validation batches after every epoch, the learning rate, the gradient norm
 # before clipping and every scalar parameter relative to its starting value.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Training and validation loss and the learning rate of the E/I ring against epoch"}}
 plots.plot_trainer_history(trainer)
 plt.show()
 
@@ -285,7 +285,7 @@ glue("n_headings", dark["after training"]["decoded"].shape[0], display=False)
 # The traces show the decoded heading of each cue, first while the cue is on and then in
 # darkness (grey).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Decoded heading against time while the cue is on and after it is switched off, for the trained ring, showing whether the bump drifts in darkness"}}
 plots.plot_darkness(dark, test["cue_steps"])
 plt.show()
 
@@ -313,7 +313,7 @@ regimes = ei_ring.bump_regimes(counts)
 for key, value in {**grid_size, **regimes}.items():
     glue(f"grid_{key}", value, display=False)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Number of activity bumps on the ring for each combination of excitatory kernel width and inhibition strength"}}
 plots.plot_bump_counts(counts, grid_sigmas, grid_inhibitions)
 plt.show()
 

@@ -163,7 +163,7 @@ print(f"trained {len(runs)} networks")
 # Thin lines are single seeds; thick lines their mean over the epochs every seed reached (a run
 # stopped early ends its thin line sooner).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Validation loss against epoch for each training recipe, one line per seed"}}
 plots.plot_recipe_curves({name: [runs[(name, s)]["trainer"] for s in seeds]
                           for name in recipes})
 plt.show()
@@ -173,7 +173,7 @@ plt.show()
 # `train_model_enhanced(..., plot_progress=True)` draws: train and validation loss, learning
 # rate, gradient norm and every scalar parameter relative to its start.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Training and validation loss and the cosine-annealed learning rate against epoch for the default recipe"}}
 plots.plot_trainer_history(runs[("cosine (default)", seeds[0])]["trainer"])
 plt.show()
 

@@ -139,7 +139,7 @@ for name, value in {"long_len": long_seq_len, "padding_pct": 100 * zero_padding_
 # row, so a circulant matrix, one whose entries depend only on $\theta_i - \theta_j$, shows up
 # as stripes parallel to the diagonal.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Recurrent weight matrices of the random starting network and of the ideal ring, side by side"}}
 ideal = make_network("debug_perfect")
 untrained = make_network("random")
 fig = plots.plot_weight_matrices(avi.weight_snapshot(untrained), avi.weight_snapshot(ideal),
@@ -172,7 +172,7 @@ av, angles = data.generate_batch(eval_batch_size)
 glue("still_fraction", 100 * (av == 0).float().mean().item(), display=False)
 sample = avi.evaluate_tracking(ideal, make_dataset(seed + 2), seq_len, batch_size=8)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Angular velocity input, true and decoded heading, and ring activity over time for the ideal ring on a training-length sequence"}}
 fig = plots.plot_integration_run(sample["av"].cpu(), sample["angles"].cpu(),
                                  sample["decoded"].cpu(), sample["activity"].cpu(),
                                  title="ideal ring on a training-length sequence")
@@ -230,7 +230,7 @@ history = avi.train_integrator(
     learning_rate=learning_rate, min_lr_ratio=min_lr_ratio, stage_lr_factors=stage_lr_factors,
     amplitude_weight=amplitude_weight, snapshot_every=snapshot_every, seed=seed)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Loss, heading error on the training batch, and learning rate with gradient norm against iteration, curriculum switches dotted"}}
 fig = plots.plot_training_history(history)
 
 # %% [markdown]
@@ -257,10 +257,10 @@ glue("last_first", float(stages["first_error"].iloc[-1]), display=False)
 # Below are the three weight matrices before and after training, and how they grew, one frame
 # every `snapshot_every` iterations (colours scaled to the final weights):
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Recurrent weight matrices before and after training"}}
 fig = plots.plot_weight_matrices(history.snapshots[0][1], history.snapshots[-1][1])
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Animation of the three recurrent weight matrices growing during training, one frame per snapshot"}}
 written = plots.weight_evolution_animation(history.snapshots, artifacts / "weights_evolution")
 display(Image(filename=str(written["gif"])))
 
@@ -291,7 +291,7 @@ for name, value in {"err_short": short_err, "err_long": long_err, "err_long_null
                     "err_long_ideal": ideal_long}.items():
     glue(name, value, display=False)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Held-out heading error of trained and ideal networks at the training length and at longer sequences, and a long trained run with its decoded heading"}}
 fig = plots.plot_error_bars(errors, "held-out tracking error")
 long_run = results[("trained", long_seq_len)]
 fig = plots.plot_integration_run(long_run["av"].cpu(), long_run["angles"].cpu(),
@@ -354,7 +354,7 @@ curves = {name: (test_av.cpu(), avi.velocity_gain(net, test_av, settle=settle_st
 gain_error = avi.gain_error(*curves["trained"], max_av, slow_fraction=slow_fraction)
 glue("gain_error", gain_error, display=False)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Decoded angular velocity against true angular velocity for each network, with the identity line"}}
 fig = plots.plot_velocity_gain(curves, max_av)
 
 # %% [markdown]
@@ -378,7 +378,7 @@ widths = {name: avi.bump_width(rates).mean().item() for name, rates in final.ite
 glue("width_trained", 100 * widths["trained"], display=False)
 glue("width_ideal", 100 * widths["ideal ring"], display=False)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Ring activity against preferred direction at the last step of four sequences, one panel per network"}}
 fig = plots.plot_final_profiles({name: rates[:4].cpu() for name, rates in final.items()})
 
 # %% [markdown]

@@ -310,7 +310,7 @@ display(sc_analysis.sweep_table(results).style.format(precision=3, na_rep="-"))
 if summary["failed"]:
     print("failed configurations:", ", ".join(summary["failed"]))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Horizontal bars of validation PSTH correlation for each configuration of the document's experiments, with the noise ceiling, the target and the teacher marked"}}
 plots.plot_sweep_scores(results, ceiling["ceiling"], target_fraction * ceiling["ceiling"],
                         teacher_scores["psth_corr"] if teacher_scores else None)
 plt.show()
@@ -339,7 +339,7 @@ for key in ("baseline_fraction", "tau_worst", "phase1_change"):
 # neuron and condition, E and I neurons and all four target locations, against the recorded
 # PSTHs of the same trials. Bins that fewer than two validation trials reach are left out.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Recorded and model PSTHs for eight neuron and condition pairs of the baseline fit"}}
 baseline_options = sweeps.merge(base_options, experiments.get("baseline", {}))["fit_options"]
 best = sc_fit.load_model(session, baseline_options, Path(sweep_dir) / "baseline.pt")
 panels = [(0, 0), (3, 1), (6, 2), (9, 3), (1, 4), (4, 5), (7, 6), (10, 7)]
@@ -373,7 +373,7 @@ recovery = sc_analysis.recovery_table(runs, truth, recovery_tolerance) if truth 
 if truth:
     display(recovery.style.format(precision=3))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Excitatory and inhibitory time constants during the fits, one line per run, with the teacher's values dashed"}}
 plots.plot_time_constant_fits(
     {f"{name} ({trials} trials)": (row["tau_e_curve"], row["tau_i_curve"])
      for name, (trials, row) in runs.items()}, truth)
@@ -422,7 +422,7 @@ if truth:
     preferred = sc_analysis.preferred_tau_i(profile)
     display(profile.style.format(precision=4).hide(axis="index"))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Training loss at the end of fits with the inhibitory time constant fixed, relative to the fit at the teacher's value, one line per trial count"}}
 if truth:
     plots.plot_loss_profile(profile, teacher_tau_i_ms)
     plt.show()

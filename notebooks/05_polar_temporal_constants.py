@@ -95,7 +95,7 @@ plt = plots.plt
 def note(**values):
     """Glue each value for the prose, without showing it."""
     for key, value in values.items():
-        glue(key, value, display=False)
+        glue(key, getattr(value, "item", lambda: value)(), display=False)
 
 
 # %% [markdown]
@@ -122,7 +122,7 @@ note(saccade_rate=video.saccade_rate_hz(), gate_open_pct=100 * video.gate_open_f
      amp_high=gaze.saccade_amplitude_deg[1], gate_low=gaze.gate_low_deg_s,
      gate_high=gaze.gate_high_deg_s)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Gaze position and saccade gate over time in the synthetic free-viewing video"}}
 plots.plot_free_viewing(video)
 plt.show()
 
@@ -149,7 +149,7 @@ plt.show()
 truth = {k: polar.load_config(teacher_config)[k] for k in polar_fit.CONSTANTS}
 note(**polar.time_constants(**truth))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Step responses of the fixation and saccade dynamics and the fast and slow temporal kernels against time in milliseconds"}}
 dynamics = polar.PolarDynamics(truth["lambda_fix"], truth["lambda_sac"])
 fast, slow = polar.TemporalSummarizer(truth["alpha_fast"], truth["alpha_slow"]).kernels(60)
 plots.plot_stage_responses(
@@ -198,7 +198,7 @@ note(n_features=features.amplitude.shape[-1], n_train_trials=n_train_trials,
      mean_rate=data.rates.mean().item(), n_train_spikes=int(train.counts.sum().item()),
      ceiling_bits=polar_fit.evaluate(teacher, val)["ceiling_bits_per_spike"])
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Teacher firing rates and spike counts of one held-out trial, with saccades marked"}}
 plots.plot_teacher_spikes(data.rates, data.counts, video.gate, video.fps, trial=n_train_trials)
 plt.show()
 
@@ -248,7 +248,7 @@ note(batch_size=batch_size, steps=steps, passes=steps * batch_size / n_train_tri
 # One panel per constant and one figure per learning-rate multiple; the teacher's value is
 # dashed.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"image": {"alt": "Trajectories of the four temporal constants during the fits from each starting configuration, with the true values dashed"}}
 for scale in temporal_lr_scales:
     histories = {start: fits[(start, scale)][1]["constants"] for start in initial_configs}
     fig = plots.plot_constant_trajectories(histories, truth, polar_fit.CONSTANTS)

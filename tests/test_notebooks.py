@@ -1,13 +1,10 @@
 """The chapters as files: pairing, parameters, prose, and the book build."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jupytext
 import pytest
-import yaml
 
 from hdlib.book import runs
 
@@ -67,29 +64,3 @@ def test_chapter_explains_at_least_as_much_as_it_computes(source):
 def test_parameter_files_name_known_parameters(params):
     chapter = next(ROOT.glob(f"notebooks/{params.stem[:2]}_*.py"))
     assert runs.collect_parameters(chapter, files=[params])
-
-
-@pytest.mark.slow
-def test_book_builds_from_stored_notebooks_without_warnings(tmp_path):
-    """Render the book from the committed outputs (the notebooks are executed by nbval)."""
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    config["execute"]["execute_notebooks"] = "off"
-    config["exclude_patterns"] = [p for p in config["exclude_patterns"]
-                                  if p != "notebooks/*.ipynb"] + ["notebooks/*.py"]
-    config["sphinx"]["config"].pop("nb_custom_formats")
-    stored_config = tmp_path / "_config.yml"
-    stored_config.write_text(yaml.safe_dump(config))
-    jb = Path(sys.executable).with_name("jupyter-book")
-    result = subprocess.run(
-        [str(jb), "build", str(ROOT), "--all", "-W", "--config", str(stored_config),
-         "--path-output", str(tmp_path / "book")],
-        capture_output=True, text=True, timeout=600)
-    problems = [line for line in (result.stdout + result.stderr).splitlines()
-                if "WARNING" in line or "Warning:" in line or "ERROR" in line]
-    assert result.returncode == 0, "\n".join(problems) or result.stderr[-3000:]
-    html = tmp_path / "book" / "_build" / "html"
-    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax not served locally"
-    for source in CHAPTERS:
-        page = (html / "notebooks" / f"{source.stem}.html").read_text()
-        assert page.count("<img") >= 2, f"{source.stem}: figures missing from the page"
-        assert "math notranslate" in page, f"{source.stem}: no rendered math"

@@ -81,7 +81,8 @@ class Claim:
 
 
 def evidence_table(claims) -> pd.DataFrame:
-    """The five-column table ``claim | source | measured | n | verdict`` of :class:`Claim`s."""
+    """The five-column table ``claim | source | measured | n | verdict`` of claims
+    (:class:`Claim` objects)."""
     return pd.DataFrame([c.row() for c in claims], columns=EVIDENCE_COLUMNS)
 
 
