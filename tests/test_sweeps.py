@@ -59,4 +59,28 @@ def test_sweep_keeps_going_past_a_failure(tmp_path, job_notebook):
     assert table.loc["bad", "status"] == "failed" and "x must be positive" in table.loc[
         "bad", "error"]
     assert json.loads((tmp_path / "out" / "two.json").read_text())["square"] == 4
-    assert (tmp_path / "out" / "bad.log").exists()  # the kernel's output of each run
+    assert (tmp_path / "out" / "runs" / "bad.log").exists()  # the kernel's output of each run
+
+
+def test_seeds_expand_every_configuration(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text("base: {steps: 5}\nseeds: [0, 2]\nconfigs:\n  a: {}\n  b: {lr: 0.1}\n")
+    _, configs = sweeps.load_sweep(path)
+    assert configs == {"a_seed0": {"seed": 0}, "a_seed2": {"seed": 2},
+                       "b_seed0": {"lr": 0.1, "seed": 0}, "b_seed2": {"lr": 0.1, "seed": 2}}
+    for bad in ("[]", "[1, 1]", "[-1]", "3", "[0.5]"):
+        path.write_text(f"seeds: {bad}\nconfigs:\n  a: {{}}\n")
+        with pytest.raises(ValueError, match="seeds must"):
+            sweeps.load_sweep(path)
+
+
+def test_finished_runs_are_recognised_by_their_parameters(tmp_path):
+    from hdlib.book import results
+
+    path = tmp_path / "a_seed0.json"
+    assert not sweeps.already_done(path, {"seed": 0})
+    results.write_result(path, {"error": 1.5}, {"seed": 0, "steps": 5, "lr": 0.1})
+    assert sweeps.already_done(path, {"seed": 0, "steps": 5, "result_path": "elsewhere"})
+    assert not sweeps.already_done(path, {"seed": 1, "steps": 5})
+    path.write_text("{not json")
+    assert not sweeps.already_done(path, {"seed": 0})

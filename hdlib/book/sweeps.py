@@ -9,10 +9,15 @@ A sweep file (YAML)::
       baseline: {}
       poisson_ltrial: {fit_options: {ltrial_distance: poisson}}
 
-Mapping-valued parameters are merged key by key (``fit_options`` above). Every run receives
-``result_path``: the notebook writes its results there as JSON, and :func:`run_sweep` gathers
-them into one table. Runs go to any executor with ``submit(fn, *args)`` returning an object
-with ``result()``: a local process pool by default, a ``submitit.AutoExecutor`` for Slurm, or a
+Mapping-valued parameters are merged key by key (``fit_options`` above). An optional top-level
+``seeds: [0, 1, 2]`` runs every configuration once per seed (runs named ``NAME_seedS``). Every
+run receives ``result_path``: the notebook writes its results there as JSON
+(:func:`hdlib.book.results.write_result`), and :func:`run_sweep` gathers them into one table.
+A run whose result file already holds the same parameters is not run again, so an interrupted
+sweep resumes where it stopped. Executed notebooks and logs go to ``OUTPUT/runs/``.
+
+Runs go to any executor with ``submit(fn, *args)`` returning an object with ``result()``: a
+local process pool by default, a ``submitit.AutoExecutor`` for Slurm, or a
 ``dask.distributed.Client``. A failed configuration becomes a row with its error; the others
 are kept.
 """
@@ -25,25 +30,48 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from . import results
 from .runs import run_notebook
 
 
 def load_sweep(path) -> tuple[dict, dict]:
-    """``(base, configs)`` from a sweep file, checked for shape."""
+    """``(base, configs)`` from a sweep file, checked for shape, with ``seeds`` expanded."""
     with open(path) as handle:
         document = yaml.safe_load(handle) or {}
     if not isinstance(document, dict) or not isinstance(document.get("configs"), dict):
         raise ValueError(f"sweep file {path} must hold a 'configs' mapping (name -> parameters)")
-    unknown = sorted(set(document) - {"base", "configs"})
+    unknown = sorted(set(document) - {"base", "configs", "seeds"})
     if unknown:
         raise ValueError(f"sweep file {path}: unknown section(s) {unknown}; "
-                         "expected 'base' and 'configs'")
+                         "expected 'base', 'configs' and 'seeds'")
     base = document.get("base") or {}
     configs = {name: (params or {}) for name, params in document["configs"].items()}
     for name, params in [("base", base), *configs.items()]:
         if not isinstance(params, dict):
             raise ValueError(f"sweep file {path}: {name!r} must be a mapping of parameters")
+    if "seeds" in document:
+        configs = expand_seeds(configs, document["seeds"])
     return base, configs
+
+
+def expand_seeds(configs: dict, seeds) -> dict:
+    """Each configuration once per seed: ``NAME_seedS`` with parameter ``seed = S``."""
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise ValueError(f"seeds must be a non-empty list of non-negative integers; got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must not repeat; got {seeds}")
+    return {f"{name}_seed{seed}": {**params, "seed": seed}
+            for name, params in configs.items() for seed in seeds}
+
+
+def already_done(result_path, parameters: dict) -> bool:
+    """Whether ``result_path`` holds a result of a run with these ``parameters``."""
+    try:
+        stored = results.read_result(result_path)["parameters"]
+    except (FileNotFoundError, ValueError):
+        return False
+    return all(stored.get(k) == v for k, v in parameters.items() if k != "result_path")
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -55,6 +83,11 @@ def merge(base: dict, overrides: dict) -> dict:
         else:
             merged[key] = value
     return merged
+
+
+def _row(record: dict) -> dict:
+    """A result file as a table row: its metrics (files of the results format) or its keys."""
+    return dict(record["metrics"]) if "metrics" in record else record
 
 
 def _run_one(notebook: str, parameters: dict, output: str) -> dict:
@@ -72,7 +105,7 @@ def _run_one(notebook: str, parameters: dict, output: str) -> dict:
     try:
         run_notebook(notebook, parameters, output, progress=False)
         with open(parameters["result_path"]) as handle:
-            return {"status": "ok", **json.load(handle)}
+            return {"status": "ok", **_row(json.load(handle))}
     except Exception as error:  # one failed configuration must not lose the others
         message = str(error).strip().splitlines()
         return {"status": "failed", "error": f"{type(error).__name__}: "
@@ -90,20 +123,22 @@ def run_sweep(notebook, configs: dict, output_dir, base: dict | None = None,
     from tqdm import tqdm
 
     output_dir = Path(output_dir).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "runs").mkdir(parents=True, exist_ok=True)
     notebook = str(Path(notebook).resolve())
     own_pool = executor is None
     if own_pool:
         executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers)
     try:
-        jobs = {}
+        jobs, rows = {}, {}
         for name, overrides in configs.items():
             params = merge(base or {}, overrides)
             params["result_path"] = str(output_dir / f"{name}.json")
+            if already_done(params["result_path"], params):
+                rows[name] = {"status": "ok", **_row(results.read_result(params["result_path"]))}
+                continue
             Path(params["result_path"]).unlink(missing_ok=True)
             jobs[name] = executor.submit(_run_one, notebook, params,
-                                         str(output_dir / f"{name}.ipynb"))
-        rows = {}
+                                         str(output_dir / "runs" / f"{name}.ipynb"))
         for name, job in tqdm(jobs.items(), desc="sweep", disable=not progress,
                               mininterval=10.0):
             try:
@@ -113,7 +148,7 @@ def run_sweep(notebook, configs: dict, output_dir, base: dict | None = None,
     finally:
         if own_pool:
             executor.shutdown()
-    table = pd.DataFrame.from_dict(rows, orient="index")
+    table = pd.DataFrame.from_dict({name: rows[name] for name in configs}, orient="index")
     if "error" not in table:
         table["error"] = ""
     table["error"] = table["error"].fillna("")
