@@ -49,3 +49,28 @@ def test_sweep_command_writes_the_table_and_fails_if_a_run_failed(tmp_path, job_
     table = (out / "results.csv").read_text()
     assert "four" in table and "x must be positive" in table
     assert not list(out.glob(".results*"))  # written atomically
+
+
+@pytest.mark.parametrize("chapter, name, value, expected", [
+    ("03_angular_velocity_integration", "seq_len", "-5", "seq_len must be a positive integer"),
+    ("05_polar_temporal_constants", "learning_rate", "abc", "learning_rate must be a positive"),
+    ("01_ei_ring_tracking", "grid_sigmas", "[0.1, -2]", "grid_sigmas"),
+])
+def test_bad_values_fail_in_one_line_before_a_kernel_starts(chapter, name, value, expected,
+                                                            tmp_path, capsys):
+    out = tmp_path / "never.ipynb"
+    assert cli(["run", str(ROOT / "notebooks" / f"{chapter}.py"), "-p", name, value,
+                "-o", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and expected in error and "\n" not in error
+    assert not out.exists() and not out.with_suffix(".failed.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_cell_is_reported_in_one_line(tiny_notebook, tmp_path, capsys):
+    out = tmp_path / "out.ipynb"
+    assert cli(["run", str(tiny_notebook), "-p", "fail", "true", "-o", str(out),
+                "--no-progress"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "AssertionError: asked to fail" in error and "\n" not in error
+    assert not out.exists() and out.with_suffix(".failed.ipynb").exists()

@@ -78,6 +78,13 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        if type(error).__name__ != "PapermillExecutionError":
+            raise
+        print(f"error: cell {error.exec_count} raised {error.ename}: {error.evalue} "
+              f"(the partial notebook is kept beside the output as .failed.ipynb)",
+              file=sys.stderr)
+        return 1
     print(f"wrote {out}")
     return 0
 

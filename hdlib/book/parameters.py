@@ -9,6 +9,15 @@ import math
 
 from .. import validate
 
+
+def _optional_path(name, value):
+    """``''`` (nothing written) or a path."""
+    return value if value == "" else validate.path_string(name, value)
+
+
+#: Where a run writes its metrics (``hdlib.book.results``); every chapter has it.
+RESULT_PATH = {"result_path": _optional_path}
+
 #: Checks for the parameters of the E/I ring tracking chapter.
 TRACKING = {
     "n_exc": validate.positive_int,
@@ -25,6 +34,7 @@ TRACKING = {
     "grid_sigmas": validate.list_of(validate.positive_float, "positive numbers"),
     "grid_inhibitions": validate.list_of(validate.positive_float, "positive numbers"),
     "seed": validate.non_negative_int,
+    **RESULT_PATH,
 }
 
 #: Checks for the parameters of the training chapter.
@@ -39,6 +49,7 @@ TRAINING = {
     "batches_per_epoch": validate.positive_int,
     "resume_epochs": validate.positive_int,
     "checkpoint_dir": validate.path_string,
+    **RESULT_PATH,
 }
 
 #: Checks for the parameters of the angular-velocity chapter (see its ``parameters`` cell).
@@ -64,11 +75,12 @@ ANGULAR_VELOCITY = {
     "snapshot_every": validate.positive_int,
     "seed": validate.non_negative_int,
     "artifacts_dir": validate.path_string,
+    **RESULT_PATH,
 }
 
 #: Checks for the parameters of the superior-colliculus chapter.
 SUPERIOR_COLLICULUS = {
-    "data_path": lambda n, v: v if v == "" else validate.path_string(n, v),
+    "data_path": _optional_path,
     "session_path": validate.path_string,
     "n_trials": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 24, 1e5)),
     "n_bins": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 40, 1e4)),
@@ -88,6 +100,7 @@ SUPERIOR_COLLICULUS = {
     "recovery_session_path": validate.path_string,
     "profile_recovery_session": validate.boolean,
     "margin": lambda n, v: validate.float_in(n, v, 0.0, 1.0),
+    **RESULT_PATH,
 }
 
 #: Checks for the parameters of the Polar V1 chapter.
@@ -105,4 +118,5 @@ POLAR = {
     "learning_rate": validate.positive_float,
     "recovery_tolerance": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
     "seed": validate.non_negative_int,
+    **RESULT_PATH,
 }

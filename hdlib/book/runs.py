@@ -2,7 +2,9 @@
 
 papermill cannot read the jupytext ``.py`` sources, so the source is read with jupytext and the
 notebook node is handed to papermill, with the notebook's folder as working directory (the same
-one nbval and Jupyter Book use). Unknown parameter names are an error. The output is written
+one nbval and Jupyter Book use). Unknown parameter names are an error, and every chosen value
+goes through the chapter's own checks (the ``hdlib.book.parameters`` spec its validation cell
+names) before a kernel starts. The output is written
 through :func:`hdlib.io.atomic_path` and moved into place only when the run succeeds, so a failed
 run never overwrites a stored notebook; it is kept as ``OUT.failed.ipynb`` for inspection.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -17,6 +20,7 @@ import yaml
 from .. import io
 
 KERNEL_NAME = "python3"
+SPEC_CALL = re.compile(r"validate\.parameters\(\s*globals\(\)\s*,\s*parameters\.(\w+)\s*\)")
 
 
 def _read(path: Path):
@@ -52,6 +56,21 @@ def _check_names(chosen, defaults, path) -> None:
                          f"known: {', '.join(defaults)}")
 
 
+def _check_values(chosen, notebook) -> None:
+    """Apply the checks of the spec named by the notebook's ``validate.parameters`` call to
+    the chosen values; the first bad value raises ``ValueError`` naming it."""
+    from . import parameters as specs
+
+    for cell in notebook.cells:
+        match = SPEC_CALL.search(cell.source) if cell.cell_type == "code" else None
+        if match:
+            spec = getattr(specs, match.group(1), {})
+            for name, value in chosen.items():
+                if name in spec:
+                    spec[name](name, value)
+            return
+
+
 def notebook_parameters(path) -> dict[str, object]:
     """The names and default values assigned in the notebook's ``parameters`` cell."""
     path = Path(path)
@@ -73,7 +92,9 @@ def collect_parameters(path, pairs=(), files=()) -> dict[str, object]:
         chosen.update(loaded)
     for name, value in pairs:
         chosen[name] = yaml.safe_load(value)
-    _check_names(chosen, notebook_parameters(path), path)
+    notebook = _read(Path(path))
+    _check_names(chosen, _defaults(notebook, path), path)
+    _check_values(chosen, notebook)
     return chosen
 
 
@@ -91,6 +112,7 @@ def run_notebook(path, parameters: dict | None = None, output=None, progress: bo
     notebook = _read(path)
     parameters = dict(parameters or {})
     _check_names(parameters, _defaults(notebook, path), path.name)
+    _check_values(parameters, notebook)
     output = Path(output) if output is not None else default_output(path)
     with io.atomic_path(output, suffix=".ipynb") as tmp:
         try:
