@@ -222,6 +222,34 @@ def psth_correlation(rates, target, mask, condition, min_trials: int = 2) -> flo
 
 
 @torch.no_grad()
+def pooled_psth_correlations(rates, target) -> torch.Tensor:
+    """Per-unit correlation of the published pipeline's metric, ``(N,)``.
+
+    Conditions are pooled: the PSTH of unit ``n`` is its mean over *all* trials,
+    ``m_n(t) = (1/K) sum_k rates[k, t, n]`` and ``d_n(t) = (1/K) sum_k target[k, t, n]``,
+    with every bin included (the data are 0 after a trial's end, the model's rates are whatever
+    it produces from the zero inputs there). The value for unit ``n`` is the Pearson correlation
+    of ``m_n`` and ``d_n`` over all ``T`` bins; a unit whose PSTH is constant gives NaN.
+    The rates must come from the model with its noise on (see :func:`hdlib.fitters.sc_fit
+    .evaluate`), as the published figure was measured.
+    """
+    model_psth = rates.double().mean(0)  # (T, N)
+    data_psth = target.double().mean(0)
+    a = model_psth - model_psth.mean(0)
+    b = data_psth - data_psth.mean(0)
+    return ((a * b).sum(0) / (a.square().sum(0) * b.square().sum(0)).sqrt()).float()
+
+
+@torch.no_grad()
+def psth_corr_pooled(rates, target) -> float:
+    """The published SC metric: the mean over units of :func:`pooled_psth_correlations`
+    (conditions pooled, padded bins included, Pearson over bins per unit); units with a constant
+    PSTH (NaN) are left out of the mean."""
+    values = pooled_psth_correlations(rates, target)
+    return values[~values.isnan()].mean().item()
+
+
+@torch.no_grad()
 def split_half_ceiling(target, mask, condition, n_splits: int = 20, seed: int = 0) -> dict:
     """The best PSTH correlation a noise-free model can reach on these trials.
 

@@ -124,3 +124,29 @@ def test_split_half_ceiling_of_noise_free_data_is_one(session):
     clean = batch["rates"].mean(0, keepdim=True).expand_as(batch["rates"])
     result = fl.split_half_ceiling(clean, batch["mask"], batch["condition"], n_splits=3)
     assert result["ceiling"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_pooled_psth_correlation_on_a_hand_made_case():
+    # 2 trials x 3 bins x 3 units. Trial 2 ended after bin 2: its data are 0 in bin 3 (as the
+    # loader leaves padded bins), while the model keeps producing rates there.
+    rates = torch.tensor([[[1.0, 3.0, 5.0], [2.0, 2.0, 5.0], [3.0, 1.0, 5.0]],
+                          [[1.0, 5.0, 5.0], [2.0, 2.0, 5.0], [5.0, 1.0, 5.0]]])
+    target = torch.tensor([[[2.0, 2.0, 1.0], [4.0, 4.0, 2.0], [6.0, 6.0, 3.0]],
+                           [[2.0, 2.0, 1.0], [2.0, 2.0, 2.0], [0.0, 0.0, 0.0]]])
+    # unit 0: model PSTH (1, 2, 4), data PSTH (2, 3, 3): centred (-4/3, -1/3, 5/3) and
+    # (-2/3, 1/3, 1/3); covariance 4/3, squared norms 42/9 and 6/9 -> r = 12 / sqrt(252).
+    # unit 1: model (4, 2, 1), centred (5/3, -1/3, -4/3): covariance -5/3 -> r = -15 / sqrt(252).
+    # unit 2: constant model PSTH -> NaN, left out of the mean.
+    per_unit = fl.pooled_psth_correlations(rates, target)
+    r0, r1 = 12 / 252 ** 0.5, -15 / 252 ** 0.5
+    assert per_unit[0].item() == pytest.approx(r0, rel=1e-6)
+    assert per_unit[1].item() == pytest.approx(r1, rel=1e-6)
+    assert per_unit[2].isnan()
+    expected = (r0 + r1) / 2
+    assert fl.psth_corr_pooled(rates, target) == pytest.approx(expected, rel=1e-6)
+    # conditions play no part and padded bins count: masking bin 3 of trial 2 (the book's
+    # per-condition metric) gives a different value for unit 0
+    masked = fl.psth_correlation(rates[..., :1], target[..., :1],
+                                 torch.tensor([[True] * 3, [True, True, False]]),
+                                 torch.tensor([0, 0]))
+    assert masked != pytest.approx(r0, abs=1e-3)
