@@ -74,13 +74,50 @@ def test_seeds_expand_every_configuration(tmp_path):
             sweeps.load_sweep(path)
 
 
-def test_finished_runs_are_recognised_by_their_parameters(tmp_path):
+def test_sweep_key_follows_parameters_notebook_and_library(tmp_path, monkeypatch):
+    notebook = tmp_path / "nb.py"
+    notebook.write_text("x = 1\n")
+    key = sweeps.sweep_key(notebook, {"seed": 0, "result_path": "a.json"})
+    assert key == sweeps.sweep_key(notebook, {"seed": 0, "result_path": "elsewhere.json"})
+    assert key != sweeps.sweep_key(notebook, {"seed": 1})
+    notebook.write_text("x = 2\n")
+    assert key != sweeps.sweep_key(notebook, {"seed": 0})
+    notebook.write_text("x = 1\n")
+    monkeypatch.setattr(sweeps.results, "source_hash", lambda: "another library")
+    assert key != sweeps.sweep_key(notebook, {"seed": 0})
+
+
+def test_finished_runs_are_recognised_by_their_key(tmp_path):
     from hdlib.book import results
 
     path = tmp_path / "a_seed0.json"
-    assert not sweeps.already_done(path, {"seed": 0})
-    results.write_result(path, {"error": 1.5}, {"seed": 0, "steps": 5, "lr": 0.1})
-    assert sweeps.already_done(path, {"seed": 0, "steps": 5, "result_path": "elsewhere"})
-    assert not sweeps.already_done(path, {"seed": 1, "steps": 5})
+    assert not sweeps.already_done(path, "k1")
+    results.write_result(path, {"error": 1.5}, {"seed": 0})
+    assert not sweeps.already_done(path, "k1")  # written, but not finished by a sweep
+    sweeps._stamp(path, {"sweep_key": "k1", "command": "python -m hdlib sweep"})
+    assert sweeps.already_done(path, "k1") and not sweeps.already_done(path, "k2")
+    assert results.read_result(path)["provenance"]["command"] == "python -m hdlib sweep"
     path.write_text("{not json")
-    assert not sweeps.already_done(path, {"seed": 0})
+    assert not sweeps.already_done(path, "k1")
+
+
+def test_bad_configuration_is_refused_before_anything_runs(tmp_path, job_notebook):
+    with pytest.raises(ValueError, match="sweep configuration 'two': unknown parameter.* y"):
+        sweeps.run_sweep(job_notebook, {"one": {"x": 1}, "two": {"y": 2}}, tmp_path / "out",
+                         progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_resumes_with_the_missing_runs(tmp_path, job_notebook):
+    configs = {"one": {"x": 1}, "two": {"x": 2}}
+    first = sweeps.run_sweep(job_notebook, configs, tmp_path / "out", workers=1,
+                             progress=False)
+    assert (first["status"] == "ok").all() and not first["skipped"].any()
+    (tmp_path / "out" / "two.json").unlink()  # as if the sweep had stopped after 'one'
+    second = sweeps.run_sweep(job_notebook, configs, tmp_path / "out", workers=1,
+                              progress=False)
+    assert second["skipped"].tolist() == [True, False] and second.loc["two", "square"] == 4
+    forced = sweeps.run_sweep(job_notebook, configs, tmp_path / "out", workers=1,
+                              progress=False, force=True)
+    assert not forced["skipped"].any()

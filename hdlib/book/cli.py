@@ -9,6 +9,7 @@ papermill execution per configuration of a sweep file and writes ``DIR/results.c
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .. import io
@@ -40,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--engine", default="local", choices=["local", "slurm", "dask"],
                        help="local process pool, Slurm through submitit, or Dask")
     sweep.add_argument("--dask-address", help="scheduler address of an existing Dask cluster")
+    sweep.add_argument("--force", action="store_true",
+                       help="rerun every configuration, even those already finished")
     return parser
 
 
@@ -49,7 +52,9 @@ def _sweep(args) -> int:
     base, configs = sweeps.load_sweep(args.sweep_file)
     executor = sweeps.make_executor(args.engine, args.workers, folder=f"{args.output}/logs",
                                     address=args.dask_address)
-    table = sweeps.run_sweep(args.notebook, configs, args.output, base=base, executor=executor)
+    command = "python -m hdlib " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    table = sweeps.run_sweep(args.notebook, configs, args.output, base=base, executor=executor,
+                             force=args.force, command=command)
     out = f"{args.output}/results.csv"
     with io.atomic_path(out, suffix=".csv") as tmp:
         table.to_csv(tmp)

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from .. import io
+from . import results
 
 KERNEL_NAME = "python3"
 SPEC_CALL = re.compile(r"validate\.parameters\(\s*globals\(\)\s*,\s*parameters\.(\w+)\s*\)")
@@ -69,6 +70,15 @@ def _check_values(chosen, notebook) -> None:
                 if name in spec:
                     spec[name](name, value)
             return
+
+
+def check_parameters(path, chosen: dict) -> None:
+    """Names and values of ``chosen`` checked against the notebook at ``path`` (its parameters
+    cell and its spec) without running it; a bad one raises ``ValueError`` naming it."""
+    path = Path(path)
+    notebook = _read(path)
+    _check_names(chosen, _defaults(notebook, path), path.name)
+    _check_values(chosen, notebook)
 
 
 def notebook_parameters(path) -> dict[str, object]:
@@ -127,7 +137,9 @@ def run_notebook(path, parameters: dict | None = None, output=None, progress: bo
 
 
 def refresh_stored(path, progress: bool = True) -> Path:
-    """Re-run a chapter at its defaults and store the result as its paired ``.ipynb``.
+    """Re-run a chapter at its defaults and store the result as its paired ``.ipynb``, stamped
+    with the hash of hdlib's source it ran on (``metadata.hdlib.source_hash``; a test compares
+    the stamp with the library, so stale stored outputs cannot land).
 
     papermill's per-cell bookkeeping is stripped and the pair is passed through
     ``jupytext --sync``, so that the stored pair is exactly what jupytext would keep.
@@ -139,6 +151,7 @@ def refresh_stored(path, progress: bool = True) -> Path:
     run_notebook(path, {}, stored, progress=progress)
     notebook = nbformat.read(stored, as_version=4)
     notebook.metadata.pop("papermill", None)
+    notebook.metadata["hdlib"] = {"source_hash": results.source_hash()}
     for cell in notebook.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)

@@ -24,14 +24,16 @@ are kept.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from .. import io
 from . import results
-from .runs import run_notebook
+from .runs import check_parameters, run_notebook
 
 
 def load_sweep(path) -> tuple[dict, dict]:
@@ -65,13 +67,37 @@ def expand_seeds(configs: dict, seeds) -> dict:
             for name, params in configs.items() for seed in seeds}
 
 
-def already_done(result_path, parameters: dict) -> bool:
-    """Whether ``result_path`` holds a result of a run with these ``parameters``."""
+def sweep_key(notebook, parameters: dict) -> str:
+    """What a run depends on: a hash of its merged parameters (without ``result_path``), the
+    notebook's source and hdlib's source (:func:`hdlib.book.results.source_hash`)."""
+    chosen = {k: v for k, v in parameters.items() if k != "result_path"}
+    digest = hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode())
+    digest.update(Path(notebook).read_bytes())
+    digest.update(results.source_hash().encode())
+    return digest.hexdigest()[:16]
+
+
+def _stored_key(record: dict):
+    return record.get("provenance", {}).get("sweep_key", record.get("sweep_key"))
+
+
+def already_done(result_path, key: str) -> bool:
+    """Whether ``result_path`` holds the result of a finished run with this :func:`sweep_key`."""
     try:
-        stored = results.read_result(result_path)["parameters"]
-    except (FileNotFoundError, ValueError):
+        record = json.loads(Path(result_path).read_text())
+    except (OSError, ValueError):
         return False
-    return all(stored.get(k) == v for k, v in parameters.items() if k != "result_path")
+    return isinstance(record, dict) and _stored_key(record) == key
+
+
+def check_configs(notebook, configs: dict, base: dict | None = None) -> None:
+    """Refuse, before anything runs, a configuration with a parameter the notebook does not
+    have or a value its checks reject; the error names the configuration."""
+    for name, overrides in configs.items():
+        try:
+            check_parameters(notebook, merge(base or {}, overrides))
+        except ValueError as error:
+            raise ValueError(f"sweep configuration {name!r}: {error}") from None
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -87,14 +113,29 @@ def merge(base: dict, overrides: dict) -> dict:
 
 def _row(record: dict) -> dict:
     """A result file as a table row: its metrics (files of the results format) or its keys."""
-    return dict(record["metrics"]) if "metrics" in record else record
+    row = dict(record["metrics"]) if "metrics" in record else dict(record)
+    row.pop("sweep_key", None)
+    return row
 
 
-def _run_one(notebook: str, parameters: dict, output: str) -> dict:
+def _stamp(result_path, provenance: dict) -> dict:
+    """Add the sweep's ``provenance`` (key, command, seconds) to a finished run's result file."""
+    record = json.loads(Path(result_path).read_text())
+    if "metrics" in record:
+        record["provenance"] = {**record.get("provenance", {}), **provenance}
+    else:
+        record["sweep_key"] = provenance["sweep_key"]
+    with io.atomic_path(result_path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _run_one(notebook: str, parameters: dict, output: str, provenance: dict) -> dict:
     """Worker: run one configuration; never raises (errors are returned). The kernel's own
     console output goes to ``OUTPUT.log``, not to the caller's."""
     import os
     import sys
+    import time
 
     log = open(Path(output).with_suffix(".log"), "w")
     sys.stdout.flush()
@@ -102,10 +143,12 @@ def _run_one(notebook: str, parameters: dict, output: str) -> dict:
     saved = os.dup(1), os.dup(2)
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
+    start = time.perf_counter()
     try:
         run_notebook(notebook, parameters, output, progress=False)
-        with open(parameters["result_path"]) as handle:
-            return {"status": "ok", **_row(json.load(handle))}
+        record = _stamp(parameters["result_path"],
+                        {**provenance, "seconds": round(time.perf_counter() - start, 1)})
+        return {"status": "ok", **_row(record)}
     except Exception as error:  # one failed configuration must not lose the others
         message = str(error).strip().splitlines()
         return {"status": "failed", "error": f"{type(error).__name__}: "
@@ -117,11 +160,18 @@ def _run_one(notebook: str, parameters: dict, output: str) -> dict:
 
 
 def run_sweep(notebook, configs: dict, output_dir, base: dict | None = None,
-              executor=None, workers: int = 2, progress: bool = True) -> pd.DataFrame:
+              executor=None, workers: int = 2, progress: bool = True, force: bool = False,
+              command: str = "") -> pd.DataFrame:
     """Run ``notebook`` once per configuration; returns one row per configuration (index: the
-    configuration's name) with ``status``, ``error`` and the keys of its result JSON."""
+    configuration's name) with ``status``, ``error`` and the keys of its result JSON.
+
+    Every configuration is checked before the first run (:func:`check_configs`). A run whose
+    result file carries the same :func:`sweep_key` is kept and not run again unless ``force``;
+    missing, failed and changed ones run. ``command`` is recorded in each result's provenance.
+    """
     from tqdm import tqdm
 
+    check_configs(notebook, configs, base)
     output_dir = Path(output_dir).resolve()
     (output_dir / "runs").mkdir(parents=True, exist_ok=True)
     notebook = str(Path(notebook).resolve())
@@ -133,12 +183,15 @@ def run_sweep(notebook, configs: dict, output_dir, base: dict | None = None,
         for name, overrides in configs.items():
             params = merge(base or {}, overrides)
             params["result_path"] = str(output_dir / f"{name}.json")
-            if already_done(params["result_path"], params):
-                rows[name] = {"status": "ok", **_row(results.read_result(params["result_path"]))}
+            key = sweep_key(notebook, params)
+            if not force and already_done(params["result_path"], key):
+                rows[name] = {"status": "ok", "skipped": True,
+                              **_row(json.loads(Path(params["result_path"]).read_text()))}
                 continue
             Path(params["result_path"]).unlink(missing_ok=True)
             jobs[name] = executor.submit(_run_one, notebook, params,
-                                         str(output_dir / "runs" / f"{name}.ipynb"))
+                                         str(output_dir / "runs" / f"{name}.ipynb"),
+                                         {"sweep_key": key, "command": command})
         for name, job in tqdm(jobs.items(), desc="sweep", disable=not progress,
                               mininterval=10.0):
             try:
@@ -149,6 +202,7 @@ def run_sweep(notebook, configs: dict, output_dir, base: dict | None = None,
         if own_pool:
             executor.shutdown()
     table = pd.DataFrame.from_dict({name: rows[name] for name in configs}, orient="index")
+    table["skipped"] = table["skipped"].eq(True) if "skipped" in table else False
     if "error" not in table:
         table["error"] = ""
     table["error"] = table["error"].fillna("")
