@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CHAPTERS := $(wildcard notebooks/[0-9][0-9]_*.py)
 HDLIB_HASH = $(shell find hdlib -name "*.py" -o -name "*.yaml" | sort | xargs cat | sha256sum | cut -c1-16)
 
-.PHONY: setup book test test-fast lint browser lock execute benchmark clean
+.PHONY: setup book test test-fast lint browser lock execute results benchmark clean
 
 setup: $(STAMP)
 
@@ -62,6 +62,19 @@ lint: $(STAMP)
 # Re-run every chapter at its defaults and rewrite the paired notebooks that nbval compares.
 execute: $(STAMP)
 	$(PY) -m hdlib refresh $(CHAPTERS)
+
+# Regenerate results/: each sweep file notebooks/sweeps/NN_name.yaml (NN: two digits) runs its notebook (its
+# 'notebook:' entry, else chapter NN) into results/NN_name. Finished runs whose parameters,
+# notebook and hdlib are unchanged are kept; `make results FORCE=--force` reruns everything.
+results: $(STAMP)
+	@for sweep in $(wildcard notebooks/sweeps/[0-9][0-9]_*.yaml); do \
+		name=$$(basename $$sweep .yaml); \
+		if grep -q '^notebook:' $$sweep; then notebook=; \
+		else notebook=$$(ls notebooks/$${name%%_*}_*.py); fi; \
+		echo "== $$sweep"; \
+		OMP_NUM_THREADS=1 $(PY) -m hdlib sweep $$notebook -f $$sweep -o results/$$name \
+			--workers 2 $(FORCE) || exit 1; \
+	done
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/leaky_ring_speed.py

@@ -121,3 +121,18 @@ def test_an_interrupted_sweep_resumes_with_the_missing_runs(tmp_path, job_notebo
     forced = sweeps.run_sweep(job_notebook, configs, tmp_path / "out", workers=1,
                               progress=False, force=True)
     assert not forced["skipped"].any()
+
+
+def test_the_notebook_comes_from_the_command_or_the_file(tmp_path):
+    (tmp_path / "nb.py").write_text("")
+    named = tmp_path / "named.yaml"
+    named.write_text("notebook: nb.py\nconfigs: {a: {}}\n")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("configs: {a: {}}\n")
+    assert sweeps.sweep_notebook(named) == str((tmp_path / "nb.py").resolve())
+    assert sweeps.sweep_notebook(named, str(tmp_path / "nb.py")) == str(tmp_path / "nb.py")
+    assert sweeps.sweep_notebook(plain, "x.py") == "x.py"
+    with pytest.raises(ValueError, match="name the notebook"):
+        sweeps.sweep_notebook(plain)
+    with pytest.raises(ValueError, match="but the command names"):
+        sweeps.sweep_notebook(named, "other.py")

@@ -5,6 +5,8 @@ with papermill; ``--list-params`` prints its parameters. ``python -m hdlib refre
 re-runs chapters at their defaults and stores the paired notebooks.
 ``python -m hdlib sweep NOTEBOOK -f SWEEP.yaml [-o DIR] [--workers N] [--engine E]`` runs one
 papermill execution per configuration of a sweep file and writes ``DIR/results.csv``.
+``python -m hdlib fit SESSION.mat [--steps N | --minutes M] [--seed S] [--config FILE.yaml]
+[--out DIR]`` fits the E-I RNN to a recorded session (:func:`hdlib.fitters.sc_fit.fit_file`).
 """
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
                                              "the paired .ipynb that the tests compare against")
     refresh.add_argument("notebooks", nargs="+", help="chapter sources (notebooks/NN_name.py)")
     sweep = sub.add_parser("sweep", help="run a notebook once per configuration of a sweep file")
-    sweep.add_argument("notebook", help="notebook that writes its results to `result_path`")
+    sweep.add_argument("notebook", nargs="?",
+                       help="notebook that writes its results to `result_path` (default: the "
+                            "sweep file's 'notebook' entry)")
     sweep.add_argument("-f", "--sweep-file", required=True, metavar="SWEEP.yaml")
     sweep.add_argument("-o", "--output", default="_sweep", help="folder for runs and results")
     sweep.add_argument("--workers", type=int, default=2, help="local processes (default 2)")
@@ -43,17 +47,42 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dask-address", help="scheduler address of an existing Dask cluster")
     sweep.add_argument("--force", action="store_true",
                        help="rerun every configuration, even those already finished")
+    fit = sub.add_parser("fit", help="fit the E-I RNN to a recorded session (.mat, v7.3 or v5)")
+    fit.add_argument("session", help="session file in the SC export schema")
+    budget = fit.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="Adam steps (default: the config's)")
+    budget.add_argument("--minutes", type=float, help="train until this much time has passed")
+    fit.add_argument("--seed", type=int, default=0, help="training seed (the validation split "
+                                                          "does not depend on it)")
+    fit.add_argument("--config", metavar="FILE.yaml", help="fit options (FitConfig fields)")
+    fit.add_argument("--out", default="_fit", metavar="DIR",
+                     help="folder for metrics.json, model.pt and psth.png (default _fit)")
+    fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
+
+
+def _fit(args) -> int:
+    from ..fitters import sc_fit
+
+    metrics = sc_fit.fit_file(args.session, args.out, steps=args.steps, minutes=args.minutes,
+                              seed=args.seed, config_file=args.config,
+                              progress=not args.no_progress)
+    print(f"{metrics['session']}: {metrics['steps']} steps in {metrics['seconds']:.0f} s; "
+          f"validation psth_corr_pooled {metrics['psth_corr_pooled']:.4f}, psth_corr "
+          f"{metrics['psth_corr']:.4f} (ceiling {metrics['ceiling']:.4f})")
+    print(f"wrote {args.out}/metrics.json, model.pt, psth.png")
+    return 0
 
 
 def _sweep(args) -> int:
     from . import sweeps
 
     base, configs = sweeps.load_sweep(args.sweep_file)
+    notebook = sweeps.sweep_notebook(args.sweep_file, args.notebook)
     executor = sweeps.make_executor(args.engine, args.workers, folder=f"{args.output}/logs",
                                     address=args.dask_address)
     command = "python -m hdlib " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    table = sweeps.run_sweep(args.notebook, configs, args.output, base=base, executor=executor,
+    table = sweeps.run_sweep(notebook, configs, args.output, base=base, executor=executor,
                              force=args.force, command=command)
     out = f"{args.output}/results.csv"
     with io.atomic_path(out, suffix=".csv") as tmp:
@@ -69,6 +98,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "fit":
+            return _fit(args)
         if args.command == "refresh":
             for source in args.notebooks:
                 print(f"stored {runs.refresh_stored(source)}")

@@ -8,13 +8,16 @@ A sweep file (YAML)::
     configs:              # name -> parameters that differ from base
       baseline: {}
       poisson_ltrial: {fit_options: {ltrial_distance: poisson}}
+    seeds: [0, 1, 2]      # optional: every configuration once per seed
+    notebook: ../04_sc_eirnn_fit.py   # optional: the notebook to run, relative to this file
 
 Mapping-valued parameters are merged key by key (``fit_options`` above). An optional top-level
 ``seeds: [0, 1, 2]`` runs every configuration once per seed (runs named ``NAME_seedS``). Every
 run receives ``result_path``: the notebook writes its results there as JSON
 (:func:`hdlib.book.results.write_result`), and :func:`run_sweep` gathers them into one table.
-A run whose result file already holds the same parameters is not run again, so an interrupted
-sweep resumes where it stopped. Executed notebooks and logs go to ``OUTPUT/runs/``.
+A run whose result file carries the same key (a hash of its parameters, the notebook's source and
+hdlib's source) is not run again, so an interrupted sweep resumes where it stopped. Executed
+notebooks and logs go to ``OUTPUT/runs/``.
 
 Runs go to any executor with ``submit(fn, *args)`` returning an object with ``result()``: a
 local process pool by default, a ``submitit.AutoExecutor`` for Slurm, or a
@@ -42,10 +45,10 @@ def load_sweep(path) -> tuple[dict, dict]:
         document = yaml.safe_load(handle) or {}
     if not isinstance(document, dict) or not isinstance(document.get("configs"), dict):
         raise ValueError(f"sweep file {path} must hold a 'configs' mapping (name -> parameters)")
-    unknown = sorted(set(document) - {"base", "configs", "seeds"})
+    unknown = sorted(set(document) - {"base", "configs", "seeds", "notebook"})
     if unknown:
         raise ValueError(f"sweep file {path}: unknown section(s) {unknown}; "
-                         "expected 'base', 'configs' and 'seeds'")
+                         "expected 'base', 'configs', 'seeds' and 'notebook'")
     base = document.get("base") or {}
     configs = {name: (params or {}) for name, params in document["configs"].items()}
     for name, params in [("base", base), *configs.items()]:
@@ -54,6 +57,20 @@ def load_sweep(path) -> tuple[dict, dict]:
     if "seeds" in document:
         configs = expand_seeds(configs, document["seeds"])
     return base, configs
+
+
+def sweep_notebook(path, given=None) -> str:
+    """The notebook a sweep runs: ``given`` (the command line's) or the file's ``notebook``
+    entry (relative to the file's folder); one of them is required, and they must agree."""
+    with open(path) as handle:
+        named = (yaml.safe_load(handle) or {}).get("notebook")
+    named = str((Path(path).parent / named).resolve()) if named else None
+    if given and named and Path(given).resolve() != Path(named):
+        raise ValueError(f"sweep file {path} runs {named}, but the command names {given}")
+    if not (given or named):
+        raise ValueError(f"name the notebook to run: on the command line or as 'notebook:' "
+                         f"in {path}")
+    return given or named
 
 
 def expand_seeds(configs: dict, seeds) -> dict:
