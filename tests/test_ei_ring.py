@@ -8,6 +8,7 @@ from hdlib.circular import angle_grid, circular_mae, fourier_basis, von_mises_bu
 from hdlib.datasets.tasks import HeadDirectionTrackingTask
 from hdlib.models.ei_ring import (
     RingAttractorNetwork,
+    batch_gap,
     bump_regimes,
     chunked_run_gap,
     count_bumps,
@@ -15,6 +16,7 @@ from hdlib.models.ei_ring import (
     drift_deg_per_s,
     excitation_mode_error,
     parameter_gradients,
+    tracking_errors,
 )
 
 
@@ -65,10 +67,48 @@ def test_every_parameter_gets_a_gradient_including_noise_rates(small):
     small.zero_grad()
 
 
-def test_poisson_sampling_passes_no_gradient():
-    rate = torch.tensor([3.0], requires_grad=True)
-    torch.poisson(rate).sum().backward()
-    assert rate.grad.item() == 0.0
+def _one_step_by_hand(model, r0, u, noise_e):
+    """One Euler step of the excitatory population from ``(r0, silent I)`` with input ``u`` and
+    excitatory noise ``noise_e``, through the dense ``W_EE`` (not the model's Fourier path).
+    Returns the new rates and ``F'`` at the drive."""
+    with torch.no_grad():
+        drive = model.g_ee * r0 @ model.w_ee().T + model.input_gain * u + noise_e
+        fired = torch.tanh(torch.relu(drive))
+        slope = (1 - fired ** 2) * (drive > 0)
+        a = model.dt / model.tau_e
+    return r0 + a * (fired - r0), slope, a
+
+
+@pytest.mark.parametrize("case", [0, 1, 2])
+def test_straight_through_poisson_value_and_gradient_by_hand(case):
+    # forward: the count N ~ Poisson(lambda), lambda = nu * r * dt / 1000, drawn first for E;
+    # backward: dN/dnu = r * dt / 1000, so d sum(r_E1) / d nu_E = sum a F'(x) r0 dt / 1000.
+    model = RingAttractorNetwork(n_exc=32, n_inh=8, seed=case, noise_rate_e=400.0,
+                                 noise_form="poisson_straight_through")
+    g = torch.Generator().manual_seed(10 + case)
+    r0 = torch.rand(2, 32, generator=g)
+    u = torch.rand(2, 1, 32, generator=g)
+    rates, _ = model(u, (r0, torch.zeros(2, 8)), noise=True,
+                     generator=torch.Generator().manual_seed(case))
+    lam = 400.0 * r0 * model.dt / 1000.0
+    counts = torch.poisson(lam, generator=torch.Generator().manual_seed(case))
+    assert counts.sum() > 0  # the case exercises the noise
+    expected, slope, a = _one_step_by_hand(model, r0, u[:, 0], counts)
+    torch.testing.assert_close(rates[:, 0], expected, atol=1e-5, rtol=1e-5)
+    rates[:, 0].sum().backward()
+    by_hand = (a * slope * r0 * model.dt / 1000.0).sum().item()
+    assert model.noise_rate_e.grad.item() == pytest.approx(by_hand, rel=1e-4)
+
+
+def test_raw_poisson_gives_the_noise_rate_no_gradient_but_the_same_forward_value():
+    kwargs = {"n_exc": 32, "n_inh": 8, "seed": 3, "noise_rate_e": 400.0}
+    raw = RingAttractorNetwork(noise_form="poisson", **kwargs)
+    straight = RingAttractorNetwork(noise_form="poisson_straight_through", **kwargs)
+    x = torch.rand(2, 5, 32, generator=torch.Generator().manual_seed(0))
+    out = [m(x, noise=True, generator=torch.Generator().manual_seed(1))[0] for m in (raw, straight)]
+    torch.testing.assert_close(out[0], out[1])
+    out[0].sum().backward()
+    assert raw.noise_rate_e.grad is None  # the sample is cut from the graph
 
 
 @pytest.mark.parametrize("n_exc, sigma", [(64, 0.5), (800, 0.5), (800, 0.05), (801, 1.5),
@@ -139,24 +179,73 @@ def _noise_rate_gradients(**kwargs):
     return parameter_gradients(model, task, batch_size=4, seed=0)
 
 
-def test_only_the_reparameterised_noise_gives_noise_rates_a_gradient():
+def test_noise_rates_receive_a_gradient_under_the_differentiable_forms_only():
     gaussian = _noise_rate_gradients()
-    poisson = _noise_rate_gradients(noise_form="poisson")
-    direct = _noise_rate_gradients(noise_form="poisson", direct_connections=True)
-    assert gaussian["noise_rate_e"] > 0 and gaussian["noise_rate_i"] > 0
-    for grads in (poisson, direct):
-        assert grads["noise_rate_e"] == 0.0 and grads["noise_rate_i"] == 0.0
-        assert grads["g_ee"] > 0  # the rest of the network still learns
+    straight = _noise_rate_gradients(noise_form="poisson_straight_through")
+    raw = _noise_rate_gradients(noise_form="poisson")
+    for grads in (gaussian, straight):
+        assert grads["noise_rate_e"] > 1e-4 * grads["g_ee"]
+    assert raw["noise_rate_e"] == 0.0 and raw["noise_rate_i"] == 0.0
+    assert raw["g_ee"] > 0  # the rest of the network still learns
 
 
-def test_direct_connections_join_the_graph_without_changing_anything(small):
-    wired = RingAttractorNetwork(n_exc=64, n_inh=16, seed=1, direct_connections=True)
+def test_direct_connections_add_every_scalar_times_the_gain_and_leave_the_heading():
+    kwargs = {"n_exc": 64, "n_inh": 16, "seed": 1, "noise_form": "poisson"}
+    plain = RingAttractorNetwork(**kwargs)
+    wired = RingAttractorNetwork(direct_connections=True, direct_gain=0.01, **kwargs)
+    x = _inputs(plain)
+    a, _ = plain(x, noise=False)
+    b, _ = wired(x, noise=False)
+    # scalars at their defaults: sigma 0.5, g_ee 1.5, g_ei 1, g_ie 2, input 1, noise 1 + 1 = 8
+    torch.testing.assert_close(b - a, torch.full_like(a, 0.01 * 8.0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(wired.decode(b), plain.decode(a), atol=1e-4, rtol=0)
+    headings = torch.zeros(3, 40)
+    task = HeadDirectionTrackingTask(64, seq_len=40)
+    task.run(wired, x, headings, generator=torch.Generator().manual_seed(0))[0].backward()
+    # a uniform offset has no first Fourier mode: the heading loss cannot feel it
+    assert abs(wired.noise_rate_e.grad.item()) < 1e-6 * abs(wired.g_ee.grad.item())
+
+
+def test_noise_is_off_in_eval_unless_asked_for(small):
     x = _inputs(small)
-    plain, _ = small(x, noise=False)
-    joined, _ = wired(x, noise=False)
-    assert torch.equal(plain, joined)
-    joined.sum().backward()
-    assert wired.noise_rate_e.grad is not None and wired.noise_rate_e.grad.item() == 0.0
+    h0 = small.initial_state(torch.tensor([0.0, 1.0, 2.0]))
+    small.eval()
+    try:
+        a, _ = small(x, h0, generator=torch.Generator().manual_seed(1))
+        b, _ = small(x, h0, generator=torch.Generator().manual_seed(2))
+        forced, _ = small(x, h0, noise=True, generator=torch.Generator().manual_seed(1))
+    finally:
+        small.train()
+    quiet, _ = small(x, h0, noise=False)
+    noisy, _ = small(x, h0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and torch.equal(a, quiet)
+    assert torch.equal(forced, noisy) and not torch.equal(noisy, quiet)
+
+
+@pytest.mark.parametrize("case", [0, 1, 2])
+def test_batch_gap_is_zero_up_to_rounding_and_sees_a_mixed_batch(case):
+    model = RingAttractorNetwork(n_exc=48, n_inh=12, seed=case)
+    x = torch.rand(4, 20, 48, generator=torch.Generator().manual_seed(case))
+    h0 = model.initial_state(torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    assert batch_gap(model, x, h0) < 1e-5
+    # the check compares sample b with sample b: swapping the states of two samples shows
+    swapped = (h0[0][[1, 0, 2, 3]], h0[1])
+    assert batch_gap(model, x, swapped) < 1e-5
+    rates, _ = model(x, h0, noise=False)
+    rates_swapped, _ = model(x, swapped, noise=False)
+    assert (rates - rates_swapped).abs().max() > 1e-3
+
+
+def test_tracking_errors_of_the_cue_and_a_network():
+    model = RingAttractorNetwork(n_exc=64, n_inh=16, seed=0)
+    clean = HeadDirectionTrackingTask(64, seq_len=50, speed_deg_s=30.0, initial="silent")
+    result = tracking_errors(model, clean, steps=100, batch_size=4, settle_steps=10, seed=0)
+    assert result["cue"] < 1e-3  # a clean, always-visible cue decodes exactly
+    assert math.isnan(result["network_dark"]) and result["network"] == result["network_lit"]
+    noisy = HeadDirectionTrackingTask(64, seq_len=50, speed_deg_s=30.0, cue_noise=1.0,
+                                      mean_dark_ms=50.0, initial="silent")
+    result = tracking_errors(model, noisy, steps=200, batch_size=4, settle_steps=10, seed=0)
+    assert result["cue"] > 1.0
 
 
 def test_poisson_noise_is_a_seeded_nonnegative_count():

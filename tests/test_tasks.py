@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from hdlib.circular import circular_mae, wrap
+from hdlib.circular import circular_mae, von_mises_bump, wrap
 from hdlib.datasets.tasks import AVIntegrationDataset, HeadDirectionTrackingTask
 
 
@@ -141,3 +141,53 @@ def test_tracking_loss_equals_the_decoded_cosine_form_on_the_ei_ring():
                      generator=torch.Generator().manual_seed(3))
     decoded_form = (1.0 - torch.cos(model.decode(rates) - headings)).mean()
     assert loss.item() == pytest.approx(decoded_form.item(), abs=1e-5)
+
+
+def test_cue_estimate_holds_the_last_lit_heading_through_darkness():
+    # 4 neurons at 0, pi/2, pi, 3pi/2; steps: lit at 0, lit at pi/2, dark, dark, lit at 3pi/2
+    bumps = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0],
+                          [0, 0, 0, 1.0]])[None]
+    visible = torch.tensor([[True, True, False, False, True]])
+    estimate = HeadDirectionTrackingTask.cue_estimate(bumps, visible)
+    expected = torch.tensor([[0.0, math.pi / 2, math.pi / 2, math.pi / 2, -math.pi / 2]])
+    torch.testing.assert_close(estimate, expected)
+
+
+def test_dark_stretches_take_their_stationary_share_and_input_is_zero_in_darkness():
+    # a two-state chain leaving lit with p = 1/150 and dark with q = 1/100 per step spends
+    # p / (p + q) = 100 / 250 = 0.4 of its time dark
+    task = HeadDirectionTrackingTask(16, seq_len=4000, mean_lit_ms=150.0, mean_dark_ms=100.0,
+                                     cue_noise=0.3)
+    inputs, _, visible, _ = task.segment("train", 64, torch.Generator().manual_seed(0))
+    assert (~visible).float().mean().item() == pytest.approx(0.4, abs=0.03)
+    assert visible[:, 0].all()  # sequences start lit
+    assert torch.all(inputs[~visible] == 0)
+    assert (inputs[visible].std() > 0.25)
+
+
+def test_cue_noise_has_the_requested_spread_around_the_bump():
+    task = HeadDirectionTrackingTask(64, seq_len=200, cue_noise=0.5, cue_strength=1.0)
+    inputs, headings = task.batch("train", 16, torch.Generator().manual_seed(1))
+    clean = von_mises_bump(headings, 64, concentration=8.0)
+    assert (inputs - clean).std().item() == pytest.approx(0.5, rel=0.02)
+
+
+def test_segments_continue_heading_and_cue_state():
+    still = HeadDirectionTrackingTask(16, seq_len=30, speed_deg_s=0.0, mean_lit_ms=1e9,
+                                      mean_dark_ms=1e9)
+    g = torch.Generator().manual_seed(2)
+    _, first, _, end = still.segment("train", 5, g)
+    dark_start = {**end, "visible": torch.zeros(5, dtype=torch.bool)}
+    _, second, visible, _ = still.segment("train", 5, g, start=dark_start)
+    torch.testing.assert_close(second, first[:, -1:].expand(-1, 30))  # no motion: same heading
+    assert not visible.any()  # started dark and (almost) never switches back
+
+
+def test_silent_start_and_bad_task_options():
+    assert HeadDirectionTrackingTask(8, initial="silent").initial_state(None, None) is None
+    with pytest.raises(ValueError, match="initial"):
+        HeadDirectionTrackingTask(8, initial="bumpy")
+    with pytest.raises(ValueError, match="cue_noise"):
+        HeadDirectionTrackingTask(8, cue_noise=-1.0)
+    with pytest.raises(ValueError, match="mean_dark_ms"):
+        HeadDirectionTrackingTask(8, mean_dark_ms=0.5)

@@ -179,12 +179,66 @@ def test_scaled_recipe_keeps_each_recipes_own_settings():
 
 
 def test_parameter_movement_from_a_recorded_history():
+    # g_ee 1.5 -> 3.0 moves by 1.5 / 1.5 = 100%; W_IE (3, 4) -> (3.3, 4.4) by 0.5 / 5 = 10%
+    # (the whole matrix, while its mean absolute value is only a summary column)
     fake = SimpleNamespace(monitored=["g_ee", "W_IE"],
                            history={"grad_norms": {"g_ee": [0.5, 0.1], "W_IE": [2.0, 1.0]}},
-                           param_history={"g_ee": [1.5, 1.2, 3.0], "W_IE": [0.25, 0.2, 0.2]})
+                           param_history={"g_ee": [1.5, 1.2, 3.0], "W_IE": [3.5, 3.6, 3.85]},
+                           initial_parameters={"g_ee": torch.tensor(1.5),
+                                               "W_IE": torch.tensor([3.0, 4.0])},
+                           parameters={"g_ee": torch.tensor(3.0),
+                                       "W_IE": torch.tensor([3.3, 4.4])})
     table = training.parameter_movement(fake)
     assert table.loc["g_ee"].tolist() == pytest.approx([0.5, 1.5, 3.0, 1.0])
-    assert table.loc["W_IE"].tolist() == pytest.approx([2.0, 0.25, 0.2, 0.2])
+    assert table.loc["W_IE"].tolist() == pytest.approx([2.0, 3.5, 3.85, 0.1])
+
+
+def test_relative_change_counts_entries_moving_in_opposite_directions():
+    # mean absolute value unchanged (2.0), but the matrix moved by ||(1, -1)|| / ||(1, 3)||
+    assert training.relative_change(torch.tensor([1.0, 3.0]), torch.tensor([2.0, 2.0])) == \
+        pytest.approx(math.sqrt(2) / math.sqrt(10))
+
+
+def test_regulariser_adds_the_mean_square_of_every_parameter():
+    model = _model()
+    expected = sum(p.detach().square().mean().item() for p in model.parameters())
+    trainer = training.AdamCosineTrainer(model, _config(regularisation=0.1, max_epochs=1,
+                                                        batches_per_epoch=1), _task(model))
+    trainer.train()
+    steps = trainer.engine.history
+    assert steps["penalty"][0] == pytest.approx(expected, rel=1e-6)
+    assert steps["loss"][0] == pytest.approx(steps["task_loss"][0] + 0.1 * expected, rel=1e-6)
+
+
+def test_state_passing_continues_state_and_trajectories_for_the_set_number_of_segments():
+    model = _model()
+    task = HeadDirectionTrackingTask(48, seq_len=10, speed_deg_s=0.0, initial="silent")
+    seen = []
+    run = task.run
+
+    def recording_run(model, inputs, targets, h0=None, generator=None):
+        if torch.is_grad_enabled():  # training steps, not the validation under no_grad
+            seen.append((h0, targets[:, 0].clone()))
+        return run(model, inputs, targets, h0, generator)
+
+    task.run = recording_run
+    trainer = training.AdamCosineTrainer(
+        model, _config(state_passing=True, segments_per_sequence=3, max_epochs=2,
+                       batches_per_epoch=3, early_stopping=False), task)
+    trainer.train()
+    assert [h0 is None for h0, _ in seen] == [True, False, False, True, False, False]
+    # without motion each carried segment starts where the previous one was
+    torch.testing.assert_close(seen[1][1], seen[0][1])
+    torch.testing.assert_close(seen[2][1], seen[0][1])
+    assert not torch.allclose(seen[3][1], seen[0][1])  # a fresh batch after three segments
+    assert trainer.engine.carry["segment"] == 3
+
+
+def test_state_passing_needs_a_task_that_can_continue():
+    model = _model()
+    with pytest.raises(ValueError, match="state_passing"):
+        training.AdamCosineTrainer(model, _config(state_passing=True),
+                                   SimpleNamespace(batch=None, loss=None))
 
 
 def test_constraint_violations():

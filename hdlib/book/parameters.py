@@ -18,6 +18,13 @@ def _optional_path(name, value):
 #: Where a run writes its metrics (``hdlib.book.results``); every chapter has it.
 RESULT_PATH = {"result_path": _optional_path}
 
+def _at_least_three(name, value):
+    """An integer >= 3 (the random cases of a deterministic check)."""
+    if validate.positive_int(name, value) < 3:
+        raise ValueError(f"{name} must be an integer >= 3; got {value!r}")
+    return value
+
+
 #: Checks for the parameters of the E/I ring tracking chapter.
 TRACKING = {
     "n_exc": validate.positive_int,
@@ -25,15 +32,23 @@ TRACKING = {
     "sigma_ee": validate.positive_float,
     "seq_len": validate.positive_int,
     "speed_deg_s": validate.positive_float,
+    "tau_turn_ms": validate.positive_float,
     "cue_strength": validate.positive_float,
+    "cue_noise": lambda n, v: validate.float_in(n, v, 0.0, math.inf),
+    "mean_lit_ms": lambda n, v: validate.float_in(n, v, 1.0, math.inf),
+    "mean_dark_ms": lambda n, v: validate.float_in(n, v, 1.0, math.inf),
+    "segments": validate.positive_int,
     "max_epochs": validate.positive_int,
     "batches_per_epoch": validate.positive_int,
     "batch_size": validate.positive_int,
     "learning_rate": validate.positive_float,
+    "regularisation": validate.positive_float,
+    "n_cases": _at_least_three,
     "dark_steps": validate.positive_int,
     "grid_sigmas": validate.list_of(validate.positive_float, "positive numbers"),
     "grid_inhibitions": validate.list_of(validate.positive_float, "positive numbers"),
     "seed": validate.non_negative_int,
+    "stored_results": _optional_path,
     **RESULT_PATH,
 }
 
@@ -44,11 +59,12 @@ TRAINING = {
     "seq_len": validate.positive_int,
     "speed_deg_s": validate.positive_float,
     "cue_strength": validate.positive_float,
-    "seeds": validate.list_of(validate.non_negative_int, "seeds (non-negative integers)"),
+    "seed": validate.non_negative_int,
     "epoch_scale": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
     "batches_per_epoch": validate.positive_int,
     "resume_epochs": validate.positive_int,
     "checkpoint_dir": validate.path_string,
+    "stored_results": validate.path_string,
     **RESULT_PATH,
 }
 
@@ -58,6 +74,7 @@ ANGULAR_VELOCITY = {
     "alpha": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
     "activation": lambda n, v: validate.choice(n, v, ("tanh", "relu", "gelu")),
     "hidden_gain_neurons": validate.positive_int,
+    "init": lambda n, v: validate.choice(n, v, ("random", "perfect")),
     "init_scale": lambda n, v: validate.float_in(n, v, 0.0, math.inf),
     "seq_len": validate.positive_int,
     "long_seq_len": validate.positive_int,
@@ -71,10 +88,12 @@ ANGULAR_VELOCITY = {
     "min_lr_ratio": lambda n, v: validate.float_in(n, v, 0.0, 1.0),
     "stage_lr_factors": validate.list_of(validate.positive_float, "positive numbers"),
     "amplitude_weight": lambda n, v: validate.float_in(n, v, 0.0, math.inf),
+    "grad_clip": validate.positive_float,
     "eval_batch_size": validate.positive_int,
     "snapshot_every": validate.positive_int,
     "seed": validate.non_negative_int,
     "artifacts_dir": validate.path_string,
+    "stored_results": validate.path_string,
     **RESULT_PATH,
 }
 

@@ -15,6 +15,17 @@ generator seeded by ``(seed, step)``, so a run resumed from a checkpoint repeats
 uninterrupted run exactly. After every step the parameter ``constraints`` are applied by
 clamping (``name -> (low, high)``, ``None`` for an open end).
 
+Two options carry the tracking document's training-loop fixes (both off by default):
+
+* ``regularisation = c > 0`` adds ``c * sum_p mean(p^2)`` over every trainable parameter to the
+  loss (each parameter, scalar or matrix, weighs the same), a term that reaches every parameter
+  (the document's "regularization terms to encourage training of all parameters");
+* ``state_passing=True`` hands the network's final state and the task's trajectories from one
+  step to the next (truncated backpropagation through consecutive segments, through the
+  engine's ``carry``); after ``segments_per_sequence`` segments a fresh batch starts from the
+  task's initial state. It needs a task with ``segment`` and ``run`` (as
+  :class:`~hdlib.datasets.tasks.HeadDirectionTrackingTask`).
+
 The training chapter's measurements sit beside the trainer: :func:`scaled_recipe` (a recipe
 shortened by ``epoch_scale``), :func:`parameter_movement`, :func:`constraint_violations`, and
 :func:`run_table` / :func:`seeds_where_lower` for comparisons of recipes paired by seed.
@@ -70,12 +81,16 @@ class TrainingConfig:
     early_stopping: bool = True
     patience: int = 20
     schedule: str = "cosine"  # or "constant"
+    optimizer: str = "adam"  # or "sgd" (SGD with momentum 0.9, the control for Adam)
     batches_per_epoch: int = 10
     val_batches: int = 2
     val_batch_size: int = 64  # fixed, so that recipes with other batch sizes see the same data
     grad_clip: float = 1.0
     group_lr_scale: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_GROUP_LR_SCALE))
     constraints: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_CONSTRAINTS))
+    regularisation: float = 0.0  # coefficient of the parameter regulariser (see _step)
+    state_passing: bool = False  # carry the state between steps (truncated backpropagation)
+    segments_per_sequence: int = 4  # segments of one carried sequence before a fresh start
     checkpoint_path: str | None = None
     seed: int = 0
     progress: bool = True
@@ -88,11 +103,17 @@ class TrainingConfig:
         self.batch_size = validate.positive_int("batch_size", self.batch_size)
         self.patience = validate.positive_int("patience", self.patience)
         self.schedule = validate.choice("schedule", self.schedule, ("cosine", "constant"))
+        self.optimizer = validate.choice("optimizer", self.optimizer, ("adam", "sgd"))
         self.batches_per_epoch = validate.positive_int("batches_per_epoch", self.batches_per_epoch)
         self.val_batches = validate.positive_int("val_batches", self.val_batches)
         self.val_batch_size = validate.positive_int("val_batch_size", self.val_batch_size)
         self.grad_clip = validate.positive_float("grad_clip", self.grad_clip)
         self.seed = validate.non_negative_int("seed", self.seed)
+        self.regularisation = validate.float_in("regularisation", self.regularisation, 0.0,
+                                                math.inf)
+        self.state_passing = validate.boolean("state_passing", self.state_passing)
+        self.segments_per_sequence = validate.positive_int("segments_per_sequence",
+                                                           self.segments_per_sequence)
         unknown = set(self.group_lr_scale) - set(DEFAULT_GROUP_LR_SCALE)
         if unknown:
             raise ValueError(f"group_lr_scale has unknown group(s) {sorted(unknown)}; "
@@ -161,12 +182,20 @@ class AdamCosineTrainer:
         if not named:
             raise ValueError("model has no trainable parameters")
         self.parameters = dict(named)
+        self.initial_parameters = {n: p.detach().clone() for n, p in named}
+        if config.state_passing and not all(hasattr(task, m) for m in ("segment", "run")):
+            raise ValueError("state_passing=True needs a task with segment() and run() "
+                             f"methods; {type(task).__name__} has not both")
         groups = {}
         for name, p in named:
             groups.setdefault(parameter_group(name), []).append(p)
-        self.optimizer = torch.optim.Adam(
-            [{"params": ps, "lr": config.learning_rate * config.group_lr_scale[g], "name": g}
-             for g, ps in groups.items()], weight_decay=config.weight_decay)
+        group_list = [{"params": ps, "lr": config.learning_rate * config.group_lr_scale[g],
+                       "name": g} for g, ps in groups.items()]
+        if config.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(group_list, lr=config.learning_rate, momentum=0.9,
+                                             weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.Adam(group_list, weight_decay=config.weight_decay)
         scheduler = None
         if config.schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -187,10 +216,27 @@ class AdamCosineTrainer:
 
     # ------------------------------------------------------------------ engine hooks
     def _step(self, ctx) -> Step:
-        inputs, targets = self.task.batch("train", self.config.batch_size, ctx.generator)
-        inputs, targets = inputs.to(self.engine.device), targets.to(self.engine.device)
-        return Step(self.task.loss(self.model, inputs, targets,
-                                   generator=ctx.device_generator))
+        device, size = self.engine.device, self.config.batch_size
+        carry = None
+        if self.config.state_passing:
+            fresh = ctx.carry is None or ctx.carry["segment"] >= self.config.segments_per_sequence
+            start = None if fresh else ctx.carry["trajectory"]
+            inputs, targets, _, end = self.task.segment("train", size, ctx.generator, start)
+            inputs, targets = inputs.to(device), targets.to(device)
+            h0 = self.task.initial_state(self.model, targets) if fresh else ctx.carry["state"]
+            loss, state = self.task.run(self.model, inputs, targets, h0,
+                                        generator=ctx.device_generator)
+            carry = {"state": state, "trajectory": end,
+                     "segment": 1 if fresh else ctx.carry["segment"] + 1}
+        else:
+            inputs, targets = self.task.batch("train", size, ctx.generator)
+            inputs, targets = inputs.to(device), targets.to(device)
+            loss = self.task.loss(self.model, inputs, targets, generator=ctx.device_generator)
+        if self.config.regularisation == 0.0:
+            return Step(loss, carry=carry)
+        penalty = sum(p.square().mean() for p in self.parameters.values())
+        return Step(loss + self.config.regularisation * penalty,
+                    logs={"task_loss": loss.item(), "penalty": penalty.item()}, carry=carry)
 
     def on_backward(self, engine) -> None:
         for name in self.monitored:
@@ -201,10 +247,12 @@ class AdamCosineTrainer:
         self._record_parameters()
 
     def state_dict(self) -> dict:
-        return {"param_history": self.param_history, "grad_norms": self.grad_norms}
+        return {"param_history": self.param_history, "grad_norms": self.grad_norms,
+                "initial_parameters": self.initial_parameters}
 
     def load_state_dict(self, state: dict) -> None:
         self.param_history, self.grad_norms = state["param_history"], state["grad_norms"]
+        self.initial_parameters = state.get("initial_parameters", self.initial_parameters)
 
     def _summary(self, name: str) -> float:
         """A parameter's value, or the mean absolute value of a matrix."""
@@ -330,16 +378,23 @@ def scaled_recipe(overrides: dict, epoch_scale: float = 1.0) -> dict:
     return recipe
 
 
+def relative_change(before: torch.Tensor, after: torch.Tensor) -> float:
+    """``||after - before|| / ||before||`` (Frobenius norms): how far a parameter moved."""
+    return ((after - before).norm() / before.norm().clamp_min(1e-12)).item()
+
+
 def parameter_movement(trainer: AdamCosineTrainer) -> pd.DataFrame:
     """One row per monitored parameter: its gradient norm averaged over the first epoch, its
     value before training and after the last epoch (the mean absolute value for a matrix), and
-    the relative change ``|end - start| / |start|``."""
+    the relative change :func:`relative_change` of the whole parameter (every entry of a
+    matrix, so that entries moving in opposite directions count)."""
     rows = {name: {"gradient norm (epoch 1)": trainer.history["grad_norms"][name][0],
                    "start": trainer.param_history[name][0],
-                   "end": trainer.param_history[name][-1]} for name in trainer.monitored}
-    table = pd.DataFrame(rows).T
-    table["relative change"] = (table["end"] - table["start"]).abs() / table["start"].abs()
-    return table
+                   "end": trainer.param_history[name][-1],
+                   "relative change": relative_change(trainer.initial_parameters[name],
+                                                      trainer.parameters[name].detach())}
+            for name in trainer.monitored}
+    return pd.DataFrame(rows).T
 
 
 def constraint_violations(model: torch.nn.Module, constraints: dict,

@@ -22,20 +22,30 @@ spectrum and keeps most modes. ``W_EI`` (E to I, ``N_I x N_E``) and ``W_IE`` (I 
 matrices. ``F(x) = r_max * tanh(relu(x) / r_max)`` rectifies and saturates, which bounds the
 bump's height.
 
-Noise is Poisson-like and differentiable: ``xi = sqrt(noise_rate * relu(r) * dt / 1000) * eps``
-with ``eps ~ N(0, 1)`` and ``dt`` in ms, the variance of a spike count in one step scaled by
-``noise_rate``. It is a reparameterised Gaussian whose variance grows with the rate, so the noise
-rates receive true gradients (``torch.poisson`` has none).
+Noise is Poisson-like. Three named forms (``noise_form``), all with the variance of a spike
+count in one step, ``lambda = noise_rate * relu(r) * dt / 1000`` (``dt`` in ms):
 
-Two named options reproduce the source document's own forms, so that its fixes can be measured
-inside the model: ``noise_form="poisson"`` adds the spike count itself, ``xi = N`` with
-``N ~ Poisson(lambda)``, ``lambda = noise_rate * relu(r) * dt / 1000``, drawn by
-``torch.poisson`` (mean and variance ``lambda``, the Gaussian form's variance; the sample's
-derivative with respect to ``lambda`` is zero), and
-``direct_connections=True`` adds every scalar parameter times zero to the output rates,
-``r_E + 0 * sum_p p`` (each parameter joins the graph, with a gradient of exactly zero).
+* ``"gaussian"`` (default): ``xi = sqrt(lambda) * eps``, ``eps ~ N(0, 1)``, a reparameterised
+  Gaussian; ``d xi / d noise_rate = xi / (2 noise_rate)``.
+* ``"poisson"``: ``xi = N``, ``N ~ Poisson(lambda)`` drawn by ``torch.poisson``; the sample has no
+  derivative with respect to ``lambda``, so no gradient reaches ``noise_rate`` through it.
+* ``"poisson_straight_through"``: the source document's "Poisson noise for better gradient
+  flow", read as the straight-through estimator ``xi = lambda + (N - lambda).detach()``: the
+  forward value is the count ``N``, the backward pass uses the derivative of its mean,
+  ``d xi / d lambda = 1``.
+
+``direct_connections=True`` is the document's "direct parameter connections to model outputs"
+(made with ``expand_as``): every scalar parameter ``p`` is added to every output rate,
+``r_E + direct_gain * sum_p p.expand_as(r_E)``. A uniform offset has no first Fourier mode on the
+ring, so it changes neither the decoded heading nor its loss: what reaches ``p`` through this
+path is float rounding.
+
+The stochastic parts follow the PyTorch convention: noise is on in ``train()`` and off in
+``eval()`` unless ``forward(..., noise=True)`` asks for it (with its own ``generator``).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -43,6 +53,7 @@ from torch import nn
 from .. import validate
 from ..circular import (
     angle_grid,
+    circular_error,
     circular_mae,
     fourier_basis,
     population_vector,
@@ -51,7 +62,7 @@ from ..circular import (
     wrap,
 )
 
-NOISE_FORMS = ("gaussian", "poisson")
+NOISE_FORMS = ("gaussian", "poisson", "poisson_straight_through")
 
 
 class RingAttractorNetwork(nn.Module):
@@ -63,7 +74,7 @@ class RingAttractorNetwork(nn.Module):
                  g_ei: float = 1.0, g_ie: float = 2.0, input_gain: float = 1.0,
                  noise_rate_e: float = 1.0, noise_rate_i: float = 1.0, r_max: float = 1.0,
                  noise_form: str = "gaussian", direct_connections: bool = False,
-                 seed: int = 0, device=None):
+                 direct_gain: float = 1e-3, seed: int = 0, device=None):
         super().__init__()
         self.n_exc = validate.positive_int("n_exc", n_exc)
         self.n_inh = validate.positive_int("n_inh", n_inh)
@@ -76,6 +87,7 @@ class RingAttractorNetwork(nn.Module):
         self.r_max = validate.positive_float("r_max", r_max)
         self.noise_form = validate.choice("noise_form", noise_form, NOISE_FORMS)
         self.direct_connections = validate.boolean("direct_connections", direct_connections)
+        self.direct_gain = validate.positive_float("direct_gain", direct_gain)
         generator = torch.Generator().manual_seed(validate.non_negative_int("seed", seed))
 
         def scalar(name, value):
@@ -159,19 +171,21 @@ class RingAttractorNetwork(nn.Module):
         return (self.noise_rate_e * seconds).sqrt(), (self.noise_rate_i * seconds).sqrt()
 
     # ------------------------------------------------------------------ dynamics
-    def forward(self, inputs: torch.Tensor, h0=None, *, noise: bool = True,
+    def forward(self, inputs: torch.Tensor, h0=None, *, noise: bool | None = None,
                 generator: torch.Generator | None = None):
         """Run a whole input sequence.
 
         ``inputs``: ``(batch, time, N_E)`` or unbatched ``(time, N_E)``. ``h0``: the state
         ``(r_E, r_I)`` to continue from (a silent network when ``None``). Returns the excitatory
         rates ``(batch, time, N_E)`` (unbatched in, unbatched out) and the final state
-        ``(r_E, r_I)``; passing that state back continues the run exactly.
+        ``(r_E, r_I)``; passing that state back continues the run exactly. ``noise``: ``None``
+        follows the mode (on in ``train()``, off in ``eval()``); ``True``/``False`` force it.
 
         Each step is two matrix products for the whole batch: ``r_E`` onto the E->E modes and
         the I population at once, then the mode amplitudes and ``r_I`` back onto E.
         """
         validate.tensor("inputs", inputs, ndim=(2, 3), size={-1: self.n_exc})
+        noise = self.training if noise is None else validate.boolean("noise", noise)
         unbatched = inputs.dim() == 2
         if unbatched:
             inputs = inputs.unsqueeze(0)
@@ -205,15 +219,18 @@ class RingAttractorNetwork(nn.Module):
         rates = torch.stack(rates, dim=1)
         if self.direct_connections:
             scalars = [p for p in self.parameters() if p.numel() == 1]
-            rates = rates + 0.0 * torch.stack(scalars).sum().expand_as(rates)
+            rates = rates + self.direct_gain * sum(p.expand_as(rates) for p in scalars)
         if unbatched:
             return rates[0], (r_e[0], r_i[0])
         return rates, (r_e, r_i)
 
     def _noise(self, rate, scale, noise_rate, generator):
-        if self.noise_form == "poisson":
+        if self.noise_form != "gaussian":
             mean = noise_rate * torch.relu(rate) * (self.dt / 1000.0)
-            return torch.poisson(mean, generator=generator)
+            count = torch.poisson(mean.detach(), generator=generator)
+            if self.noise_form == "poisson":
+                return count
+            return mean + (count - mean).detach()  # straight through: d xi / d mean = 1
         eps = torch.randn(rate.shape, generator=generator, device=rate.device, dtype=rate.dtype)
         return rate.clamp_min(1e-12).sqrt() * (scale * eps)
 
@@ -276,20 +293,23 @@ def chunked_run_gap(model: RingAttractorNetwork, inputs: torch.Tensor, h0, split
                     seed: int = 0) -> float:
     """``max |r_whole - r_chunked|``: the rates of one run over ``inputs`` ``(B, T, N_E)`` from
     state ``h0``, against two runs split at step ``split`` with the final state of the first
-    handed to the second. Both use a noise generator seeded with ``seed``, so a state that
-    carries everything gives exactly 0."""
-    whole, _ = model(inputs, h0, generator=torch.Generator().manual_seed(seed))
+    handed to the second. Noise is on in both, from a generator seeded with ``seed``, so a state
+    that carries everything gives exactly 0."""
+    whole, _ = model(inputs, h0, noise=True, generator=torch.Generator().manual_seed(seed))
     stream = torch.Generator().manual_seed(seed)
-    first, handover = model(inputs[:, :split], h0, generator=stream)
-    second, _ = model(inputs[:, split:], handover, generator=stream)
+    first, handover = model(inputs[:, :split], h0, noise=True, generator=stream)
+    second, _ = model(inputs[:, split:], handover, noise=True, generator=stream)
     return (torch.cat([first, second], dim=1) - whole).abs().max().item()
 
 
 def parameter_gradients(model: RingAttractorNetwork, task, batch_size: int = 8,
                         seed: int = 0) -> dict[str, float]:
-    """``||dL/dp||`` for every trainable parameter ``p``, with ``L = task.loss`` on one batch
-    (data from a generator seeded with ``seed``, noise from ``seed + 1``). A parameter that
-    does not reach the loss at all counts as 0; gradients are cleared afterwards."""
+    """``||dL/dp||`` for every trainable parameter ``p``, with ``L = task.loss`` on one batch in
+    training mode (noise on; data from a generator seeded with ``seed``, noise from
+    ``seed + 1``). A parameter that does not reach the loss at all counts as 0; gradients are
+    cleared and the model's mode restored afterwards."""
+    was_training = model.training
+    model.train()
     device = model.grid.device
     inputs, targets = task.batch("train", batch_size, torch.Generator().manual_seed(seed))
     noise = torch.Generator(device=device).manual_seed(seed + 1)
@@ -298,25 +318,71 @@ def parameter_gradients(model: RingAttractorNetwork, task, batch_size: int = 8,
     norms = {name: 0.0 if p.grad is None else p.grad.norm().item()
              for name, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
+    model.train(was_training)
     return norms
 
 
 @torch.no_grad()
+def batch_gap(model: RingAttractorNetwork, inputs: torch.Tensor, h0=None) -> float:
+    """``max |forward(batch) - forward(each sample alone)|`` without noise: a batch of ``B``
+    sequences ``(B, T, N_E)`` against ``B`` unbatched runs ``(T, N_E)`` from the same states
+    (the loop over samples is the reference the batched form is checked against)."""
+    batched, _ = model(inputs, h0, noise=False)
+    singles = []
+    for b in range(inputs.shape[0]):
+        state = None if h0 is None else (h0[0][b], h0[1][b])
+        singles.append(model(inputs[b], state, noise=False)[0])
+    return (batched - torch.stack(singles)).abs().max().item()
+
+
+@torch.no_grad()
 def tracking_error_deg(model: RingAttractorNetwork, task, batch_size: int = 64,
-                       seed: int = 1234) -> float:
-    """Mean absolute error (degrees) of the decoded heading on cue-tracking sequences."""
+                       seed: int = 1234, noise: bool = False) -> float:
+    """Mean absolute error (degrees) of the decoded heading on cue-tracking sequences, the
+    network starting from a bump on the first heading; without the model's noise unless
+    ``noise=True`` (then drawn from a generator seeded with ``seed + 1``)."""
     device = model.grid.device
     inputs, headings = task.batch("val", batch_size, torch.Generator().manual_seed(seed))
     inputs, headings = inputs.to(device), headings.to(device)
-    noise = torch.Generator(device=device).manual_seed(seed + 1)
-    rates, _ = model(inputs, model.initial_state(headings[:, 0]), generator=noise)
+    generator = torch.Generator(device=device).manual_seed(seed + 1)
+    rates, _ = model(inputs, model.initial_state(headings[:, 0]), noise=noise,
+                     generator=generator)
     return circular_mae(model.decode(rates), headings)
+
+
+@torch.no_grad()
+def tracking_errors(model: RingAttractorNetwork, task, steps: int, batch_size: int = 64,
+                    settle_steps: int = 50, seed: int = 1234) -> dict[str, float]:
+    """Tracking on long sequences of ``steps`` steps of ``task`` (noisy, intermittent cue),
+    the network starting from silence and run without its noise (``eval`` convention).
+
+    Returns the mean absolute circular error (degrees) over every step after the first
+    ``settle_steps`` of the ``network`` (population-vector heading of its rates) and of the
+    ``cue`` alone (:meth:`~hdlib.datasets.tasks.HeadDirectionTrackingTask.cue_estimate`: the
+    population vector of the input, held through darkness), and the network's error on the
+    steps with the cue visible (``network_lit``) and dark (``network_dark``; NaN without
+    darkness).
+    """
+    device = model.grid.device
+    inputs, headings, visible, _ = task.segment("val", batch_size,
+                                                torch.Generator().manual_seed(seed), steps=steps)
+    inputs, headings, visible = inputs.to(device), headings.to(device), visible.to(device)
+    rates, _ = model(inputs, None, noise=False)
+    keep = slice(settle_steps, None)
+    error = circular_error(model.decode(rates), headings)[:, keep].abs()
+    cue = circular_error(task.cue_estimate(inputs, visible), headings)[:, keep].abs()
+    lit = visible[:, keep]
+    dark_error = error[~lit].mean() if (~lit).any() else torch.tensor(float("nan"))
+    return {"network": math.degrees(error.mean().item()),
+            "cue": math.degrees(cue.mean().item()),
+            "network_lit": math.degrees(error[lit].mean().item()),
+            "network_dark": math.degrees(dark_error.item())}
 
 
 @torch.no_grad()
 def darkness_test(model: RingAttractorNetwork, cue_steps: int = 100, dark_steps: int = 1000,
                   batch_size: int = 16, cue_strength: float = 1.0, min_amplitude: float = 0.5,
-                  seed: int = 0) -> dict:
+                  seed: int = 0, noise: bool = False) -> dict:
     """Show a still cue for ``cue_steps``, then remove all input for ``dark_steps``.
 
     The cue headings are ``batch_size`` points spaced evenly round the ring. Returns the mean
@@ -324,13 +390,15 @@ def darkness_test(model: RingAttractorNetwork, cue_steps: int = 100, dark_steps:
     of the cue (``amplitude_kept``), the drift of the decoded heading during darkness (degrees
     per second, mean over the batch), ``held`` (every pattern ends with exactly one bump and
     ``amplitude_kept > min_amplitude``) and the decoded trace ``(batch, cue_steps +
-    dark_steps)``.
+    dark_steps)``. The model's noise is off unless ``noise=True`` (drawn from a generator
+    seeded with ``seed``).
     """
     heading = angle_grid(batch_size, device=model.grid.device)
     cue = model.cue(heading[:, None].expand(-1, cue_steps), cue_strength)
-    noise = torch.Generator(device=heading.device).manual_seed(seed)
-    lit, state = model(cue, model.initial_state(heading), generator=noise)
-    dark, _ = model(cue.new_zeros(batch_size, dark_steps, model.n_exc), state, generator=noise)
+    generator = torch.Generator(device=heading.device).manual_seed(seed)
+    lit, state = model(cue, model.initial_state(heading), noise=noise, generator=generator)
+    dark, _ = model(cue.new_zeros(batch_size, dark_steps, model.n_exc), state, noise=noise,
+                    generator=generator)
     decoded = model.decode(torch.cat([lit, dark], dim=1))
     before = population_vector_length(lit[:, -1]).mean()
     after = population_vector_length(dark[:, -1]).mean()
@@ -345,8 +413,9 @@ def darkness_test(model: RingAttractorNetwork, cue_steps: int = 100, dark_steps:
 @torch.no_grad()
 def bump_count_grid(sigmas, inhibitions, n_exc: int = 400, n_inh: int = 100, steps: int = 400,
                     batch_size: int = 8, seed: int = 0, **model_kwargs):
-    """Mean number of bumps after ``steps`` from random activity with no input, for every
-    ``sigma_ee`` (rows) and inhibition gain ``g_ie`` (columns)."""
+    """Mean number of bumps after ``steps`` from random activity with no input (the model's
+    noise on, from a generator seeded with ``seed``), for every ``sigma_ee`` (rows) and
+    inhibition gain ``g_ie`` (columns)."""
     counts = torch.empty(len(sigmas), len(inhibitions))
     for i, sigma in enumerate(sigmas):
         for j, g_ie in enumerate(inhibitions):
@@ -355,7 +424,8 @@ def bump_count_grid(sigmas, inhibitions, n_exc: int = 400, n_inh: int = 100, ste
             g = torch.Generator().manual_seed(seed)
             r_e = 0.5 * torch.rand(batch_size, n_exc, generator=g)
             state = (r_e, torch.zeros(batch_size, n_inh))
-            rates, _ = model(torch.zeros(batch_size, steps, n_exc), state, generator=g)
+            rates, _ = model(torch.zeros(batch_size, steps, n_exc), state, noise=True,
+                             generator=g)
             counts[i, j] = count_bumps(rates[:, -1]).float().mean()
     return counts
 
