@@ -123,6 +123,15 @@ def compute_L_neuron(rates, target, mask, condition, min_trials: int = 2) -> tor
     return 1 - corr.mean() + 0.1 * scale + 0.05 * variance
 
 
+def compute_L_pooled(rates, target) -> torch.Tensor:
+    """``1 - mean_n corr_t(m_n, d_n)``: one minus the published metric
+    (:func:`pooled_psth_correlations`) as a differentiable loss. ``m``/``d`` are the PSTHs over
+    all trials, conditions pooled, every bin included (the data are 0 after a trial's end)."""
+    model_psth, data_psth = rates.mean(0), target.mean(0)  # (T, N)
+    valid = torch.ones_like(model_psth, dtype=torch.bool)
+    return 1 - masked_correlation(model_psth, data_psth, valid, dim=0).mean()
+
+
 def compute_L_poisson(rates, target, mask, bin_size_ms: float = 25.0) -> torch.Tensor:
     """Poisson negative log-likelihood per recorded bin and neuron of the data's spike counts
     (``target * bin``) given the model's rates (``log k!`` dropped)."""

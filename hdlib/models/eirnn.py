@@ -24,6 +24,7 @@ document's version; ``tau_min`` defaults to ``dt``, so that ``alpha <= 1``) or t
 ``tau_min + (tau_max - tau_min) * sigmoid(raw)`` (``'smooth'``); ``learnable_alpha`` in
 {'none', 'scalar', 'population', 'neuron'} learns ``alpha`` through logits. The first
 ``n_recorded`` units are the recorded neurons; optional hidden units follow.
+``learnable_x0=True`` learns the initial state ``x[-1]`` (shared by all trials; 0 otherwise).
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class EIRNN(nn.Module):
                  alpha_init: float = 0.5, low_rank: int | None = None,
                  bypass_dale: bool = False, spectral_radius: float = 0.9,
                  noise_scale: float = 0.1, noise_alpha: str = "unit", rate_scale: float = 10.0,
-                 rate_baseline: float = 1.0, seed: int = 0):
+                 rate_baseline: float = 1.0, learnable_x0: bool = False, seed: int = 0):
         super().__init__()
         recorded = torch.as_tensor(is_excitatory, dtype=torch.bool).flatten()
         if recorded.numel() == 0:
@@ -93,6 +94,8 @@ class EIRNN(nn.Module):
         self._rate_scale = nn.Parameter(_inverse_softplus(torch.tensor(rate_scale)))
         self._rate_baseline = nn.Parameter(_inverse_softplus(torch.tensor(
             validate.positive_float("rate_baseline", rate_baseline))))
+        if validate.boolean("learnable_x0", learnable_x0):
+            self.x0 = nn.Parameter(torch.zeros(n))
 
     # ------------------------------------------------------------------ parameters
     def _init_time_constants(self, tau_e, tau_i, alpha_init):
@@ -211,10 +214,16 @@ class EIRNN(nn.Module):
     def rates(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.softplus(x) * self.rate_scale + self.rate_baseline
 
-    def forward(self, inputs: torch.Tensor, noise: bool = True,
+    def forward(self, inputs: torch.Tensor, noise: bool | None = None,
                 generator: torch.Generator | None = None, x0: torch.Tensor | None = None):
-        """Rates ``(trials, T, n_total)`` for inputs ``(trials, T, n_inputs)``."""
+        """Rates ``(trials, T, n_total)`` for inputs ``(trials, T, n_inputs)``.
+
+        The noise follows the PyTorch convention: on in ``train()`` mode, off in ``eval()``
+        mode, unless ``noise`` says otherwise (a metric that needs trial-to-trial variability
+        passes ``noise=True`` and its own ``generator``). The initial state is ``x0`` if given,
+        else the learned ``x0`` (``learnable_x0=True``), else 0."""
         validate.tensor("inputs", inputs, ndim=3, size={2: self.W_in.shape[1]})
+        noise = self.training if noise is None else bool(noise)
         K, T, _ = inputs.shape
         alpha = self.alpha
         if alpha.shape != (self.n_total,):
@@ -233,7 +242,9 @@ class EIRNN(nn.Module):
                                          device=inputs.device, dtype=inputs.dtype) * sigma
         w_alpha = w_alpha * scale
         decay = 1 - alpha
-        x = inputs.new_zeros(K, self.n_total) if x0 is None else x0
+        if x0 is None:
+            x0 = self.x0 if hasattr(self, "x0") else inputs.new_zeros(self.n_total)
+        x = x0.expand(K, self.n_total)
         h = nn.functional.softplus(x)
         out = []
         # unbind, not drive[:, t]: each indexed step's gradient would allocate the whole drive
