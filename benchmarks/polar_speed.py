@@ -1,77 +1,151 @@
-"""Speed of the Polar V1 temporal stages: the all-frames-at-once (chunked matrix) form of the
-exponential moving average and of the amplitude relaxation against a Python loop over frames,
-and the cost of making the four temporal constants learnable.
+"""Speed of the temporal summariser (document 004) on feature maps against the document's loop.
 
-Forward + backward at T=240 frames (2 s at 120 Hz), 32 trials, 48 features. Prints ratios.
+The document's model holds features as ``(B, C, T, H, W)`` and summarises them frame by frame,
+``acc = alpha * acc + (1 - alpha) * x[:, :, t]``, once for the fast and once for the slow alpha.
+Written from that description, the reference forms are
+
+- *all frames*: the loop keeps every ``acc`` and stacks them (what a model that reads every
+  frame's summary needs);
+- *last frame*: the loop keeps only the final ``acc`` (the document's summary collapses time).
+
+hdlib's :class:`~hdlib.models.polar.TemporalSummarizer` computes both averages frame by frame in
+place along the native time axis (its backward pass is the adjoint recurrence run backwards in
+time), and :meth:`~hdlib.models.polar.TemporalSummarizer.last_frame` one weighted sum over time.
+It also divides by the start-up weight ``1 - alpha^(t+1)``, which the document's loop does not:
+hdlib does slightly more work.
+
+Settings, at B = 8, T = 240 (2 s at 120 Hz) and C x H x W in {48 x 1 x 1, 64 x 8 x 8,
+64 x 16 x 16}:
+
+- ``all frames, x requires grad``: forward + backward (the summariser inside a trained model);
+- ``all frames, x fixed``: forward, and forward + backward to the alphas only (chapter 05);
+- ``last frame, x fixed``: forward.
+
+The floor of each setting is the memory traffic it cannot avoid, timed on this machine as reads
+of x (a sum) and writes of new tensors of x's size (allocated and filled, the first touch of the
+new pages included, since every form must return new outputs): all-frames forward reads x and
+writes two averages (1 read + 2 writes); its backward reads both output gradients, x and both
+averages (5 reads) and, when x requires a gradient, writes it (1 write). The last frame needs one
+read of x. Results go to
+``benchmarks/results/polar_summarizer.{csv,json}``. Run: ``python -m benchmarks.polar_speed``.
 """
-import time
+from __future__ import annotations
+
+import argparse
 
 import torch
 
-from hdlib import losses
-from hdlib.models import polar, polar_v1
+from benchmarks import common
+from hdlib.models.polar import TemporalSummarizer
 
-TRIALS, T, F = 32, 240, 48
-GENERATOR = torch.Generator().manual_seed(0)
-
-
-def seconds(fn, repeats=20):
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
+SIZES = [(48, 1, 1), (64, 8, 8), (64, 16, 16)]
 
 
-x = torch.rand(TRIALS, T, F, generator=GENERATOR)
-gate = (torch.rand(TRIALS, T, generator=GENERATOR) < 0.1).float()
-summarizer = polar.TemporalSummarizer()
-dynamics = polar.PolarDynamics()
+def document_loop(x: torch.Tensor, alpha: torch.Tensor, keep_frames: bool) -> torch.Tensor:
+    """The document's summariser: ``acc = alpha acc + (1 - alpha) x[:, :, t]`` over frames."""
+    acc = torch.zeros_like(x[:, :, 0])
+    frames = []
+    for t in range(x.shape[2]):
+        acc = alpha * acc + (1 - alpha) * x[:, :, t]
+        if keep_frames:
+            frames.append(acc)
+    return torch.stack(frames, dim=2) if keep_frames else acc
 
 
-def ema_scan():
-    fast, slow = summarizer(x)
-    (fast.sum() + slow.sum()).backward()
+def forms(summarizer: TemporalSummarizer):
+    """``name -> (fast, slow)`` for the document's loop and hdlib, all frames and last frame."""
+    def loop(x, keep):
+        return tuple(document_loop(x, a, keep)
+                     for a in (summarizer.alpha_fast, summarizer.alpha_slow))
+    return {
+        ("all frames", "loop"): lambda x: loop(x, True),
+        ("all frames", "hdlib"): summarizer,
+        ("last frame", "loop"): lambda x: loop(x, False),
+        ("last frame", "hdlib"): summarizer.last_frame,
+    }
 
 
-def ema_reference():
-    fast = polar.ema_loop(x, summarizer.alpha_fast)
-    slow = polar.ema_loop(x, summarizer.alpha_slow)
-    (fast.sum() + slow.sum()).backward()
+def measure(channels: int, height: int, width: int, batch: int, frames: int,
+            repeats: int) -> list[dict]:
+    generator = torch.Generator().manual_seed(0)
+    shape = (batch, channels, frames, height, width)
+    x = torch.rand(shape, generator=generator)
+    grads = torch.rand(shape, generator=generator), torch.rand(shape, generator=generator)
+    summarizer = TemporalSummarizer()
+    run = forms(summarizer)
+    read, write = common.read_seconds(x), common.write_seconds(x)
+    size = f"{channels}x{height}x{width}"
+    rows = []
+
+    def add(setting, name, work, floor):
+        seconds, peak = common.cpu_seconds(work, repeats)
+        rows.append({"benchmark": "004 summariser", "size": size, "elements": x.numel(),
+                     "setting": setting, "form": name, "seconds": seconds,
+                     "peak_mb": peak, "floor_seconds": floor,
+                     "floor_fraction": floor / seconds})
+
+    for name in ("loop", "hdlib"):
+        form = run[("all frames", name)]
+        x_grad = x.clone().requires_grad_()
+
+        def trained(form=form, x_grad=x_grad):
+            torch.autograd.backward(form(x_grad), grads)
+            x_grad.grad = None
+        add("all frames, x requires grad: fwd+bwd", name, trained, 6 * read + 3 * write)
+
+        def forward(form=form):
+            form(x)
+        add("all frames, x fixed: fwd", name, forward, read + 2 * write)
+
+        def alphas_only(form=form):
+            torch.autograd.backward(form(x), grads)
+            summarizer.zero_grad()
+        add("all frames, x fixed: fwd+bwd", name, alphas_only, 6 * read + 2 * write)
+
+        last = run[("last frame", name)]
+        add("last frame, x fixed: fwd", name, lambda last=last: last(x), read)
+    summarizer.zero_grad()
+    return rows
 
 
-def relax_scan():
-    dynamics(x, gate).sum().backward()
+def summarise(rows: list[dict]) -> list[dict]:
+    """One line per size and setting: both times, the ratio, memory and hdlib's floor fraction."""
+    table = []
+    for row in rows:
+        if row["form"] != "hdlib":
+            continue
+        loop = next(r for r in rows if r["form"] == "loop" and r["size"] == row["size"]
+                    and r["setting"] == row["setting"])
+        table.append({"size": row["size"], "setting": row["setting"],
+                      "loop_ms": 1e3 * loop["seconds"], "hdlib_ms": 1e3 * row["seconds"],
+                      "speedup": loop["seconds"] / row["seconds"],
+                      "loop_mb": loop["peak_mb"], "hdlib_mb": row["peak_mb"],
+                      "floor_ms": 1e3 * row["floor_seconds"],
+                      "floor_fraction": row["floor_fraction"]})
+    return table
 
 
-def relax_reference():
-    lam = (1 - gate) * dynamics.lambda_fix + gate * dynamics.lambda_sac
-    decay = torch.exp(-lam * dynamics.dt)[..., None]
-    state, out = x[:, 0], []
-    for t in range(T):
-        state = x[:, t] + (state - x[:, t]) * decay[:, t]
-        out.append(state)
-    torch.stack(out, 1).sum().backward()
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=240)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    common.single_thread()
+    rows = []
+    for channels, height, width in SIZES:
+        rows += measure(channels, height, width, args.batch, args.frames, args.repeats)
+    print(f"004 temporal summariser, B = {args.batch}, T = {args.frames}, "
+          f"{torch.get_num_threads()} thread, CPU ms (best of {args.repeats})")
+    common.print_table(summarise(rows), [
+        ("size", "C x H x W", ""), ("setting", "setting", ""), ("loop_ms", "loop ms", ".1f"),
+        ("hdlib_ms", "hdlib ms", ".1f"), ("speedup", "speed-up", ".1f"),
+        ("loop_mb", "loop MB", ".0f"), ("hdlib_mb", "hdlib MB", ".0f"),
+        ("floor_ms", "floor ms", ".1f"), ("floor_fraction", "of floor", ".2f")])
+    if not args.no_save:
+        print("saved", common.save("polar_summarizer", rows, {}))
 
 
-counts = torch.poisson(torch.rand(TRIALS, T, 32, generator=GENERATOR), generator=GENERATOR)
-
-
-def step(model):
-    def run():
-        losses.poisson_nll(model(x, gate) * model.dt, counts).backward()
-    return run
-
-
-learnable = polar_v1.PolarV1(F, 32)
-frozen = polar_v1.PolarV1(F, 32, learnable_alphas=False, learnable_lambdas=False)
-
-print(f"threads: {torch.get_num_threads()}, trials {TRIALS}, T {T}, features {F}")
-for name, fast, slow in [("EMA (fast + slow)", ema_scan, ema_reference),
-                         ("amplitude relaxation", relax_scan, relax_reference)]:
-    a, b = seconds(fast), seconds(slow)
-    print(f"{name:22s} matrix form {a * 1e3:7.2f} ms, frame loop {b * 1e3:7.2f} ms, "
-          f"speed-up {b / a:5.1f}x")
-a, b = seconds(step(frozen)), seconds(step(learnable))
-print(f"model step, constants frozen {a * 1e3:.2f} ms, learnable {b * 1e3:.2f} ms: "
-      f"learning them costs {100 * (b / a - 1):+.1f}%")
+if __name__ == "__main__":
+    main()

@@ -158,6 +158,98 @@ class PolarDynamics(nn.Module):
         return torch.angle(phasor[..., 0]).transpose(-1, -2)
 
 
+class _ExponentialAverages(torch.autograd.Function):
+    """``y_k[t] = a_k[t] y_k[t-1] + (1 - a_k[t]) x[t]`` (``y_k[-1] = 0``) along axis ``dim`` of
+    ``x``, for the ``K`` rows of ``coefficients (K, T)``, computed frame by frame in place on
+    views of ``x``'s own layout (no transposes). The backward pass is the adjoint recurrence, an
+    exponential average run backwards in time,
+
+        lam_k[t] = g_k[t] + a_k[t+1] lam_k[t+1],
+        dL/dx[t] = sum_k (1 - a_k[t]) lam_k[t],
+        dL/da_k[t] = <lam_k[t], y_k[t-1] - x[t]>,
+
+    kept in two frame-sized buffers per average, so it allocates nothing sequence-sized beyond
+    the input's gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, coefficients, dim):
+        outputs = tuple(torch.empty_like(x, memory_format=torch.contiguous_format)
+                        for _ in range(coefficients.shape[0]))
+        ctx.set_materialize_grads(False)
+        ctx.dim = dim
+        ctx.save_for_backward(x, coefficients, *outputs)
+        if x.is_meta:  # shapes only: there are no values to run the recurrence on
+            return outputs
+        frames = x.unbind(dim)
+        decays = coefficients.tolist()
+        states = [y.unbind(dim) for y in outputs]
+        for a, y in zip(decays, states):
+            torch.mul(frames[0], 1.0 - a[0], out=y[0])
+        for t in range(1, len(frames)):
+            for a, y in zip(decays, states):  # frame t is read from memory once for all K
+                # lerp(s, x, w) = s + w (x - s) = a s + (1 - a) x with w = 1 - a
+                torch.lerp(y[t - 1], frames[t], 1.0 - a[t], out=y[t])
+        return outputs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        x, coefficients, *outputs = ctx.saved_tensors
+        need_x, need_a = ctx.needs_input_grad[:2]
+        dim = ctx.dim
+        frames = x.unbind(dim)
+        T = len(frames)
+        grad_x = torch.empty_like(x) if need_x else None
+        grad_a = x.new_zeros(coefficients.shape) if need_a else None
+        used = [k for k, g in enumerate(grads) if g is not None]
+        if not used:
+            return None if grad_x is None else grad_x.zero_(), grad_a, None
+        decays = coefficients.tolist()
+        states = {k: outputs[k].unbind(dim) for k in used}
+        g_frames = {k: grads[k].unbind(dim) for k in used}
+        adjoint = {k: g_frames[k][T - 1].clone(memory_format=torch.contiguous_format)
+                   for k in used}
+        grad_x_frames = grad_x.unbind(dim) if need_x else None
+        difference = torch.empty_like(frames[0], memory_format=torch.contiguous_format)
+        for t in range(T - 1, -1, -1):
+            for i, k in enumerate(used):
+                a, lam = decays[k], adjoint[k]
+                if t < T - 1:
+                    torch.add(g_frames[k][t], lam, alpha=a[t + 1], out=lam)
+                if need_a:
+                    if t > 0:
+                        torch.sub(states[k][t - 1], frames[t], out=difference)
+                    else:
+                        torch.neg(frames[0], out=difference)
+                    torch.dot(lam.view(-1), difference.view(-1), out=grad_a[k, t])
+                if need_x:
+                    if i == 0:
+                        torch.mul(lam, 1.0 - a[t], out=grad_x_frames[t])
+                    else:
+                        grad_x_frames[t].add_(lam, alpha=1.0 - a[t])
+        return grad_x, None if grad_a is None else grad_a.to(coefficients.dtype), None
+
+
+def _time_axis(x: torch.Tensor) -> int:
+    """Time is axis 2 of a feature map ``(B, C, T, H, W)`` and axis -2 of ``(..., T, F)``."""
+    validate.tensor("x", x, ndim=(2, 3, 5))
+    return 2 if x.dim() == 5 else x.dim() - 2
+
+
+def _bias_corrected_decays(logit: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """``a[t] = alpha (1 - alpha^t) / (1 - alpha^(t+1))`` (float64, shape ``(T,)``).
+
+    With ``w[t] = 1 - alpha^(t+1)``, the corrected average ``y[t] = acc[t] / w[t]`` of
+    ``acc[t] = alpha acc[t-1] + (1 - alpha) x[t]`` obeys ``y[t] = a[t] y[t-1] + (1 - a[t]) x[t]``
+    (``w[t] = alpha w[t-1] + 1 - alpha``), one recurrence with ``a[0] = 0``.
+    """
+    log_alpha = torch.nn.functional.logsigmoid(logit.double())
+    steps = torch.arange(n_frames + 1, dtype=torch.float64, device=logit.device)
+    kept = -torch.expm1(log_alpha * steps)
+    return log_alpha.exp() * kept[:-1] / kept[1:]
+
+
 class TemporalSummarizer(nn.Module):
     """Fast and slow exponential moving averages, ``acc[t] = alpha acc[t-1] + (1 - alpha) x[t]``.
 
@@ -165,6 +257,11 @@ class TemporalSummarizer(nn.Module):
     constants are ``1 / (1 - alpha)`` frames. An average that starts at zero underestimates its
     input for the first few time constants; it is divided by ``1 - alpha^(t+1)``, the weight its
     first ``t + 1`` frames carry, so that a constant input is summarised as itself from frame 0.
+
+    Inputs are ``(..., T, F)`` or feature maps ``(B, C, T, H, W)`` with time on its own axis.
+    :meth:`forward` returns every frame of both averages (one pass over the input, frame by
+    frame along the native time axis, with the adjoint recurrence as its backward pass);
+    :meth:`last_frame` returns only the last frame of each, one weighted sum over time.
     """
 
     def __init__(self, alpha_fast: float = 0.74, alpha_slow: float = 0.95,
@@ -188,12 +285,11 @@ class TemporalSummarizer(nn.Module):
 
     @staticmethod
     def ema(x: torch.Tensor, logit: torch.Tensor) -> torch.Tensor:
-        """Bias-corrected EMA of ``x (..., T, F)`` along time, all frames at once."""
-        T = x.shape[-2]
-        log_alpha = torch.nn.functional.logsigmoid(logit).expand(T)
-        acc = linear_recurrence(log_alpha, (1 - torch.sigmoid(logit)) * x)
-        weight = -torch.expm1(torch.cumsum(log_alpha, 0))  # 1 - alpha^(t+1)
-        return acc / weight[:, None]
+        """Bias-corrected EMA of ``x`` (``(..., T, F)`` or ``(B, C, T, H, W)``) along time, all
+        frames at once."""
+        dim = _time_axis(x)
+        decays = _bias_corrected_decays(logit, x.shape[dim])
+        return _ExponentialAverages.apply(x, decays[None], dim)[0]
 
     @torch.no_grad()
     def kernels(self, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,9 +300,36 @@ class TemporalSummarizer(nn.Module):
         return tuple((1 - a) * a ** lag for a in (self.alpha_fast, self.alpha_slow))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(fast, slow)`` summaries of ``x (..., T, F)``."""
-        validate.tensor("x", x, ndim=(2, 3))
-        return self.ema(x, self.alpha_fast_logit), self.ema(x, self.alpha_slow_logit)
+        """``(fast, slow)`` summaries of every frame of ``x`` (``(..., T, F)`` or
+        ``(B, C, T, H, W)``), each of ``x``'s shape."""
+        dim = _time_axis(x)
+        T = x.shape[dim]
+        decays = torch.stack([_bias_corrected_decays(self.alpha_fast_logit, T),
+                              _bias_corrected_decays(self.alpha_slow_logit, T)])
+        fast, slow = _ExponentialAverages.apply(x, decays, dim)
+        return fast, slow
+
+    def last_frame(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(fast, slow)`` at the last frame only, ``x``'s shape without the time axis.
+
+        ``y[T-1] = sum_t (1 - alpha) alpha^(T-1-t) x[t] / (1 - alpha^T)``: one weighted sum
+        over time (a batched matrix product against the two weight rows), a single read of the
+        input in its own layout.
+        """
+        dim = _time_axis(x)
+        T = x.shape[dim]
+        lag = torch.arange(T - 1, -1, -1, dtype=torch.float64, device=x.device)
+        rows = []
+        for logit in (self.alpha_fast_logit, self.alpha_slow_logit):
+            log_alpha = torch.nn.functional.logsigmoid(logit.double())
+            rows.append(torch.sigmoid(-logit.double()) * torch.exp(log_alpha * lag)
+                        / -torch.expm1(log_alpha * T))
+        weights = torch.stack(rows).to(x.dtype)  # (2, T)
+        lead, trail = x.shape[:dim], x.shape[dim + 1:]
+        columns = x.reshape(math.prod(lead), T, math.prod(trail))
+        summary = torch.matmul(weights, columns)  # (lead, 2, trail)
+        fast, slow = summary.unbind(1)
+        return fast.reshape(*lead, *trail), slow.reshape(*lead, *trail)
 
 
 def time_constants(lambda_fix: float, lambda_sac: float, alpha_fast: float,

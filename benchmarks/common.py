@@ -1,0 +1,137 @@
+"""Shared pieces of the benchmarks: CPU timing, peak memory, this machine's floors, saved tables.
+
+Times are CPU seconds of the process (``time.process_time``), best of a few repeats, measured
+with one thread: on a machine shared with other jobs, wall-clock time mostly measures how long
+the process waited for a core, CPU time what the work cost.
+
+Peak memory is the growth of the process's resident set during a form's first call (Linux: the
+high-water mark ``VmHWM`` is reset through ``/proc/self/clear_refs`` before it); memory the
+allocator kept from earlier calls can hide part of it, so it is a lower bound. Elsewhere NaN.
+
+Floors, measured on this machine: ``read_seconds`` (one read of a tensor: its sum),
+``write_seconds`` (one write of a new tensor) and ``matmul_flops_per_second`` (a dense float32
+matrix product).
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def single_thread() -> None:
+    """Measure with one thread."""
+    torch.set_num_threads(1)
+
+
+def cpu_seconds(fn, repeats: int = 3, slow: float = 0.5) -> tuple[float, float]:
+    """``(seconds, peak MB)`` of ``fn``: its best CPU time over ``repeats`` calls after a first
+    call that measures its peak memory (:func:`peak_megabytes`); when that first call takes
+    more than ``slow`` seconds, it is the only one."""
+    start = time.process_time()
+    peak = peak_megabytes(fn)
+    best = time.process_time() - start
+    if best > slow:
+        return best, peak
+    best = math.inf
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best, peak
+
+
+def _resident_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise OSError(field)
+
+
+def peak_megabytes(fn) -> float:
+    """Growth of the resident set (MB) while ``fn()`` runs; NaN where Linux's counters are
+    missing."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+        before = _resident_kib("VmRSS:")
+        fn()
+        return (_resident_kib("VmHWM:") - before) / 1024
+    except OSError:
+        fn()
+        return math.nan
+
+
+def write_seconds(like: torch.Tensor, repeats: int = 5) -> float:
+    """One write of a new tensor of ``like``'s size and dtype (allocated, then filled): what
+    any form pays for each output it returns, the operating system's first touch of the new
+    pages included."""
+    return cpu_seconds(lambda: torch.ones_like(like), repeats)[0]
+
+
+def read_seconds(like: torch.Tensor, repeats: int = 5) -> float:
+    """One read of a tensor of ``like``'s size (its sum)."""
+    source = torch.rand_like(like)
+    return cpu_seconds(lambda: source.sum(), repeats)[0]
+
+
+def matmul_flops_per_second(size: int = 1024, repeats: int = 5) -> float:
+    """Float32 FLOP/s of a ``size x size`` by ``size x size`` product (``2 size^3`` FLOPs)."""
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    out = torch.empty(size, size)
+    return 2 * size ** 3 / cpu_seconds(lambda: torch.mm(a, b, out=out), repeats)[0]
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            names = [line.split(":", 1)[1].strip() for line in info
+                     if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    try:
+        memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (ValueError, OSError):
+        memory_gb = math.nan
+    return {"cpu": cpu, "logical_cores": os.cpu_count(), "threads": torch.get_num_threads(),
+            "memory_gb": round(memory_gb, 1), "torch": torch.__version__,
+            "python": platform.python_version(), "system": platform.platform(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "timing": "CPU seconds (time.process_time), best of the repeats, one thread"}
+
+
+def save(name: str, rows: list[dict], floors: dict) -> Path:
+    """Write ``results/<name>.csv`` (one row per measurement) and ``results/<name>.json`` (the
+    rows, this machine and its floors)."""
+    RESULTS.mkdir(exist_ok=True)
+    csv_path = RESULTS / f"{name}.csv"
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    payload = {"machine": machine(), "floors": floors, "rows": rows}
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
+    return csv_path
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """Print ``rows`` with ``columns`` given as (key, header, format)."""
+    cells = [[format(row[key], fmt) for key, _, fmt in columns] for row in rows]
+    widths = [max([len(header)] + [len(line[i]) for line in cells])
+              for i, (_, header, _) in enumerate(columns)]
+    print("  ".join(f"{header:>{w}}" for (_, header, _), w in zip(columns, widths)))
+    for line in cells:
+        print("  ".join(f"{cell:>{w}}" for cell, w in zip(line, widths)))

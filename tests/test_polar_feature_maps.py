@@ -1,0 +1,131 @@
+"""hdlib.models.polar on feature maps: the summariser's frame-by-frame form and its adjoint.
+
+Every check compares against the document's frame loop written out here,
+``acc = alpha acc + (1 - alpha) x[:, :, t]``, divided by the start-up weight
+``1 - alpha^(t+1)`` as :class:`~hdlib.models.polar.TemporalSummarizer` documents.
+"""
+
+import pytest
+import torch
+
+from hdlib.models import polar
+
+F64 = torch.float64
+
+
+def frame_loop(x, alpha):
+    """Corrected averages of every frame of ``x (B, C, T, H, W)``, one frame at a time."""
+    acc, out = torch.zeros_like(x[:, :, 0]), []
+    for t in range(x.shape[2]):
+        acc = alpha * acc + (1 - alpha) * x[:, :, t]
+        out.append(acc / (1 - alpha ** (t + 1)))
+    return torch.stack(out, dim=2)
+
+
+def summarizer64(alpha_fast, alpha_slow):
+    return polar.TemporalSummarizer(alpha_fast, alpha_slow).to(F64)
+
+
+def relative_gap(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
+
+
+CASES = [((2, 3, 40, 4, 5), 0.74, 0.95, 0), ((1, 2, 1, 3, 3), 0.5, 0.9, 1),
+         ((3, 1, 97, 2, 1), 0.1, 0.99, 2)]
+
+
+@pytest.mark.parametrize("shape, fast, slow, seed", CASES)
+def test_all_frames_match_the_document_loop_on_feature_maps(shape, fast, slow, seed):
+    x = torch.randn(shape, dtype=F64, generator=torch.Generator().manual_seed(seed))
+    summarizer = summarizer64(fast, slow)
+    got_fast, got_slow = summarizer(x)
+    assert got_fast.shape == shape and got_slow.shape == shape
+    assert relative_gap(got_fast, frame_loop(x, summarizer.alpha_fast)) < 1e-10
+    assert relative_gap(got_slow, frame_loop(x, summarizer.alpha_slow)) < 1e-10
+
+
+@pytest.mark.parametrize("shape, fast, slow, seed", CASES)
+def test_gradients_match_the_document_loop(shape, fast, slow, seed):
+    g = torch.Generator().manual_seed(10 + seed)
+    x = torch.randn(shape, dtype=F64, generator=g, requires_grad=True)
+    weights = torch.randn(shape, dtype=F64, generator=g), torch.randn(shape, dtype=F64,
+                                                                      generator=g)
+    summarizer = summarizer64(fast, slow)
+    leaves = [x, summarizer.alpha_fast_logit, summarizer.alpha_slow_logit]
+
+    def loss(pair):
+        return sum((out * w).sum() for out, w in zip(pair, weights))
+
+    got = torch.autograd.grad(loss(summarizer(x)), leaves)
+    expected = torch.autograd.grad(loss((frame_loop(x, summarizer.alpha_fast),
+                                         frame_loop(x, summarizer.alpha_slow))), leaves)
+    for a, b in zip(got, expected):
+        assert relative_gap(a, b) < 1e-10
+
+
+def test_an_unused_average_contributes_no_gradient():
+    x = torch.randn(2, 3, 30, 2, 2, dtype=F64, generator=torch.Generator().manual_seed(4),
+                    requires_grad=True)
+    summarizer = summarizer64(0.74, 0.95)
+    fast, _ = summarizer(x)
+    fast.sum().backward()
+    expected = torch.autograd.grad(frame_loop(x, summarizer.alpha_fast).sum(), x)[0]
+    assert relative_gap(x.grad, expected) < 1e-10
+    assert summarizer.alpha_slow_logit.grad is None or summarizer.alpha_slow_logit.grad == 0
+
+
+def test_two_frames_by_hand():
+    # y[0] = x[0]; y[1] = (a (1 - a) x[0] + (1 - a) x[1]) / (1 - a^2) = (a x[0] + x[1]) / (1 + a)
+    x = torch.tensor([[[[[2.0]], [[5.0]]]]], dtype=F64)  # (1, 1, 2, 1, 1)
+    summarizer = summarizer64(0.5, 0.75)
+    for got, alpha in zip(summarizer(x), (summarizer.alpha_fast, summarizer.alpha_slow)):
+        a = alpha.item()  # the float32 logit's alpha, close to but not exactly 0.5 and 0.75
+        assert got.flatten().tolist() == pytest.approx([2.0, (a * 2 + 5) / (1 + a)], rel=1e-12)
+
+
+def test_the_adjoint_passes_gradcheck():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 6, 2, 2, dtype=F64, generator=g, requires_grad=True)
+    decays = torch.rand(2, 6, dtype=F64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, a: polar._ExponentialAverages.apply(x, a, 2), (x, decays))
+    features = torch.randn(3, 7, 4, dtype=F64, generator=g, requires_grad=True)
+    summarizer = summarizer64(0.6, 0.9)
+    assert torch.autograd.gradcheck(
+        lambda x, lf, ls: summarizer(x), (features, summarizer.alpha_fast_logit,
+                                          summarizer.alpha_slow_logit))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 50, 4, 5), (4, 60, 6), (60, 3)])
+def test_last_frame_is_the_last_of_all_frames(shape):
+    x = torch.randn(shape, dtype=F64, generator=torch.Generator().manual_seed(6))
+    summarizer = summarizer64(0.74, 0.95)
+    time_axis = 2 if x.dim() == 5 else x.dim() - 2
+    for last, every in zip(summarizer.last_frame(x), summarizer(x)):
+        assert relative_gap(last, every.select(time_axis, -1)) < 1e-10
+
+
+def test_last_frame_is_the_document_summary_rescaled():
+    # The document keeps the final acc of its loop; hdlib divides it by 1 - alpha^T.
+    x = torch.randn(2, 4, 120, 3, 3, dtype=F64, generator=torch.Generator().manual_seed(7))
+    summarizer = summarizer64(0.74, 0.95)
+    for last, alpha in zip(summarizer.last_frame(x), (summarizer.alpha_fast,
+                                                      summarizer.alpha_slow)):
+        acc = torch.zeros_like(x[:, :, 0])
+        for t in range(120):
+            acc = alpha * acc + (1 - alpha) * x[:, :, t]
+        assert relative_gap(last, acc / (1 - alpha ** 120)) < 1e-10
+
+
+def test_last_frame_gradients_reach_the_alphas():
+    x = torch.randn(3, 5, 4, dtype=F64, generator=torch.Generator().manual_seed(8),
+                    requires_grad=True)
+    summarizer = summarizer64(0.6, 0.9)
+    assert torch.autograd.gradcheck(
+        lambda x, lf, ls: summarizer.last_frame(x), (x, summarizer.alpha_fast_logit,
+                                                     summarizer.alpha_slow_logit))
+
+
+def test_a_four_dimensional_input_is_refused():
+    with pytest.raises(ValueError, match="x"):
+        polar.TemporalSummarizer()(torch.rand(2, 3, 4, 5))
