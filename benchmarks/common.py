@@ -5,8 +5,9 @@ with one thread: on a machine shared with other jobs, wall-clock time mostly mea
 the process waited for a core, CPU time what the work cost.
 
 Peak memory is the growth of the process's resident set during a form's first call (Linux: the
-high-water mark ``VmHWM`` is reset through ``/proc/self/clear_refs`` before it); memory the
-allocator kept from earlier calls can hide part of it, so it is a lower bound. Elsewhere NaN.
+high-water mark ``VmHWM`` is reset through ``/proc/self/clear_refs`` before it, after glibc's
+``malloc_trim`` has handed freed pages back, so that memory kept from earlier calls does not hide
+the growth). Elsewhere it is NaN.
 
 Floors, measured on this machine: ``read_seconds`` (one read of a tensor: its sum),
 ``write_seconds`` (one write of a new tensor) and ``matmul_flops_per_second`` (a dense float32
@@ -15,6 +16,7 @@ matrix product).
 from __future__ import annotations
 
 import csv
+import ctypes
 import datetime
 import json
 import math
@@ -26,6 +28,10 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).parent / "results"
+try:
+    _LIBC = ctypes.CDLL("libc.so.6")
+except OSError:
+    _LIBC = None
 
 
 def single_thread() -> None:
@@ -62,6 +68,8 @@ def peak_megabytes(fn) -> float:
     """Growth of the resident set (MB) while ``fn()`` runs; NaN where Linux's counters are
     missing."""
     try:
+        if _LIBC is not None:  # hand freed heap pages back, so that reusing them counts
+            _LIBC.malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as clear:
             clear.write("5")
         before = _resident_kib("VmRSS:")

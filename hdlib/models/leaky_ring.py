@@ -15,7 +15,13 @@ angular velocity ``av_t`` (radians per step, positive = counter-clockwise = left
 
 Each step is one matrix product of the batch against the stacked weights
 ``[J0/N + J1 W0; WL; WR]`` (shape ``3N x N``) followed by a per-sample mix with ``(1, L_t, R_t)``:
-no per-sample ``N x N`` matrix is ever formed.
+no per-sample ``N x N`` matrix is ever formed. The whole sequence is one autograd node
+(:class:`_RingRecurrence`) whose backward pass is written out (backpropagation through time):
+with ``u_t`` the drive, ``g_t`` the gradient reaching ``r_t`` and ``e_t = alpha F'(u_t) g_t``,
+the gradient reaching ``r_{t-1}`` is ``(1 - alpha) g_t + [e_t, L_t e_t, R_t e_t] W_stack`` (plus
+the loss's own gradient at ``t - 1``) and the stacked weights' gradient is
+``sum_t [e_t, L_t e_t, R_t e_t]^T r_{t-1}``: each backward step is one matrix product, and the
+weight gradient of all steps a single large one.
 """
 from __future__ import annotations
 
@@ -32,6 +38,66 @@ from ..circular import angle_grid, population_vector, von_mises_bump, wrap
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "gelu": F.gelu}
 INITS = ("random", "perfect", "debug_perfect")
 CALIBRATION_RANGE = 0.5  # rad/step covered when the ideal gain networks are fitted
+
+
+class _RingRecurrence(torch.autograd.Function):
+    """All states ``r_t`` (``(B, T, N)``) of ``r_t = r_{t-1} + alpha (F(u_t) - r_{t-1})``,
+    ``u_t = M r_{t-1} + L_t WL r_{t-1} + R_t WR r_{t-1}`` for the stacked weights
+    ``[M; WL; WR]`` ``(3N, N)`` and turn signals ``left``/``right`` ``(B, T)``; see the module
+    docstring for the backward pass."""
+
+    @staticmethod
+    def forward(ctx, initial, left, right, weights, alpha, activation):
+        batch, steps = left.shape
+        n = initial.shape[1]
+        act, tanh = ACTIVATIONS[activation], activation == "tanh"
+        states = initial.new_empty(batch, steps, n)
+        drives = initial.new_empty(steps, batch, 3, n)  # (M r, WL r, WR r) of each step
+        pre = initial.new_empty(steps, batch, n)  # u_t
+        rates = initial.new_empty(steps, batch, n)  # F(u_t)
+        left_t, right_t = left.t().unsqueeze(-1), right.t().unsqueeze(-1)  # (T, B, 1)
+        transposed = weights.t()
+        r = initial
+        for t in range(steps):
+            d = drives[t]
+            torch.mm(r, transposed, out=d.view(batch, 3 * n))
+            u = pre[t]
+            torch.addcmul(d[:, 0], d[:, 1], left_t[t], out=u)
+            u.addcmul_(d[:, 2], right_t[t])
+            rate = torch.tanh(u, out=rates[t]) if tanh else rates[t].copy_(act(u))
+            r = torch.lerp(r, rate, alpha, out=states[:, t])
+        ctx.alpha, ctx.activation = alpha, activation
+        ctx.save_for_backward(initial, left_t, right_t, weights, states, drives, pre, rates)
+        return states
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_states):
+        initial, left_t, right_t, weights, states, drives, pre, rates = ctx.saved_tensors
+        alpha = ctx.alpha
+        steps, batch, n = pre.shape
+        if ctx.activation == "tanh":  # alpha F'(u) for all steps at once: alpha (1 - F(u)^2)
+            slope = torch.addcmul(torch.full_like(rates, alpha), rates, rates, value=-alpha)
+        else:
+            with torch.enable_grad():
+                u = pre.detach().requires_grad_()
+                slope = torch.autograd.grad(ACTIVATIONS[ctx.activation](u), u,
+                                            torch.full_like(u, alpha))[0]
+        mixed = pre.new_empty(steps, batch, 3, n)  # (e_t, L_t e_t, R_t e_t)
+        g = initial.new_zeros(batch, n)
+        for t in range(steps - 1, -1, -1):
+            if grad_states is not None:
+                g = g + grad_states[:, t]
+            e = mixed[t]
+            torch.mul(g, slope[t], out=e[:, 0])
+            torch.mul(e[:, 0], left_t[t], out=e[:, 1])
+            torch.mul(e[:, 0], right_t[t], out=e[:, 2])
+            g = torch.addmm(g, e.view(batch, 3 * n), weights, beta=1 - alpha)
+        previous = torch.cat([initial[None], states.transpose(0, 1)[:-1]], dim=0)
+        grad_weights = mixed.view(steps * batch, 3 * n).t() @ previous.reshape(steps * batch, n)
+        # dL/dL_t = <e_t, WL r_{t-1}>, dL/dR_t = <e_t, WR r_{t-1}>
+        turns = (mixed[:, :, :1] * drives[:, :, 1:]).sum(-1)  # (T, B, 2)
+        return g, turns[..., 0].t(), turns[..., 1].t(), grad_weights, None, None
 
 
 class GainNetwork(nn.Module):
@@ -203,10 +269,5 @@ class LeakyRingAttractor(nn.Module):
         else:
             r = validate.tensor("initial_state", initial_state, ndim=2,
                                 size={0: batch, 1: self.num_neurons})
-        coeff = self.turn_signals(av)
-        weights = self.stacked_weights()
-        states = []
-        for coeff_t in coeff.unbind(1):  # not coeff[:, t], whose gradient is sequence-sized
-            r = self._step(r, weights, coeff_t)
-            states.append(r)
-        return torch.stack(states, dim=1)
+        return _RingRecurrence.apply(r, self.gain_left(av), self.gain_right(av),
+                                     self.stacked_weights(), self.alpha, self.activation)
