@@ -70,10 +70,8 @@ def main(argv=None) -> None:
           f"{session.n_neurons} units; CPU seconds per training step, one thread, best of "
           f"{args.repeats}")
     for label, batch in sizes.items():
-        batched = cpu_seconds(lambda: training_step(model, batch, cfg, session.bin_size_ms,
-                                                    False), args.repeats)
-        looped = cpu_seconds(lambda: training_step(model, batch, cfg, session.bin_size_ms,
-                                                   True), args.repeats)
+        batched, looped = (cpu_seconds(lambda b=batch, loop=loop: training_step(
+            model, b, cfg, session.bin_size_ms, loop), args.repeats) for loop in (False, True))
         print(f"{label} ({batch['inputs'].shape[0]} trials): batched {batched:.3f} s/step, "
               f"per-trial loop {looped:.3f} s/step, ratio {looped / batched:.1f}x")
     steps = cfg.steps

@@ -187,3 +187,56 @@ def test_validation_psths_match_the_loss_module(session):
     torch.testing.assert_close(psths["model"], expected)
     assert torch.equal(psths["counts"], counts)
     assert psths["data"].shape == expected.shape
+
+
+def test_holm_adjusts_by_rank():
+    # sorted p: 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> running max 0.06
+    adjusted = sc_analysis.holm([0.01, 0.04, 0.03, float("nan")])
+    np.testing.assert_allclose(adjusted[:3], [0.03, 0.06, 0.06])
+    assert np.isnan(adjusted[3])
+    assert sc_analysis.holm([0.6, 0.7]).tolist() == [1.0, 1.0]
+
+
+def test_paired_table_pairs_by_seed_and_corrects():
+    base = [0.5, 0.6, 0.7]
+    rows = {f"baseline_seed{s}": {"psth_corr_pooled": v, "seed": s} for s, v in enumerate(base)}
+    # seeds listed out of order: pairing must follow the seed, not the row order
+    for s, d in ((2, 0.3), (0, 0.1), (1, 0.2)):
+        rows[f"better_seed{s}"] = {"psth_corr_pooled": base[s] + d, "seed": s}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    out = sc_analysis.paired_table(table, metrics=("psth_corr_pooled",))
+    row = out.loc["better"]
+    assert row["change"] == pytest.approx(0.2)
+    # paired t = 0.2 / (0.1 / sqrt 3) = 2 sqrt 3 with 2 degrees of freedom, whose two-sided
+    # p-value is 1 - t / sqrt(2 + t^2) = 1 - sqrt(12 / 14)
+    assert row["p"] == pytest.approx(1 - (12 / 14) ** 0.5, rel=1e-6)
+    assert row["Holm p"] == pytest.approx(row["p"])  # one comparison
+    assert not row["survives Holm"] and out.loc["better", "n"] == 3
+    assert sc_analysis.paired_changes(table, "better") == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_unit_ceiling_is_one_for_noise_free_units_and_low_for_noise():
+    g = torch.Generator().manual_seed(0)
+    K, T = 40, 30
+    condition = torch.arange(K) % 2
+    signal = torch.sin(torch.linspace(0, 6, T))[None, :, None] * (condition[:, None, None] + 1)
+    noise = torch.randn(K, T, 1, generator=g) * 5
+    target = torch.cat([signal + 3, noise + 3], dim=2)
+    mask = torch.ones(K, T, dtype=torch.bool)
+    ceilings = sc_analysis.unit_ceilings(target, mask, condition, n_splits=5)
+    assert ceilings[0].item() == pytest.approx(1.0, abs=1e-5)
+    assert ceilings[1].item() < 0.6
+
+
+def test_a_predictor_that_knows_only_trial_ends_scores_high_on_the_pooled_metric():
+    from hdlib.datasets.sessions import load_session
+    from tests.conftest import ROOT
+
+    session = load_session(ROOT / "data/sc/rnn_export_Newton_08_14_2025_SC.mat")
+    scores = sc_analysis.reference_scores(session)
+    assert list(scores.columns) == ["psth_corr_pooled", "psth_corr"]
+    on = scores.loc["recording on x mean rate"]
+    # constant within each recorded trial: no per-condition shape at all
+    assert abs(on["psth_corr"]) < 0.01
+    # on the recording it passes the published 0.3608 (measured 0.876 at split seed 0)
+    assert on["psth_corr_pooled"] == pytest.approx(0.876, abs=0.005)

@@ -419,3 +419,250 @@ def phase2_claims(results: pd.DataFrame, summary: dict, recovery: pd.DataFrame |
          f"smallest fraction of units in range over all runs: {summary['in_range']:.0%}",
          summary["in_range"] >= 0.9),
     ]
+
+
+# ---------------------------------------------------------------------------- the recorded session
+#: The published figure for the shipped session (``data/README.md``): the recording lab's own
+#: model and metric, the best of 827 epochs chosen on the validation split, 17 minutes.
+PUBLISHED = {"psth_corr_pooled": 0.3608, "psth_corr_pooled_e": 0.3518,
+             "psth_corr_pooled_i": 0.3735, "epochs": 827, "minutes": 17}
+
+
+def condition_counts(session: sessions.Session) -> pd.DataFrame:
+    """Trials per condition (target identity x location) in the training and validation
+    splits, and the median recorded length of the condition's trials (ms)."""
+    rows = []
+    names = {1: "face", 2: "non-face", 3: "bullseye"}
+    for c in torch.unique(session.condition).tolist():
+        trials = session.condition == c
+        in_val = torch.isin(torch.nonzero(trials).flatten(), session.val_idx)
+        rows.append({"condition": f"{names.get(c // 4 + 1, c // 4 + 1)}, location {c % 4 + 1}",
+                     "training trials": int((~in_val).sum()), "validation trials":
+                     int(in_val.sum()), "median length (ms)": float(
+                         session.mask[trials].sum(1).float().median() * session.bin_size_ms)})
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def unit_ceilings(target, mask, condition, n_splits: int = 20, seed: int = 0) -> torch.Tensor:
+    """Per-unit split-half ceiling of the book's per-condition metric, ``(N,)``: the PSTH
+    correlation between random halves of each condition's trials, averaged over conditions and
+    ``n_splits`` splits (``r``), corrected to the full trial count, ``sqrt(2r / (1 + r))``
+    (0 where ``r <= 0``); :func:`hdlib.losses.split_half_ceiling` per unit."""
+    rng = np.random.default_rng(seed)
+    cond = condition.numpy()
+    labels = torch.unique(condition)
+    total = torch.zeros(target.shape[-1], dtype=torch.float64)
+    for _ in range(n_splits):
+        half = np.zeros(len(cond), dtype=bool)
+        for c in np.unique(cond):
+            trials = rng.permutation(np.flatnonzero(cond == c))
+            half[trials[: len(trials) // 2]] = True
+        half = torch.as_tensor(half)
+        a, counts_a, _ = fl.psth(target[half], mask[half], condition[half], labels)
+        b, counts_b, _ = fl.psth(target[~half], mask[~half], condition[~half], labels)
+        valid = ((counts_a >= 1) & (counts_b >= 1))[..., None].expand_as(a)
+        corr = fl.masked_correlation(a, b, valid)  # (C, N)
+        used = valid.any(1)
+        total += ((corr * used).sum(0) / used.sum(0).clamp(min=1)).double()
+    r = (total / n_splits).clamp(min=0)
+    return (2 * r / (1 + r)).sqrt().float()
+
+
+@torch.no_grad()
+def reference_scores(session: sessions.Session) -> pd.DataFrame:
+    """Both metrics on the validation trials for predictors that involve no network:
+    ``recording on x mean rate`` (each unit's mean training rate while a trial is recorded, 0
+    after its end: it knows only when trials end), ``training PSTH, conditions pooled`` and
+    ``training PSTH of the trial's condition`` (the training split's own PSTHs)."""
+    val, train = session.trials(session.val_idx), session.trials(session.train_idx)
+    on = val["mask"][..., None].float()
+    mean_rate = train["rates"].sum((0, 1)) / train["mask"].sum()
+    pooled_train = train["rates"].mean(0, keepdim=True).expand_as(val["rates"])
+    psths, _, labels = fl.psth(train["rates"], train["mask"], train["condition"])
+    by_condition = psths[torch.searchsorted(labels, val["condition"])]
+    predictors = {"recording on x mean rate": on * mean_rate,
+                  "training PSTH, conditions pooled": pooled_train * on,
+                  "training PSTH of the trial's condition": by_condition * on}
+    rows = []
+    for name, rates in predictors.items():
+        rows.append({"predictor": name,
+                     "psth_corr_pooled": fl.psth_corr_pooled(rates, val["rates"]),
+                     "psth_corr": fl.psth_correlation(rates, val["rates"], val["mask"],
+                                                      val["condition"])})
+    return pd.DataFrame(rows).set_index("predictor")
+
+
+# ---------------------------------------------------------------------------- stored sweeps
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control over the comparisons):
+    sort ``p`` ascending, ``p_(i) * (m - i)`` for ``i = 0..m-1``, running maximum, capped at 1;
+    NaN stays NaN and does not count."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full_like(p, np.nan)
+    finite = np.flatnonzero(~np.isnan(p))
+    order = finite[np.argsort(p[finite])]
+    m = len(order)
+    running = 0.0
+    for i, index in enumerate(order):
+        running = max(running, min(1.0, p[index] * (m - i)))
+        out[index] = running
+    return out
+
+
+def by_configuration(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Runs of a seeded sweep (rows ``NAME_seedS``) grouped by configuration ``NAME``, each
+    indexed by seed."""
+    names = table.index.str.rsplit("_seed", n=1).str[0]
+    return {name: group.set_index("seed").sort_index()
+            for name, group in table.assign(config=names).groupby("config", sort=False)}
+
+
+def paired_table(table: pd.DataFrame, baseline: str = "baseline",
+                 metrics=("psth_corr_pooled", "psth_corr", "fraction_of_ceiling"),
+                 alpha: float = 0.05) -> pd.DataFrame:
+    """One row per configuration of a seeded sweep: mean and 95% t-interval over seeds of each
+    of ``metrics``; the change of ``metrics[0]`` against ``baseline`` paired by seed (mean and
+    interval of the per-seed differences), its paired t-test p-value, Holm's adjusted p over
+    all configurations but the baseline, and whether the change survives (adjusted p <
+    ``alpha``). ``n``: the seeds both runs have."""
+    from scipy import stats
+
+    from ..book.claims import interval
+
+    groups = by_configuration(table)
+    base = groups[baseline][metrics[0]]
+    rows = {}
+    for name, group in groups.items():
+        row = {"n": len(group)}
+        for metric in metrics:
+            mean, low, high = interval(group[metric])
+            row[metric] = mean
+            row[f"{metric} 95% CI"] = f"[{low:.3f}, {high:.3f}]"
+        if name != baseline:
+            seeds = group.index.intersection(base.index)
+            change = group.loc[seeds, metrics[0]] - base.loc[seeds]
+            mean, low, high = interval(change)
+            row.update({"change": mean, "change 95% CI": f"[{low:+.3f}, {high:+.3f}]",
+                        "p": float(stats.ttest_rel(group.loc[seeds, metrics[0]],
+                                                   base.loc[seeds]).pvalue)
+                        if len(seeds) > 1 and change.std() > 0 else math.nan})
+        rows[name] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out["Holm p"] = holm(out["p"])
+    out["survives Holm"] = out["Holm p"] < alpha
+    return out
+
+
+def paired_changes(table: pd.DataFrame, name: str, baseline: str = "baseline",
+                   metric: str = "psth_corr_pooled", relative: bool = False) -> list[float]:
+    """Per-seed change of ``metric`` of configuration ``name`` against ``baseline`` (paired by
+    seed), absolute or relative (``value / baseline - 1``)."""
+    groups = by_configuration(table)
+    run, base = groups[name][metric], groups[baseline][metric]
+    seeds = run.index.intersection(base.index)
+    change = run.loc[seeds] - base.loc[seeds]
+    return (change / base.loc[seeds] if relative else change).tolist()
+
+
+# ---------------------------------------------------------------------------- figures
+def recording_figure(session: sessions.Session, units, ceilings: torch.Tensor):
+    """Left: the PSTHs of ``units`` per target location (face targets, all trials of the
+    session, recorded bins only); right: the per-unit split-half ceilings, E and I apart."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(units) + 1, figsize=(4 * (len(units) + 1), 3.4))
+    psths, counts, labels = fl.psth(session.rates, session.mask, session.condition)
+    time_s = session.time_ms / 1000
+    for ax, unit in zip(axes, units):
+        for c, label in enumerate(labels.tolist()):
+            if label // 4 == 0:  # face targets, one line per location
+                shown = counts[c] >= 2
+                ax.plot(time_s[shown], psths[c, shown, unit], label=f"location {label % 4 + 1}")
+        kind = "E" if session.is_excitatory[unit] else "I"
+        ax.set_title(f"unit {unit} ({kind})", fontsize=10)
+        ax.set_xlabel("time in trial (s)")
+    axes[0].set_ylabel("spikes/s")
+    axes[0].legend(fontsize=7)
+    exc = session.is_excitatory
+    bins = np.linspace(0, 1, 21)
+    axes[-1].hist([ceilings[exc].numpy(), ceilings[~exc].numpy()], bins=bins,
+                  label=["E units", "I units"], stacked=True)
+    axes[-1].set_xlabel("split-half ceiling of the per-condition correlation")
+    axes[-1].set_ylabel("units")
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def training_figure(history: dict, pooled_per_unit, condition_per_unit, is_excitatory,
+                    published: float):
+    """Left: the training loss per step and the validation scores at the monitored steps;
+    right: the per-unit validation correlations of both metrics, E and I units marked, with
+    the published pooled figure as a line."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_val, ax_units) = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax_loss.plot(np.arange(1, len(history["loss"]) + 1), history["loss"], lw=0.8)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("training loss (minibatch)")
+    monitor = history["monitor"]
+    ax_val.plot(monitor["step"], monitor["psth_corr_pooled"], "o-", label="pooled (published)")
+    ax_val.plot(monitor["step"], monitor["psth_corr"], "s-", label="per condition (book)")
+    ax_val.axhline(published, color="k", ls="--", lw=0.8, label="published, their fit")
+    ax_val.set_xlabel("step")
+    ax_val.set_ylabel("validation PSTH correlation")
+    ax_val.legend(fontsize=7)
+    exc = np.asarray(is_excitatory, dtype=bool)
+    for mask, marker, label in ((exc, "o", "E units"), (~exc, "^", "I units")):
+        ax_units.scatter(np.asarray(condition_per_unit)[mask], np.asarray(pooled_per_unit)[mask],
+                         marker=marker, label=label, alpha=0.8)
+    ax_units.set_xlabel("per-condition correlation (book)")
+    ax_units.set_ylabel("pooled correlation (published)")
+    ax_units.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_points_figure(table: pd.DataFrame, order, published: float):
+    """Each configuration's runs as points (one per seed) and their mean as a bar, for both
+    metrics; the published pooled figure as a dashed line."""
+    import matplotlib.pyplot as plt
+
+    groups = by_configuration(table)
+    order = [name for name in order if name in groups]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.32 * len(order) + 1.5), sharey=True)
+    for ax, metric, label in ((axes[0], "psth_corr_pooled", "pooled (published metric)"),
+                              (axes[1], "psth_corr", "per condition (book metric)")):
+        for y, name in enumerate(order):
+            values = groups[name][metric].to_numpy()
+            ax.barh(y, values.mean(), color="0.85")
+            ax.plot(values, np.full(len(values), y), "o", color="C0", ms=4)
+        ax.set_xlabel(f"validation {label}")
+        if metric == "psth_corr_pooled":
+            ax.axvline(published, color="k", ls="--", lw=0.8)
+    axes[0].set_yticks(range(len(order)), order)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def recovery_figure(table: pd.DataFrame):
+    """Final ``tau_E`` and ``tau_I`` of every run of the recovery design (one point per seed),
+    with the teacher's values as lines."""
+    import matplotlib.pyplot as plt
+
+    groups = by_configuration(table)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
+    names = list(groups)
+    for ax, key, truth_key, label in ((axes[0], "tau_e_ms", "teacher_tau_e_ms", "tau_E"),
+                                      (axes[1], "tau_i_ms", "teacher_tau_i_ms", "tau_I")):
+        for y, name in enumerate(names):
+            ax.plot(groups[name][key], np.full(len(groups[name]), y), "o", color="C0")
+        ax.axvline(float(table[truth_key].iloc[0]), color="k", ls="--", lw=0.8,
+                   label="teacher")
+        ax.set_xlabel(f"fitted {label} (ms)")
+    axes[0].set_yticks(range(len(names)), names)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -28,13 +28,16 @@ from ..train import Step, TimeBudget, Trainer, cosine_schedule
 
 @dataclasses.dataclass
 class FitConfig:
-    """Knobs of one fit (names follow the document)."""
+    """Knobs of one fit (names follow the document). The defaults are those of
+    ``python -m hdlib fit``, chosen on the shipped session by validation on an inner split of
+    its training trials (chapter 04): minibatches of 64 trials, the pooled-PSTH term on, 600
+    steps (about a minute of one core)."""
 
-    steps: int = 150
+    steps: int = 600
     learning_rate: float = 0.01
-    batch_size: int = 0  # trials drawn per step from the training split (0: all of them)
+    batch_size: int = 64  # trials drawn per step from the training split (0: all of them)
     loss_type: str = "correlation"  # L_neuron: 'correlation', 'poisson' or 'hybrid'
-    pooled_weight: float = 0.0  # weight of L_pooled (1 - the published metric) added to L_neuron
+    pooled_weight: float = 1.0  # weight of L_pooled (1 - the published metric) added to L_neuron
     hybrid_weight: float = 0.3
     ltrial_scale: float = 0.5
     ltrial_distance: str = "euclidean"  # or 'poisson'
@@ -151,8 +154,8 @@ def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
         monitor_every: int = 50):
     """Train on ``session.train_idx`` (all of it each step, or ``batch_size`` trials drawn by
     the step's generator) with :class:`hdlib.train.Trainer`; returns ``(model, history)``.
-    History: per step the losses, the balancing weight, the learning rate, the E/I time constants and the seconds since the start. Step ``t`` draws the network's
-    noise from a generator seeded by ``(cfg.seed, t)``; the balancing weight is carried from
+    History: per step the losses, the balancing weight, the learning rate, the E/I time
+    constants and the seconds since the start. Step ``t`` draws the network's noise from a generator seeded by ``(cfg.seed, t)``; the balancing weight is carried from
     the step that computed it to the next ``balance_every - 1`` steps. ``time_budget`` (seconds)
     stops the fit early when it is used up (:class:`hdlib.train.TimeBudget`). ``monitor`` (a
     function of no arguments returning a dict of floats) is called every ``monitor_every``
@@ -315,15 +318,11 @@ def read_config_file(path) -> dict:
     return options
 
 
-def plot_pooled_psths(model: EIRNN, session: Session, path, seed: int = 0) -> Path:
-    """A PNG of model and data PSTHs (conditions pooled, as the published metric) on the
-    validation trials, for the best, median and worst units by that metric (two each)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def pooled_psth_figure(model: EIRNN, session: Session, seed: int = 0):
+    """Model and data PSTHs (conditions pooled, as the published metric) on the validation
+    trials, for the best, median and worst units by that metric (two each); the model runs
+    with its noise on, drawn from a generator seeded by ``seed``. Returns the figure."""
     import matplotlib.pyplot as plt
-
-    from .. import io
 
     batch = session.trials(session.val_idx)
     with torch.no_grad():
@@ -348,6 +347,19 @@ def plot_pooled_psths(model: EIRNN, session: Session, path, seed: int = 0) -> Pa
     for ax in axes[:, 0]:
         ax.set_ylabel("spikes/s")
     fig.tight_layout()
+    return fig
+
+
+def plot_pooled_psths(model: EIRNN, session: Session, path, seed: int = 0) -> Path:
+    """:func:`pooled_psth_figure` written to ``path`` as a PNG (atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .. import io
+
+    fig = pooled_psth_figure(model, session, seed)
     with io.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
