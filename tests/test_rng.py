@@ -175,7 +175,7 @@ def test_sc_fit_and_evaluate(small_session):
 
 
 def test_polar_fit(polar_data):
-    assert_untouched(lambda: polar_fit.fit("polar_v1", polar_data, steps=2, batch_size=2,
+    assert_untouched(lambda: polar_fit.fit("polar_v1", polar_data, max_steps=2, batch_size=2,
                                            progress=False))
 
 

@@ -20,13 +20,32 @@ def test_video_statistics():
     assert torch.equal(video.frames, again.frames)
 
 
-def test_images_have_a_one_over_f_spectrum():
-    images = stimuli.pink_noise_images(4, 128, np.random.default_rng(0))
+def test_images_have_exactly_a_one_over_f_spectrum():
+    # Random phases on a 1/f amplitude: away from the DC and Nyquist rows and columns (where a
+    # real image forces symmetry) |FFT|^2 f^2 is the same at every frequency of an image.
+    size = 64
+    images = stimuli.pink_noise_images(3, size, np.random.default_rng(0))
+    assert images.shape == (3, size, size)
+    assert np.allclose(images.mean(axis=(1, 2)), 0, atol=1e-12)
+    assert np.allclose(images.std(axis=(1, 2)), 1)
     power = np.abs(np.fft.fft2(images)) ** 2
-    f = np.hypot(*np.meshgrid(np.fft.fftfreq(128), np.fft.fftfreq(128)))
-    low = power[:, (f > 0.02) & (f < 0.04)].mean()
-    high = power[:, (f > 0.2) & (f < 0.4)].mean()
-    assert 40 < low / high < 400  # 1/f^2 power: a factor (10)^2 = 100 expected
+    fx, fy = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
+    inside = ((fx != 0) & (np.abs(fx) != 0.5) & (fy != 0) & (np.abs(fy) != 0.5))
+    scaled = (power * (fx ** 2 + fy ** 2))[:, inside]
+    assert np.allclose(scaled / scaled.mean(axis=1, keepdims=True), 1.0, rtol=1e-9)
+
+
+def test_gate_is_the_speed_ramp_by_hand():
+    # Speeds of 0, 10, 35, 60 and 90 deg/s at 120 Hz: q = clip((v - 10) / 50, 0, 1).
+    model = stimuli.GazeModel()
+    speeds = [0.0, 10.0, 35.0, 60.0, 90.0]
+    x = np.concatenate([[0.0], np.cumsum(np.array(speeds) / 120.0)])
+    gaze = np.stack([x, np.zeros_like(x)], axis=-1)[None]
+    q = model.gate(gaze)[0]
+    assert q[0] == 0.0  # the first frame has no speed
+    assert torch.allclose(q[1:], torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]), atol=1e-5)
+    with pytest.raises(ValueError, match="gaze"):
+        model.gate(np.zeros((4, 3)))
 
 
 def test_saccade_rate_and_gate_fraction_count_frames():

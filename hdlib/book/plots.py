@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib import animation
+from matplotlib.colors import LogNorm
 
 WEIGHT_TITLES = {"W0": r"$J_1 W_0$ (maintain)", "WL": r"$W_L$ (turn left)",
                  "WR": r"$W_R$ (turn right)"}
@@ -375,6 +376,75 @@ def plot_constant_trajectories(histories: dict, truth: dict,
         ax.axhline(truth[name], color="k", ls="--", lw=1, label="teacher")
         ax.set(title=name, xlabel="step")
     axes[0].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_constant_runs(runs: dict, truth: dict, every: int = 1,
+                       names=("lambda_fix", "lambda_sac", "alpha_fast", "alpha_slow")):
+    """Each constant against training step, one colour per start and one thin line per seed:
+    ``runs = {label: [{name: values recorded every ``every`` steps}, ...]}``; truth dashed."""
+    fig, axes = plt.subplots(1, len(names), figsize=(3.1 * len(names), 3.2), sharex=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name in zip(axes, names):
+        for (label, seeds), colour in zip(runs.items(), colours):
+            for i, history in enumerate(seeds):
+                values = np.asarray(history[name])
+                ax.plot(np.arange(len(values)) * every, values, color=colour, lw=1, alpha=0.8,
+                        label=label if i == 0 else None)
+        ax.axhline(truth[name], color="k", ls="--", lw=1, label="teacher")
+        ax.set(title=name, xlabel="step")
+    axes[0].legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_endpoint_errors(errors: dict, names=("lambda_fix", "lambda_sac", "alpha_fast",
+                                              "alpha_slow"), tolerance: float | None = None):
+    """Signed relative error of each constant at the end of each fit, one point per seed:
+    ``errors = {label: {name: [per-seed errors]}}``; the tolerance band shaded."""
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.8 / max(len(errors), 1)
+    for j, (label, values) in enumerate(errors.items()):
+        for i, name in enumerate(names):
+            y = np.asarray(values.get(name, []), dtype=float)
+            x = np.full(y.shape, i - 0.4 + width * (j + 0.5))
+            ax.scatter(x, y, s=18, color=f"C{j}", label=label if i == 0 else None)
+            if y.size:
+                ax.hlines(y.mean(), x[0] - width / 3, x[0] + width / 3, color=f"C{j}")
+    if tolerance is not None:
+        ax.axhspan(-tolerance, tolerance, color="0.9", zorder=0, label="tolerance")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(range(len(names)), names)
+    ax.set(ylabel="(learned - true) / true")
+    ax.legend(fontsize="x-small", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_slice(lambda_fix, lambda_sac, delta, truth: dict, endpoints: dict | None = None):
+    """Left: the loss ``delta`` (nats above its value at the truth, ``(len(lambda_fix),
+    len(lambda_sac))``) over the grid on log axes, truth and fit ``endpoints = {label: (fix,
+    sac)}`` marked. Right: the cuts through the truth along each rate, against rate / truth."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    f, s, d = (np.asarray(v, dtype=float) for v in (lambda_fix, lambda_sac, delta))
+    levels = [1, 3, 10, 30, 100, 300, 1000, 3000]
+    shown = axes[0].contourf(s, f, np.clip(d, 0.3, None), levels=[0.3] + levels,
+                             norm=LogNorm(), cmap="viridis")
+    fig.colorbar(shown, ax=axes[0], label="loss above truth (nats)")
+    axes[0].plot(truth["lambda_sac"], truth["lambda_fix"], "k*", ms=10, label="teacher")
+    for label, (fix, sac) in (endpoints or {}).items():
+        axes[0].plot(sac, fix, "o", mfc="none", label=label)
+    axes[0].set(xscale="log", yscale="log", xlabel=r"$\lambda_{sac}$ (1/s)",
+                ylabel=r"$\lambda_{fix}$ (1/s)", title="2-D slice (other constants at truth)")
+    axes[0].legend(fontsize="x-small")
+    i = int(np.argmin(np.abs(f - truth["lambda_fix"])))
+    j = int(np.argmin(np.abs(s - truth["lambda_sac"])))
+    axes[1].plot(f / truth["lambda_fix"], d[:, j], "o-", label=r"along $\lambda_{fix}$")
+    axes[1].plot(s / truth["lambda_sac"], d[i, :], "s-", label=r"along $\lambda_{sac}$")
+    axes[1].set(xscale="log", yscale="symlog", xlabel="rate / true rate",
+                ylabel="loss above truth (nats)", title="cuts through the truth")
+    axes[1].legend(fontsize="small")
     fig.tight_layout()
     return fig
 

@@ -3,18 +3,17 @@ Poisson spike counts from it, the fit itself, held-out scores, and tables of how
 recover the teacher's constants."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import statistics
-import time
 
-import pandas as pd
 import torch
 
 from .. import losses, validate
 from ..models.polar import load_config, time_constants
 from ..models.polar_v1 import PolarFeatures, PolarV1
-from ..train import Step, Trainer
+from ..train import Converged, Step, Trainer
 
 #: The four learnable temporal constants of :class:`PolarV1`.
 CONSTANTS = ("lambda_fix", "lambda_sac", "alpha_fast", "alpha_slow")
@@ -82,41 +81,59 @@ def evaluate(model: PolarV1, data: SpikeData) -> dict:
             "rate_correlation": corr.mean().item()}
 
 
-def fit(initial: str | dict, train: SpikeData, *, steps: int = 800,
+#: The convergence rule of :func:`fit`: the trailing mean of every learnable constant over the
+#: last ``window`` steps changes by less than ``rtol`` (relative) over ``window`` steps.
+CONVERGENCE = {"rtol": 0.01, "window": 200}
+
+
+def fit(initial: str | dict, train: SpikeData, *, max_steps: int = 4000,
         learning_rate: float = 5e-2, temporal_lr_scale: float = 0.1, batch_size: int = 16,
-        learnable: bool = True, seed: int = 0, progress: bool = True):
+        learnable: bool = True, rtol: float = CONVERGENCE["rtol"],
+        window: int = CONVERGENCE["window"], seed: int = 0, progress: bool = True):
     """Fit a :class:`PolarV1` with constants started from ``initial`` (a configuration name or
-    dict) to the spikes of ``train`` on :class:`hdlib.train.Trainer`.
+    dict) to the spikes of ``train`` on :class:`hdlib.train.Trainer`, until the constants have
+    converged or ``max_steps`` steps have been taken.
 
     Each step draws ``batch_size`` trials (from the engine's generator seeded by ``(seed,
     step)``) and takes one Adam step on the Poisson negative log-likelihood
-    ``mean(r dt - k log(r dt))`` of their counts ``k``. Two parameter groups: the readout at
-    ``learning_rate`` and the four constants at ``temporal_lr_scale * learning_rate``; each is
-    cosine-annealed to 1% of its own rate, ``lr_t = lr_0 (0.01 + 0.99 (1 + cos(pi t / steps))
-    / 2)``. ``learnable=False`` freezes the constants (only the readout learns). ``seed`` also
-    sets the readout's initial weights.
+    ``mean(r dt - k log(r dt))`` of their counts ``k``. Two parameter groups at constant rates:
+    the readout at ``learning_rate`` and the learnable constants (stored as ``log lambda`` and
+    ``logit alpha``) at ``temporal_lr_scale * learning_rate``. Which constants learn follows the
+    configuration: ``learnable_alphas: false`` keeps both alphas fixed (the document's Option
+    1) while the rates learn; ``learnable=False`` freezes all four (only the readout learns).
+    ``seed`` also sets the readout's initial weights.
+
+    **Convergence rule** (:class:`hdlib.train.Converged` on trailing means): with
+    ``m_c[t] = mean(c[t-window+1 .. t])`` for each learnable constant ``c``, the fit stops at
+    the first step ``t >= 2 window`` at which ``max_{k <= window} |m_c[t] - m_c[t-k]| /
+    |m_c[t]| < rtol`` for every ``c``. Averaging over a window first keeps the minibatch
+    jitter of a constant at a constant learning rate from deciding the rule. With no learnable
+    constant, the trailing mean of the loss is watched instead.
 
     Returns ``(model, history)``: ``history["loss"]`` per step, ``history["constants"]``, each
     of :meth:`PolarV1.constants` before training and after every step (``steps + 1`` values),
-    and ``history["seconds"]``, the wall-clock time of the training loop."""
+    ``history["steps"]``, ``history["converged"]`` (whether the rule fired before
+    ``max_steps``) and ``history["stop_reason"]``."""
     values = load_config(initial) if isinstance(initial, str) else dict(initial)
-    values.update(learnable_alphas=learnable, learnable_lambdas=learnable)
+    if not learnable:
+        values.update(learnable_alphas=False, learnable_lambdas=False)
     model = PolarV1(train.features.amplitude.shape[-1], train.counts.shape[-1], **values,
                     seed=seed)
     learning_rate = validate.positive_float("learning_rate", learning_rate)
     temporal_lr_scale = validate.positive_float("temporal_lr_scale", temporal_lr_scale)
-    steps = validate.positive_int("steps", steps)
+    max_steps = validate.positive_int("max_steps", max_steps)
     batch_size = validate.positive_int("batch_size", batch_size)
+    window = validate.positive_int("window", window)
     temporal = model.temporal_parameters()
     readout = [p for p in model.parameters() if all(p is not q for q in temporal)]
     groups = [{"params": readout}]
     if temporal:
         groups.append({"params": temporal, "lr": learning_rate * temporal_lr_scale})
     optimizer = torch.optim.Adam(groups, lr=learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda t: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t / steps)))
     n_trials = train.counts.shape[0]
     constants = {key: [value] for key, value in model.constants().items()}
+    watched = model.learnable_constants() or ["loss"]
+    trailing = {key: [] for key in watched}
 
     def step(ctx) -> Step:
         part = train.trials(torch.randperm(n_trials, generator=ctx.generator)[:batch_size])
@@ -124,15 +141,34 @@ def fit(initial: str | dict, train: SpikeData, *, steps: int = 800,
         return Step(losses.poisson_nll(rates * model.dt, part.counts))
 
     class RecordConstants:
+        """Appends the constants after each step and logs the trailing means the rule reads."""
+
         def on_step_end(self, engine):
             for key, value in model.constants().items():
                 constants[key].append(value)
+            for key in watched:
+                series = engine.history["loss"] if key == "loss" else constants[key][1:]
+                trailing[key].append(statistics.fmean(series[-window:]))
+                engine.history.setdefault(f"mean_{key}", []).append(
+                    trailing[key][-1] if len(series) >= window else math.nan)
 
-    engine = Trainer(model, optimizer, step, scheduler=scheduler, callbacks=[RecordConstants()],
-                     seed=seed, progress=progress, desc="fit")
-    engine.run(steps)
+    stopper = Converged([f"mean_{key}" for key in watched],
+                        rtol=validate.positive_float("rtol", rtol), window=window)
+    engine = Trainer(model, optimizer, step, callbacks=[RecordConstants()],
+                     stoppers=[_after(2 * window, stopper)], seed=seed, progress=progress,
+                     desc="fit")
+    engine.run(max_steps)
+    converged = engine.step < max_steps or bool(stopper(engine))
     return model, {"loss": engine.history["loss"], "constants": constants,
-                   "seconds": engine.elapsed}
+                   "steps": engine.step, "converged": converged,
+                   "stop_reason": engine.stop_reason}
+
+
+def _after(first_step: int, stopper):
+    """``stopper`` consulted only from step ``first_step`` on."""
+    def check(engine):
+        return stopper(engine) if engine.step >= first_step else None
+    return check
 
 
 def relative_errors(estimate: dict, truth: dict) -> dict:
@@ -148,52 +184,133 @@ def relative_errors(estimate: dict, truth: dict) -> dict:
     return {k: abs(x[k] - y[k]) / abs(y[k]) for k in CONSTANTS + TIME_CONSTANTS}
 
 
-def results_table(fits: dict, truth: dict, val: SpikeData, tolerance: float) -> pd.DataFrame:
-    """One row per fit of ``fits = {(start, lr_scale): (model, history)}`` (as :func:`fit`
-    returns them): the learned constants; the largest relative error of the four constants,
-    ``max_k |c_k - c*_k| / c*_k`` against ``truth``, and of their time constants
-    (:func:`relative_errors`); ``recovered`` when every constant is within ``tolerance``; how
-    many of :meth:`PolarV1.sanity_checks` pass; the held-out scores of :func:`evaluate` on
-    ``val``; and the seconds per training step."""
-    tolerance = validate.float_in("tolerance", tolerance, 0.0, math.inf)
-    rows = []
-    for (start, scale), (model, history) in fits.items():
-        learned = model.constants()
-        errors = relative_errors(learned, truth)
-        largest = max(errors[k] for k in CONSTANTS)
-        checks = model.sanity_checks()
-        scores = evaluate(model, val)
-        rows.append({"start": start, "lr scale": scale, **{k: learned[k] for k in CONSTANTS},
-                     "largest error": largest,
-                     "largest tau error": max(errors[k] for k in TIME_CONSTANTS),
-                     "recovered": largest <= tolerance,
-                     "checks passed": f"{sum(checks.values())}/{len(checks)}",
-                     "val bits/spike": scores["bits_per_spike"],
-                     "rate correlation": scores["rate_correlation"],
-                     "s per step": history["seconds"] / len(history["loss"])})
-    return pd.DataFrame(rows)
+def summarize_fit(model: PolarV1, history: dict, truth: dict, val: SpikeData,
+                  window: int = CONVERGENCE["window"], every: int = 20) -> dict:
+    """One fit of :func:`fit` as plain numbers: the learned constants; each constant's signed
+    relative error ``(c - c*) / c*`` (``error_<name>``); the largest relative error of the
+    learnable constants (``largest_error``) and of their time constants
+    (``largest_tau_error``, :func:`relative_errors`); ``steps`` and ``converged``; the
+    ``jitter``, the largest relative standard deviation ``sd(c) / mean(c)`` of a learnable
+    constant over the last ``window`` steps; how many of :meth:`PolarV1.sanity_checks` pass;
+    the held-out scores of :func:`evaluate`; and the constants every ``every`` steps
+    (``trajectory_<name>``, for figures)."""
+    window = validate.positive_int("window", window)
+    every = validate.positive_int("every", every)
+    learned = model.constants()
+    learnable = model.learnable_constants() or list(CONSTANTS)
+    errors = relative_errors(learned, truth)
+    taus = dict(zip(CONSTANTS, TIME_CONSTANTS))
+    checks = model.sanity_checks()
+    recent = {k: torch.tensor(history["constants"][k][-window:], dtype=torch.float64)
+              for k in learnable}
+    out = {k: learned[k] for k in CONSTANTS}
+    out.update({f"error_{k}": (learned[k] - truth[k]) / truth[k] for k in CONSTANTS})
+    out.update(largest_error=max(errors[k] for k in learnable),
+               largest_tau_error=max(errors[taus[k]] for k in learnable),
+               steps=int(history["steps"]), converged=bool(history["converged"]),
+               jitter=max((v.std() / v.mean()).item() for v in recent.values()),
+               checks_passed=int(sum(checks.values())), n_checks=len(checks),
+               **evaluate(model, val))
+    out.update({f"trajectory_{k}": history["constants"][k][::every] for k in CONSTANTS})
+    return out
 
 
-def checks_table(fits: dict) -> pd.DataFrame:
-    """Each fit of ``fits = {(start, lr_scale): (model, history)}`` against each of
-    :meth:`PolarV1.sanity_checks` (True when it passes)."""
-    return pd.DataFrame([{"start": start, "lr scale": scale, **model.sanity_checks()}
-                         for (start, scale), (model, _) in fits.items()])
+# ---------------------------------------------------------------------------- identifiability
+#: Coordinates in which the constants are stored and learned.
+STORED_FORMS = {"lambda_fix": "log", "lambda_sac": "log", "alpha_fast": "logit",
+                "alpha_slow": "logit"}
 
 
-def step_seconds(models: dict, data: SpikeData, repeats: int = 10) -> dict:
-    """Median wall-clock seconds of one training step's work (forward pass, Poisson loss,
-    backward pass) of each of ``models = {name: PolarV1}`` on all trials of ``data``. The models
-    take turns, ``repeats`` rounds after one warm-up round, so that a change in the machine's
-    load falls on all of them alike. Gradients are cleared afterwards."""
-    repeats = validate.positive_int("repeats", repeats)
-    times = {name: [] for name in models}
-    for round_ in range(repeats + 1):
-        for name, model in models.items():
-            start = time.perf_counter()
-            rates = model(data.features.amplitude, data.features.gate)
-            losses.poisson_nll(rates * model.dt, data.counts).backward()
-            if round_:
-                times[name].append(time.perf_counter() - start)
-            model.zero_grad(set_to_none=True)
-    return {name: statistics.median(values) for name, values in times.items()}
+@torch.no_grad()
+def total_nll(model: PolarV1, data: SpikeData) -> float:
+    """``sum(r dt - k log(r dt))`` over every trial, frame and neuron of ``data``, in nats
+    (float64; ``log k!`` dropped, so only differences between models mean something)."""
+    exact = copy.deepcopy(model).double()
+    rates = exact(data.features.amplitude.double(), data.features.gate.double())
+    return losses.poisson_nll(rates * model.dt, data.counts.double(), reduction="sum").item()
+
+
+def loss_slice(model: PolarV1, data: SpikeData, lambda_fix, lambda_sac) -> torch.Tensor:
+    """Total Poisson NLL (:func:`total_nll`, nats) of ``model`` on ``data`` with its rates set
+    to each pair of the grid ``lambda_fix x lambda_sac`` and everything else kept:
+    ``(len(lambda_fix), len(lambda_sac))``."""
+    return torch.tensor([[total_nll(model.with_constants(lambda_fix=float(f),
+                                                         lambda_sac=float(s)), data)
+                          for s in lambda_sac] for f in lambda_fix], dtype=torch.float64)
+
+
+def _inputs(model: PolarV1, data: SpikeData, shift: dict | None = None) -> torch.Tensor:
+    """Readout inputs ``(bins, 3F)`` in float64 with constants moved by ``shift`` in their
+    stored forms (``log lambda``, ``logit alpha``)."""
+    values = {}
+    for name, delta in (shift or {}).items():
+        c = model.constants()[name]
+        if STORED_FORMS[name] == "log":
+            values[name] = c * math.exp(delta)
+        else:
+            values[name] = 1 / (1 + math.exp(-(math.log(c / (1 - c)) + delta)))
+    moved = copy.deepcopy(model).double().with_constants(**values)  # set in float64
+    with torch.no_grad():
+        x = moved.readout_inputs(data.features.amplitude.double(),
+                                 data.features.gate.double())
+    return x.flatten(0, 1)
+
+
+@torch.no_grad()
+def fisher_information(model: PolarV1, data: SpikeData, step: float = 1e-3) -> dict:
+    """Expected Fisher information of the Poisson spike counts about the four constants in
+    their stored forms (``theta = log lambda`` or ``logit alpha``), at ``model`` (rates ``mu =
+    r dt`` on the frames of ``data``; the counts themselves are not used).
+
+    With ``eta_n = w_n . x + b_n`` and ``mu_n = RATE_SCALE dt softplus(eta_n)``, each bin adds
+    ``v (d eta / d p)(d eta / d p)^T`` with ``v = (RATE_SCALE dt sigmoid(eta))^2 / mu``. Returns
+    ``{"constants": I_cc, "profiled": I_cc - sum_n I_cw(n) I_ww(n)^-1 I_wc(n)}`` (4 x 4, float64,
+    in the order of :data:`CONSTANTS`): the information with the readout known, and with the
+    readout ``(w_n, b_n)`` of every neuron estimated from the same data (the Schur complement).
+    ``d x / d theta`` comes from central differences of size ``step``."""
+    from ..models.polar_v1 import RATE_SCALE
+
+    step = validate.positive_float("step", step)
+    x = _inputs(model, data)
+    dx = torch.stack([(_inputs(model, data, {c: step}) - _inputs(model, data, {c: -step}))
+                      / (2 * step) for c in CONSTANTS])  # (4, bins, 3F)
+    weight = model.readout.weight.detach().double()  # (N, 3F)
+    eta = x @ weight.T + model.readout.bias.detach().double()  # (bins, N)
+    scale = RATE_SCALE * model.dt
+    mu = scale * torch.nn.functional.softplus(eta)
+    v = (scale * torch.sigmoid(eta)) ** 2 / mu  # (bins, N)
+    d_eta = torch.einsum("kbi,ni->bnk", dx, weight)  # (bins, N, 4)
+    info_cc = torch.einsum("bn,bnk,bnl->kl", v, d_eta, d_eta)
+    xb = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)  # (bins, 3F + 1)
+    schur = info_cc.clone()
+    for n in range(weight.shape[0]):  # neurons have independent readouts: one block each
+        weighted = xb * v[:, n, None]
+        info_ww = weighted.T @ xb
+        info_wc = weighted.T @ d_eta[:, n]  # (3F + 1, 4)
+        schur -= info_wc.T @ torch.linalg.solve(info_ww, info_wc)
+    return {"constants": info_cc, "profiled": schur}
+
+
+def standard_errors(info: torch.Tensor, constants: dict) -> dict:
+    """Cramer-Rao standard errors of the time constants' relative errors, ``d tau / tau``,
+    from a 4 x 4 information matrix in stored forms: ``d log tau = -d log lambda`` for a rate
+    and ``d log tau = alpha d logit(alpha)`` for an average. ``{name: se}`` for the diagonal
+    of ``info^-1`` (the others estimated too)."""
+    covariance = torch.linalg.inv(info)
+    factor = [1.0, 1.0, constants["alpha_fast"], constants["alpha_slow"]]
+    return {name: float(f * covariance[i, i].sqrt())
+            for i, (name, f) in enumerate(zip(CONSTANTS, factor))}
+
+
+def step_flops(model: PolarV1, data: SpikeData) -> int:
+    """Floating-point operations of one training step's forward and backward pass of ``model``
+    on all trials of ``data``, as counted by ``torch.utils.flop_counter.FlopCounterMode``
+    (matrix products, which carry both recurrences and the readout). Gradients are cleared."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        rates = model(data.features.amplitude, data.features.gate)
+        losses.poisson_nll(rates * model.dt, data.counts).backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())

@@ -18,6 +18,7 @@ The neurons are complex-cell-like: they read amplitudes only. The carried phase
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -142,12 +143,43 @@ class PolarV1(nn.Module):
     def dt(self) -> float:
         return self.dynamics.dt
 
-    def forward(self, amplitude: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    def readout_inputs(self, amplitude: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """What the readout sees, ``[A, fast, slow]`` along the last axis ``(trials, T, 3F)``."""
         validate.tensor("amplitude", amplitude, ndim=3, size={2: self.n_features})
         relaxed = self.dynamics(amplitude, gate)
         fast, slow = self.summarizer(relaxed)
-        drive = self.readout(torch.cat([relaxed, fast, slow], dim=-1))
+        return torch.cat([relaxed, fast, slow], dim=-1)
+
+    def forward(self, amplitude: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        drive = self.readout(self.readout_inputs(amplitude, gate))
         return RATE_SCALE * nn.functional.softplus(drive)
+
+    def with_constants(self, **values) -> PolarV1:
+        """A copy whose constants named in ``values`` (any of ``lambda_fix``, ``lambda_sac``,
+        ``alpha_fast``, ``alpha_slow``) are replaced; everything else is kept."""
+        unknown = sorted(set(values) - {"lambda_fix", "lambda_sac", "alpha_fast", "alpha_slow"})
+        if unknown:
+            raise ValueError(f"values must name temporal constants; got {unknown}")
+        model = copy.deepcopy(self)
+        with torch.no_grad():
+            for name, value in values.items():
+                if name.startswith("lambda"):
+                    value = validate.positive_float(name, value)
+                    getattr(model.dynamics, f"log_{name}").fill_(math.log(value))
+                else:
+                    value = validate.float_in(name, value, 0.0, 1.0, low_open=True,
+                                              high_open=True)
+                    getattr(model.summarizer, f"{name}_logit").fill_(math.log(value / (1 - value)))
+        return model
+
+    def learnable_constants(self) -> list[str]:
+        """Names of the constants that learn (``lambda_fix``, ``lambda_sac`` when the rates
+        learn; ``alpha_fast``, ``alpha_slow`` when the alphas learn)."""
+        rates = ["lambda_fix", "lambda_sac"] if isinstance(self.dynamics.log_lambda_fix,
+                                                            nn.Parameter) else []
+        alphas = ["alpha_fast", "alpha_slow"] if isinstance(self.summarizer.alpha_fast_logit,
+                                                            nn.Parameter) else []
+        return rates + alphas
 
     def temporal_parameters(self) -> list[nn.Parameter]:
         """The learnable temporal constants (empty when both stages are frozen)."""
