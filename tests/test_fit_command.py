@@ -97,3 +97,11 @@ def test_validation_split_is_stratified_and_does_not_follow_the_training_seed(ti
         assert val[condition == c].sum() == expected, c
     b = sessions.load_session(tiny["v73"], seed=sc_fit.SPLIT_SEED)
     assert torch.equal(a.val_idx, b.val_idx)
+
+
+def test_minutes_stops_the_fit_by_the_clock(tiny, tmp_path):
+    out = tmp_path / "out"
+    metrics = sc_fit.fit_file(tiny["v73"], out, minutes=0.01, progress=False)
+    assert 1 <= metrics["steps"] < 10 ** 7 and (out / "model.pt").exists()
+    with pytest.raises(ValueError, match="not both"):
+        sc_fit.fit_file(tiny["v73"], tmp_path / "other", steps=2, minutes=1.0)

@@ -66,3 +66,23 @@ def test_a_saved_model_loads_with_its_configuration(session, tmp_path):
     for name, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value), name
     assert sc_fit.evaluate(loaded, session) == sc_fit.evaluate(model, session)
+
+
+@pytest.mark.slow
+def test_a_stored_sweep_run_is_reproduced_over_its_first_steps():
+    """The first steps of the stored baseline (seed 0) of results/04_phases, re-run now, follow
+    its stored loss curve within 1e-3 relative (float sums may differ across machines and
+    thread counts; a changed loss, data path or sampling would not)."""
+    from hdlib.book import results
+    from hdlib.datasets import sessions
+
+    record = results.read_result(ROOT / "results/04_phases/baseline_seed0.json")
+    params = record["parameters"]
+    session = sessions.load_session(ROOT / "data/sc/rnn_export_Newton_08_14_2025_SC.mat",
+                                    val_fraction=params["val_fraction"],
+                                    seed=params["split_seed"])
+    steps = 5
+    options = {**params["fit_options"], "steps": steps, "seed": params["seed"]}
+    _, history = sc_fit.fit(session, options, progress=False)
+    np.testing.assert_allclose(history["loss"], record["metrics"]["loss_curve"][:steps],
+                               rtol=1e-3)

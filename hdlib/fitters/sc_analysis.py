@@ -554,6 +554,12 @@ def paired_table(table: pd.DataFrame, baseline: str = "baseline",
     return out
 
 
+def missing_configurations(table: pd.DataFrame, expected) -> list[str]:
+    """Those of ``expected`` (configuration names) with fewer than 3 seeds in ``table``."""
+    groups = by_configuration(table)
+    return [name for name in expected if name not in groups or len(groups[name]) < 3]
+
+
 def paired_changes(table: pd.DataFrame, name: str, baseline: str = "baseline",
                    metric: str = "psth_corr_pooled", relative: bool = False) -> list[float]:
     """Per-seed change of ``metric`` of configuration ``name`` against ``baseline`` (paired by
@@ -666,3 +672,113 @@ def recovery_figure(table: pd.DataFrame):
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------- chapter tables
+@torch.no_grad()
+def unit_scores(model: EIRNN, session: sessions.Session, seed: int = 0) -> pd.DataFrame:
+    """Per recorded unit, on the validation trials with the model's noise on (seeded by
+    ``seed``): the published metric's correlation (``pooled``) and the book's per-condition
+    correlation averaged over the unit's conditions (``per_condition``), and its type."""
+    val = session.trials(session.val_idx)
+    rates = model(val["inputs"], noise=True, generator=torch.Generator().manual_seed(seed))
+    rates = rates[..., :session.n_neurons]
+    model_psth, counts, _ = fl.psth(rates, val["mask"], val["condition"])
+    data_psth, _, _ = fl.psth(val["rates"], val["mask"], val["condition"])
+    valid = (counts >= 2)[..., None].expand_as(model_psth)
+    corr = torch.where(valid.any(1), fl.masked_correlation(model_psth, data_psth, valid),
+                       torch.nan)
+    return pd.DataFrame({"pooled": fl.pooled_psth_correlations(rates, val["rates"]).numpy(),
+                         "per_condition": torch.nanmean(corr, dim=0).numpy(),
+                         "excitatory": session.is_excitatory.numpy()})
+
+
+def recovery_errors(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (runs of the recovery sweep) with the relative errors of the fitted time
+    constants against the teacher's, ``error_e``, ``error_i`` and the worse of the two."""
+    out = table.copy()
+    for key in ("e", "i"):
+        truth = out[f"teacher_tau_{key}_ms"]
+        out[f"error_{key}"] = (out[f"tau_{key}_ms"] - truth).abs() / truth
+    out["worst_error"] = out[["error_e", "error_i"]].max(axis=1)
+    return out
+
+
+def recovery_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell of the recovery design: mean fitted time constants, mean relative
+    errors and the number of seeds (``table`` from :func:`recovery_errors`)."""
+    return pd.DataFrame({
+        name: {"tau_E (ms)": g["tau_e_ms"].mean(), "tau_I (ms)": g["tau_i_ms"].mean(),
+               "error E": g["error_e"].mean(), "error I": g["error_i"].mean(),
+               "worst error (max over E, I)": g["worst_error"].mean(), "seeds": len(g)}
+        for name, g in by_configuration(table).items()}).T
+
+
+def main_effects(table: pd.DataFrame, column: str = "worst_error") -> dict[str, float]:
+    """Main effects of the 2 x 2 recovery design on the mean of ``column``: ``trials`` (1043
+    minus 400 trials, averaged over both learning rates) and ``lr`` (10x minus 1x, averaged over
+    both trial counts). Cells are named ``trials_{n}_lr_{k}x``."""
+    cells = {name: g[column].mean() for name, g in by_configuration(table).items()}
+
+    def mean(names):
+        return float(np.mean([cells[n] for n in names]))
+
+    return {"trials": mean(["trials_1043_lr_1x", "trials_1043_lr_10x"])
+            - mean(["trials_400_lr_1x", "trials_400_lr_10x"]),
+            "lr": mean(["trials_400_lr_10x", "trials_1043_lr_10x"])
+            - mean(["trials_400_lr_1x", "trials_1043_lr_1x"])}
+
+
+def document_claims(phases: pd.DataFrame, recovery: pd.DataFrame, *, published: float,
+                    tolerance: float) -> list:
+    """The claims table of the chapter (:class:`hdlib.book.claims.Claim` rows): the book's
+    targets on the baseline's seeds; each Phase-1 and Phase-2 item of the document by its
+    per-seed change of the published metric against the baseline (relative change for "breaks
+    training", absolute change of the frozen tau); the rates' plausibility; and, per cell of
+    the recovery design (``recovery`` from :func:`recovery_errors`), whether both time
+    constants end within ``tolerance``. Items whose configuration is not in ``phases`` are left
+    out (see :func:`missing_configurations`)."""
+    from ..book.claims import Claim
+
+    groups = by_configuration(phases)
+    baseline = groups["baseline"]
+
+    def change(name, relative=False):
+        return paired_changes(phases, name, relative=relative) if name in groups else []
+
+    def item(claim, source, name, side="above"):
+        return Claim(claim, source, change(name), 0.0, side, digits=3)
+
+    rows = [
+        Claim(f"Baseline beats the published {published} on the published metric", "book",
+              list(baseline["psth_corr_pooled"]), published, "above", digits=3),
+        Claim("Baseline reaches 80% of the per-condition ceiling", "book",
+              list(baseline["fraction_of_ceiling"]), 0.8, "above", digits=3),
+        item("Poisson L_neuron hurts the fit", "003: Phase 1 Results", "poisson_lneuron",
+             "below"),
+        item("Hybrid loss 0.3 hurts the fit", "003: Phase 1 Results", "hybrid_0.3", "below"),
+        item("Hybrid loss 0.5 hurts the fit", "003: Phase 1 Results", "hybrid_0.5", "below"),
+        *[Claim(f"Learnable tau ({kind}) breaks training (loses > 50%)",
+                "003: Phase 1 Results", change(f"learnable_tau_{kind}", relative=True), -0.5,
+                "below", digits=3) for kind in ("population", "neuron")],
+        item("Poisson distance in L_trial helps", "003: Improvement 1", "poisson_ltrial"),
+        *[item(f"Learnable alpha ({kind}) helps", "003: Improvement 2",
+               f"learnable_alpha_{kind}") for kind in ("scalar", "population", "neuron")],
+        Claim("Frozen learnable tau fits like the baseline (|change| < 0.005)",
+              "003: Improvement 3", [abs(v) for v in change("learnable_tau_frozen")], 0.005,
+              "below", digits=3),
+        *[item(f"Low rank {rank} helps", "003: Improvement 4", f"low_rank_{rank}")
+          for rank in (10, 20, 30, 50)],
+        *[item(f"Cosine schedule, warm-up {w}, helps", "003: Improvement 5a",
+               f"cosine_warmup_{w}") for w in (0, 50)],
+        *[item(f"Activity regularisation {lam} helps", "003: Improvement 5b",
+               f"activity_reg_{lam}") for lam in ("0.01", "0.001")],
+        Claim("Rates stay plausible (share of units at 1-50 spikes/s)", "003: Success Criteria",
+              list(baseline["rates_in_range"]), 0.9, "above", digits=2),
+    ]
+    rows = [row for row in rows if row.values]  # a configuration not (yet) in the sweep
+    for name, group in by_configuration(recovery).items():
+        rows.append(Claim(f"Learnable alpha recovers tau_E and tau_I within {tolerance:.0%} "
+                          f"({name.replace('_', ' ')})", "book", list(group["worst_error"]),
+                          tolerance, "below", digits=2))
+    return rows
