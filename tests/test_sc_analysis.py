@@ -1,6 +1,5 @@
 """The analyses of the superior-colliculus chapter (hdlib.fitters.sc_analysis): model checks,
 the time-constant diagnostics and the tables made from a sweep's results."""
-import math
 
 import numpy as np
 import pandas as pd
@@ -23,21 +22,6 @@ def test_describe_session_counts_what_the_session_holds(session):
     n_exc = int(session.is_excitatory.sum())
     assert f"{K} trials, {N} neurons ({n_exc} E, {N - n_exc} I), {B} bins" in text
     assert f"{len(session.train_idx)}/{len(session.val_idx)}" in text
-
-
-def test_broken_copies_are_refused_with_the_field_named(synthetic, tmp_path):
-    messages = sc_analysis.refusals(synthetic.path, tmp_path)
-    assert "neuron_type" in messages["missing field"]
-    assert "n_trials" in messages["inconsistent count"]
-
-
-@pytest.mark.parametrize("ranks", [(None, 3, 6)])
-def test_dale_checks_of_fresh_models(ranks):
-    table = sc_analysis.dale_checks(EXCITATORY, 2, ranks=ranks)
-    assert table[["E columns >= 0", "I columns <= 0", "zero diagonal"]].all().all()
-    assert table["rank before diagonal removed"].tolist() == [12, 3, 6]
-    assert table["loop gain"].to_numpy() == pytest.approx(0.9, abs=1e-4)
-    assert table["top-r share of squared singular values"].iloc[0] == pytest.approx(1.0)
 
 
 def test_reversal_fraction_counts_changes_of_direction():
@@ -83,22 +67,6 @@ def test_diagnosis_table_has_one_row_per_measurement(session):
     assert len(diagnosis.table()) == 2 + 1 + 2 + 1 + 2
 
 
-def test_recovery_experiments_name_and_configure_the_fits():
-    configs = sc_analysis.recovery_experiments({400: "a.mat", 1043: "b.mat"}, tau_e=100.0,
-                                               tau_i=50.0, bin_size_ms=25.0, steps=7,
-                                               lr_scale=10.0, profile_trials=[400])
-    assert list(configs) == ["learnable_alpha_1043_trials", "fixed_tau_i_30_400_trials",
-                             "fixed_tau_i_50_400_trials"]
-    assert configs["learnable_alpha_1043_trials"] == {
-        "data_path": "b.mat", "fit_options": {"learnable_alpha": "population", "steps": 7,
-                                              "time_constant_lr_scale": 10.0}}
-    assert configs["fixed_tau_i_30_400_trials"]["fit_options"] == {"tau_e_init": 100.0,
-                                                                   "tau_i_init": 30.0}
-    for options in configs.values():
-        sc_fit.make_config(**options["fit_options"])
-    assert sc_analysis.profile_taus(30.0, 25.0) == [25.0, 30.0]
-
-
 def fake_results():
     """A sweep's results with known numbers: baseline 0.40, ceiling 0.5."""
     corr = {"baseline": 0.40, "poisson_ltrial": 0.42, "learnable_alpha_scalar": 0.405,
@@ -116,65 +84,6 @@ def fake_results():
     rows["activity_reg_0.001"]["rates_in_range"] = 0.8
     rows["broken"] = {"status": "failed", "error": "ValueError: no"}
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def test_sweep_summary_and_table_from_known_results():
-    results = fake_results()
-    summary = sc_analysis.summarise_sweep(results)
-    assert summary["baseline"] == 0.40 and summary["baseline_fraction"] == 0.8
-    assert summary["tau_worst"] == pytest.approx(0.39 / 0.40 - 1)
-    assert summary["phase1_change"] == pytest.approx(-0.75)
-    assert summary["clamp_step"] == pytest.approx(0.03)
-    assert summary["smooth_step"] == pytest.approx(3.5)
-    assert summary["low_rank_best"] == 0.395 and summary["in_range"] == 0.8
-    assert summary["failed"] == ["broken"]
-    table = sc_analysis.sweep_table(results)
-    assert list(table.columns[:2]) == ["psth_corr", "vs baseline"]
-    assert table.loc["poisson_ltrial", "vs baseline"] == pytest.approx(0.05)
-    assert math.isnan(sc_analysis.score(results, "broken"))
-    assert sc_analysis.finished(results, ["broken", "baseline", "absent"]) == ["baseline"]
-
-
-def test_a_missing_run_makes_best_and_worst_unknown():
-    summary = sc_analysis.summarise_sweep(fake_results().drop(index="low_rank_20"))
-    assert math.isnan(summary["low_rank_best"]) and not math.isnan(summary["tau_worst"])
-
-
-def test_recovery_table_and_loss_profile():
-    runs = {"a": (400, {"tau_e_ms": 80.0, "tau_i_ms": 45.0}),
-            "b": (1043, {"tau_e_ms": 130.0, "tau_i_ms": 50.0})}
-    table = sc_analysis.recovery_table(runs, (100.0, 50.0), tolerance=0.25)
-    assert table.loc["a", ["error E", "error I"]].tolist() == pytest.approx([0.2, 0.1])
-    assert table["within tolerance"].tolist() == [True, False]
-    rows = {f"fixed_tau_i_{t:g}_{n}_trials": {"status": "ok", "psth_corr": 0.4,
-                                               "poisson_nll": 0.7, "train_loss_end": loss}
-            for (t, n, loss) in [(30.0, 400, 0.39), (50.0, 400, 0.40), (30.0, 1043, 0.28),
-                                 (50.0, 1043, 0.27)]}
-    profile = sc_analysis.loss_profile(pd.DataFrame.from_dict(rows, orient="index"),
-                                       [400, 1043], [30.0, 50.0])
-    assert len(profile) == 4
-    assert sc_analysis.preferred_tau_i(profile) == {400: 30.0, 1043: 50.0}
-
-
-def test_claims_apply_the_stated_rules():
-    results = fake_results()
-    recovery = sc_analysis.recovery_table(
-        {"learnable_alpha_population": (400, {"tau_e_ms": 90.0, "tau_i_ms": 30.0}),
-         "learnable_alpha_1043_trials": (1043, {"tau_e_ms": 90.0, "tau_i_ms": 45.0})},
-        (100.0, 50.0), tolerance=0.25)
-    rows = sc_analysis.phase2_claims(results, sc_analysis.summarise_sweep(results), recovery,
-                                     0.5, target_fraction=0.8, margin=0.01, tolerance=0.25,
-                                     document_trials=1043)
-    holds = [h for _, _, h in rows]
-    # ceiling reached, Poisson +0.02 > margin, scalar +0.005 < margin, population 0, tau not
-    # broken, clamp moved 0.03 < 0.1, recovered at 1043, low rank worse, cosine worse,
-    # activity equal, 0.8 of units in range < 0.9
-    assert holds == [True, True, False, False, False, True, True, False, False, False, False]
-    assert "400 trials" in rows[6][1] and "1043 trials" in rows[6][1]
-    without_teacher = sc_analysis.phase2_claims(
-        results, sc_analysis.summarise_sweep(results), None, 0.5, target_fraction=0.8,
-        margin=0.01, tolerance=0.25, document_trials=1043)
-    assert without_teacher[6][1:] == ("not run", False)
 
 
 def test_validation_psths_match_the_loss_module(session):

@@ -1,25 +1,23 @@
-"""The analyses of the superior-colliculus chapter: from a model, or a finished sweep of
-:func:`hdlib.fitters.sc_fit.fit` runs, to the tables that answer the document's questions.
+"""The analyses of the superior-colliculus chapter: from a session, a fitted model or the
+stored runs of a seeded sweep of :func:`hdlib.fitters.sc_fit.fit` to the tables and figures that
+answer the document's questions.
 
-* :func:`dale_checks`: the constraints of freshly built :class:`~hdlib.models.eirnn.EIRNN`
-  models (signs, diagonal, rank, loop gain).
-* :func:`diagnose_time_constants`: the document's four hypotheses on why learning ``tau`` broke
-  its fits, measured, and a fifth one (``alpha = dt / tau > 1``).
-* :func:`recovery_experiments`, :func:`sweep_table`, :func:`summarise_sweep`,
-  :func:`recovery_table`, :func:`loss_profile`, :func:`phase2_claims`: the configurations of
-  the time-constant section and the tables and verdicts made from the sweep's results.
-
-A sweep's results are a table with one row per configuration (index: its name), a ``status``
-(``'ok'`` or ``'failed'``) and the keys the run wrote: the scores of
-:func:`~hdlib.fitters.sc_fit.evaluate`, the final ``tau_e_ms``/``tau_i_ms``, their curves
-``tau_e_curve``/``tau_i_curve`` (one value per step) and ``train_loss_end`` (the mean training
-loss of the last 10 steps).
+* The recording: :func:`describe_session`, :func:`condition_counts`, :func:`unit_ceilings` (the
+  per-unit split-half ceiling of the per-condition metric) and :func:`reference_scores` (both
+  metrics for predictors without a network).
+* The model: :func:`unit_scores` (per-unit scores of both metrics) and
+  :func:`diagnose_time_constants` (the document's four hypotheses on why learning ``tau`` broke
+  its fits, measured, and a fifth one, ``alpha = dt / tau > 1``).
+* Stored runs (rows ``NAME_seedS`` of :func:`hdlib.book.results.load_results`):
+  :func:`by_configuration`, :func:`paired_table` (means, intervals, changes paired by seed,
+  :func:`holm`), :func:`paired_changes`, :func:`recovery_errors`, :func:`recovery_summary`,
+  :func:`main_effects` and :func:`document_claims`; :func:`loss_profile` and
+  :func:`validation_psths` for the figures of :mod:`hdlib.book.plots`.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -43,52 +41,7 @@ def describe_session(session: sessions.Session) -> str:
             f"{session.rates[session.mask].mean():.1f} spikes/s")
 
 
-def refusals(source, folder) -> dict[str, str]:
-    """The loader's error for two broken copies of the session file ``source`` written to
-    ``folder``: one without ``neuron_type``, one whose ``n_trials`` disagrees with
-    ``firing_rates``. A copy that loads maps to ``'loaded'``."""
-    raw = sessions.read_fields(source)
-    changes = {"missing field": lambda f: f.pop("neuron_type"),
-               "inconsistent count": lambda f: f.update(n_trials=f["n_trials"] + 1)}
-    messages = {}
-    for label, change in changes.items():
-        fields = {k: (v if isinstance(v, str) else np.asarray(v)) for k, v in raw.items()}
-        change(fields)
-        path = sessions.write_session_v73(Path(folder) / "broken.mat", fields)
-        try:
-            sessions.load_session(path)
-            messages[label] = "loaded"
-        except ValueError as error:
-            messages[label] = str(error)
-    return messages
-
-
 # ---------------------------------------------------------------------------- the model
-def dale_checks(is_excitatory, n_inputs: int, ranks=(None, 10, 20, 30),
-                seed: int = 0) -> pd.DataFrame:
-    """One row per rank option (``None``: full rank) of a freshly built model: whether every
-    excitatory column of ``W_rec`` is >= 0 and every inhibitory one <= 0, whether the diagonal
-    is 0, the rank of ``W_magnitude`` (before the diagonal is removed), the share of
-    ``sum sigma_k^2`` held by the top ``r`` singular values of ``W_rec``, and the loop gain
-    ``max |eig(W_rec * rate_scale)|``."""
-    rows = []
-    for rank in ranks:
-        model = EIRNN(is_excitatory, n_inputs, low_rank=rank, seed=seed)
-        with torch.no_grad():
-            W, core = model.W_rec, model.W_magnitude
-            gain = torch.linalg.eigvals(W * model.rate_scale).abs().max().item()
-        singular = torch.linalg.svdvals(W).square()
-        rows.append({"rank option": rank or "full",
-                     "E columns >= 0": bool((W[:, model.excitatory] >= 0).all()),
-                     "I columns <= 0": bool((W[:, ~model.excitatory] <= 0).all()),
-                     "zero diagonal": bool((W.diagonal() == 0).all()),
-                     "rank before diagonal removed": int(torch.linalg.matrix_rank(core)),
-                     "top-r share of squared singular values": float(
-                         singular[: rank or len(singular)].sum() / singular.sum()),
-                     "loop gain": gain})
-    return pd.DataFrame(rows)
-
-
 # ---------------------------------------------------------------------------- time constants
 def tau_gradient(model: EIRNN, batch: dict, seed: int = 0) -> torch.Tensor:
     """``dL_neuron / d tau_raw`` on ``batch`` (the recorded units' rates), with the network's
@@ -216,110 +169,11 @@ def diagnose_time_constants(is_excitatory, batch: dict, seed: int = 0,
 
 
 # ---------------------------------------------------------------------------- the sweep
-SWEEP_COLUMNS = ["psth_corr", "fraction_of_ceiling", "single_trial_corr", "rates_in_range",
-                 "tau_e_ms", "tau_i_ms", "seconds"]
-
-
-def profile_taus(tau_i: float, bin_size_ms: float) -> list[float]:
-    """The fixed ``tau_I`` values of the loss profile: the teacher's and 0.6 x it (not below
-    one bin)."""
-    return sorted({max(0.6 * tau_i, bin_size_ms), float(tau_i)})
-
-
-def recovery_experiments(paths: dict, *, tau_e: float, tau_i: float, bin_size_ms: float,
-                         steps: int, lr_scale: float, profile_trials=None) -> dict:
-    """Sweep configurations of the time-constant section. ``paths``: trial count -> session
-    file. On the largest session, ``learnable_alpha_{n}_trials``: population alpha for
-    ``steps`` steps with the time constants' learning rate scaled by ``lr_scale``; on every
-    session of ``profile_trials`` (default: all), ``fixed_tau_i_{t}_{n}_trials``: ``tau_E`` at
-    the teacher's and ``tau_I`` fixed at each of :func:`profile_taus`. Largest sessions first,
-    so that a pool starts the longest runs first."""
-    largest = max(paths)
-    configs = {f"learnable_alpha_{largest}_trials": {
-        "data_path": str(paths[largest]),
-        "fit_options": {"learnable_alpha": "population", "steps": steps,
-                        "time_constant_lr_scale": lr_scale}}}
-    for trials in sorted(paths if profile_trials is None else profile_trials, reverse=True):
-        for tau in profile_taus(tau_i, bin_size_ms):
-            configs[f"fixed_tau_i_{tau:g}_{trials}_trials"] = {
-                "data_path": str(paths[trials]),
-                "fit_options": {"tau_e_init": tau_e, "tau_i_init": tau}}
-    return configs
-
-
-def sweep_table(results: pd.DataFrame) -> pd.DataFrame:
-    """:data:`SWEEP_COLUMNS`, ``status`` and ``error`` of every configuration, with
-    ``vs baseline`` = ``psth_corr / psth_corr(baseline) - 1`` in second place."""
-    table = results.reindex(columns=SWEEP_COLUMNS + ["status", "error"])
-    table.insert(1, "vs baseline", table["psth_corr"] / score(results, "baseline") - 1)
-    return table
-
-
 def score(results: pd.DataFrame, name: str, column: str = "psth_corr") -> float:
     """``column`` of configuration ``name``; NaN when it is missing or failed."""
     if name not in results.index or results.loc[name, "status"] != "ok":
         return math.nan
     return float(results.loc[name, column])
-
-
-def finished(results: pd.DataFrame, names) -> list[str]:
-    """Those of ``names`` that ran and finished (status ``'ok'``), in order."""
-    return [n for n in names if n in results.index and results.loc[n, "status"] == "ok"]
-
-
-def largest_tau_step(row) -> float:
-    """The largest change of ``tau_E`` or ``tau_I`` from one step to the next (ms)."""
-    curves = np.array([row["tau_e_curve"], row["tau_i_curve"]], dtype=float)
-    return float(np.abs(np.diff(curves, axis=1)).max())
-
-
-def summarise_sweep(results: pd.DataFrame) -> dict:
-    """The figures the chapter's verdicts use. ``baseline``: its PSTH correlation;
-    ``baseline_fraction``: the same over the noise ceiling; ``tau_worst``: the lowest PSTH
-    correlation of the frozen, clamped and smooth learnable-tau runs relative to the baseline
-    (``corr / baseline - 1``); ``phase1_change``: the same for the Phase-1 set-up;
-    ``clamp_step``/``smooth_step``: :func:`largest_tau_step` of the clamped and smooth runs;
-    ``low_rank_best``: the best of ranks 10, 20, 30 (a missing run makes a best or worst NaN);
-    ``in_range``: the smallest
-    ``rates_in_range`` of any run that finished; ``failed``: the names of failed runs."""
-    ok = results[results["status"] == "ok"]
-    baseline = score(results, "baseline")
-
-    def step(name):
-        return largest_tau_step(ok.loc[name]) if name in ok.index else math.nan
-
-    def extreme(pick, names):  # NaN when any run is missing
-        values = [score(results, n) for n in names]
-        return math.nan if any(math.isnan(v) for v in values) else pick(values)
-
-    tau_runs = ["learnable_tau_frozen", "learnable_tau_clamp", "learnable_tau_smooth"]
-    return {
-        "baseline": baseline,
-        "baseline_fraction": score(results, "baseline", "fraction_of_ceiling"),
-        "tau_worst": extreme(min, tau_runs) / baseline - 1,
-        "phase1_change": score(results, "learnable_tau_phase1") / baseline - 1,
-        "clamp_step": step("learnable_tau_clamp"), "smooth_step": step("learnable_tau_smooth"),
-        "low_rank_best": extreme(max, [f"low_rank_{r}" for r in (10, 20, 30)]),
-        "in_range": float(ok["rates_in_range"].min()) if len(ok) else math.nan,
-        "failed": list(results.index[results["status"] != "ok"])}
-
-
-RECOVERY_COLUMNS = ["trials", "tau_E (ms)", "error E", "tau_I (ms)", "error I",
-                    "within tolerance"]
-
-
-def recovery_table(runs: dict, truth: tuple[float, float], tolerance: float) -> pd.DataFrame:
-    """``runs``: name -> ``(trials, result row)``. One row per run: its trial count, final
-    ``tau_E`` and ``tau_I`` (ms), their relative errors ``|tau - tau*| / tau*`` against the
-    teacher's ``truth = (tau_E*, tau_I*)``, and whether both are within ``tolerance``."""
-    rows = {}
-    for name, (trials, row) in runs.items():
-        err_e = abs(row["tau_e_ms"] - truth[0]) / truth[0]
-        err_i = abs(row["tau_i_ms"] - truth[1]) / truth[1]
-        rows[name] = {"trials": int(trials), "tau_E (ms)": float(row["tau_e_ms"]),
-                      "error E": err_e, "tau_I (ms)": float(row["tau_i_ms"]), "error I": err_i,
-                      "within tolerance": max(err_e, err_i) <= tolerance}
-    return pd.DataFrame.from_dict(rows, orient="index", columns=RECOVERY_COLUMNS)
 
 
 def loss_profile(results: pd.DataFrame, trials, taus) -> pd.DataFrame:
@@ -338,13 +192,6 @@ def loss_profile(results: pd.DataFrame, trials, taus) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def preferred_tau_i(profile: pd.DataFrame) -> dict[int, float]:
-    """For each trial count of a :func:`loss_profile`, the ``tau_I`` with the lowest training
-    loss at the end."""
-    return {int(n): float(group.loc[group["training loss at the end"].idxmin(), "tau_I (ms)"])
-            for n, group in profile.groupby("trials")}
-
-
 @torch.no_grad()
 def validation_psths(model: EIRNN, session: sessions.Session, seed: int = 0) -> dict:
     """PSTHs of the model (noise seeded by ``seed``) and of the data on the validation trials:
@@ -355,70 +202,6 @@ def validation_psths(model: EIRNN, session: sessions.Session, seed: int = 0) -> 
                                          val["condition"])
     data_psth, _, _ = fl.psth(val["rates"], val["mask"], val["condition"])
     return {"model": model_psth, "data": data_psth, "counts": counts, "labels": labels}
-
-
-def phase2_claims(results: pd.DataFrame, summary: dict, recovery: pd.DataFrame | None,
-                  ceiling: float, *, target_fraction: float, margin: float, tolerance: float,
-                  document_trials: int) -> list[tuple[str, str, bool]]:
-    """Rows ``(claim, measured, holds)`` for :func:`hdlib.book.claims.claims_table`. A change
-    "improves" when its validation PSTH correlation exceeds the baseline's by more than
-    ``margin``; learnable tau "breaks training" when its worst run loses more than half of the
-    baseline's correlation; tau "barely moves" when the clamped run's largest step is below
-    0.1 ms; the recovery target holds when the population-alpha run on ``document_trials``
-    trials (a row of ``recovery``, a :func:`recovery_table`; ``None`` without a teacher) ends
-    with both time constants within ``tolerance``."""
-    base = summary["baseline"]
-
-    def corr(name):
-        return score(results, name)
-
-    def better(*names):
-        return any(corr(n) > base + margin for n in names)
-
-    recovery = recovery_table({}, (1.0, 1.0), tolerance) if recovery is None else recovery
-    alpha_rows = recovery.loc[recovery.index.map(lambda n: str(n).startswith(
-        "learnable_alpha")).to_numpy(dtype=bool)]
-    at_size = alpha_rows[alpha_rows["trials"] == document_trials]
-    recovered = bool(len(at_size)) and bool(at_size["within tolerance"].all())
-    recovery_text = "; ".join(
-        f"{int(row['trials'])} trials, {name}: {row['error E']:.0%} (E), {row['error I']:.0%} (I)"
-        for name, row in alpha_rows.iterrows()) or "not run"
-    return [
-        (f"The baseline fit reaches {target_fraction:.0%} of the PSTH noise ceiling "
-         "(issue target)",
-         f"{base:.3f} = {summary['baseline_fraction']:.0%} of ceiling {ceiling:.3f}",
-         summary["baseline_fraction"] >= target_fraction),
-        ("A Poisson distance in L_trial improves the fit",
-         f"PSTH corr {corr('poisson_ltrial'):.3f} vs baseline {base:.3f}",
-         better("poisson_ltrial")),
-        ("Learnable alpha (scalar) improves the fit",
-         f"{corr('learnable_alpha_scalar'):.3f} vs {base:.3f}", better("learnable_alpha_scalar")),
-        ("Learnable alpha (population) improves the fit",
-         f"{corr('learnable_alpha_population'):.3f} vs {base:.3f}",
-         better("learnable_alpha_population")),
-        ("Learnable tau breaks training (Phase 1: -91%)",
-         f"worst of frozen/clamped/smooth: {summary['tau_worst']:+.1%} vs baseline; Phase-1 "
-         f"set-up (tau_I = 20 ms, alpha_I > 1): {summary['phase1_change']:+.1%}",
-         summary["tau_worst"] < -0.5),
-        ("Learnable tau barely moves (Phase 1 symptom)",
-         f"clamped tau moved at most {summary['clamp_step']:.3f} ms per step; smooth form "
-         f"{summary['smooth_step']:.2f} ms", summary["clamp_step"] < 0.1),
-        (f"Learnable alpha (population) recovers the teacher's tau_E and tau_I within "
-         f"{tolerance:.0%} with {document_trials} trials (issue target)", recovery_text,
-         recovered),
-        ("Low-rank connectivity (10/20/30) improves generalisation",
-         f"best low rank {summary['low_rank_best']:.3f} vs full rank {base:.3f}",
-         summary["low_rank_best"] > base + margin),
-        ("Cosine schedule with warm-up helps",
-         f"warmup 0: {corr('cosine_warmup_0'):.3f}, warmup 50: {corr('cosine_warmup_50'):.3f} "
-         f"vs {base:.3f}", better("cosine_warmup_0", "cosine_warmup_50")),
-        ("Activity regularisation helps",
-         f"0.01: {corr('activity_reg_0.01'):.3f}, 0.001: {corr('activity_reg_0.001'):.3f} vs "
-         f"{base:.3f}", better("activity_reg_0.01", "activity_reg_0.001")),
-        ("Rates stay in a plausible range (1-50 spikes/s)",
-         f"smallest fraction of units in range over all runs: {summary['in_range']:.0%}",
-         summary["in_range"] >= 0.9),
-    ]
 
 
 # ---------------------------------------------------------------------------- the recorded session

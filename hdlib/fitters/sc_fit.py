@@ -373,7 +373,8 @@ def fit_file(session_path, out_dir, *, steps: int | None = None, minutes: float 
     condition with the fixed :data:`SPLIT_SEED`, fit with the options of ``config_file`` (YAML)
     over :class:`FitConfig`'s defaults for ``steps`` steps (default ``FitConfig.steps``) or
     until ``minutes`` have passed, and write into ``out_dir``: ``metrics.json``
-    (:func:`evaluate`'s scores on the validation split and the run's sizes), ``model.pt``
+    (:func:`evaluate`'s scores on the validation split, the run's sizes, wall-clock and CPU
+    seconds of the fit), ``model.pt``
     (:func:`save_fitted`) and ``psth.png`` (:func:`plot_pooled_psths`). Every input is checked
     before anything is written; a bad one is a ``ValueError`` (or ``FileNotFoundError``) naming
     it."""
@@ -395,13 +396,14 @@ def fit_file(session_path, out_dir, *, steps: int | None = None, minutes: float 
     if len(torch.unique(session.condition[session.val_idx])) == 0 or len(session.val_idx) < 2:
         raise ValueError(f"{session_path}: too few trials for a validation split")
     out_dir = Path(out_dir)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     model, history = fit(session, cfg, progress=progress, time_budget=budget)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     model.eval()
     scores = evaluate(model, session, seed=seed)
     n_exc = int(session.is_excitatory.sum())
-    metrics = {**scores, "seconds": seconds, "steps": len(history["loss"]),
+    metrics = {**scores, "seconds": seconds, "cpu_seconds": cpu_seconds,
+               "steps": len(history["loss"]),
                "seconds_per_step": seconds / len(history["loss"]),
                "n_trials": int(session.rates.shape[0]), "n_train": len(session.train_idx),
                "n_val": len(session.val_idx), "n_bins": int(session.rates.shape[1]),
