@@ -76,10 +76,12 @@ results: $(STAMP)
 			--workers 2 $(FORCE) || exit 1; \
 	done
 
+# One thread each; tables saved to benchmarks/results/, then book/performance.md is rewritten.
 benchmark: $(STAMP)
-	$(PY) benchmarks/leaky_ring_speed.py
-	$(PY) benchmarks/ei_ring_speed.py
-	$(PY) benchmarks/polar_speed.py
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.leaky_ring_speed
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.ei_ring_speed
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.polar_speed
+	$(PY) -m benchmarks.performance_page
 
 clean:
 	rm -rf _build notebooks/_runs notebooks/_artifacts .pytest_cache

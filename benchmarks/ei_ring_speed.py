@@ -1,21 +1,26 @@
-"""Speed of the E/I ring's batched forward pass against loops over samples.
+"""Speed of the E/I ring (document 000) against the document's per-sample loop.
 
-The reference is the original implementation's form (the document lists vectorising it as future
-work): one sample at a time, multiplying by the dense ``N_E x N_E`` matrix ``W_EE`` every step.
-A second loop calls hdlib's own forward pass per sample (same Fourier-mode E->E product and
-fused E<->I products), so it isolates what batching alone buys. Prints the time of each, forward
-only and forward plus backward, and the ratios to the batched form (target: at least 10x against
-the original form) at batch 32, T = 100, 800 E and 200 I neurons. Run:
-``python benchmarks/ei_ring_speed.py [--batch 32] [--steps 100] [--repeats 3]``.
+The document lists "vectorise batch processing" as future work: its forward pass loops over the
+samples of a batch, and for each over time steps, multiplying by the dense ``N_E x N_E`` matrix
+``W_EE``. Written from that description, the reference runs each sample on its own with dense
+matrix-vector products; a second loop calls hdlib's own forward pass per sample (same Fourier-
+mode E->E product and fused E<->I products), isolating what batching alone buys.
+
+Prints, forward only and forward + backward, the CPU time of each form, the ratio to hdlib's
+batched form, the peak memory each adds, and the floor: hdlib's matrix-product FLOPs (two
+products per step, ``4 B N_E (M + N_I) T`` forward with ``M`` Fourier modes, three times that
+forward + backward) at this machine's measured dense-product rate, with the fraction reached.
+Sizes: 800 E / 200 I, B = 32, T = 100 (the document's) and two others. Results go to
+``benchmarks/results/ei_ring.{csv,json}``. Run: ``python -m benchmarks.ei_ring_speed``.
 """
 from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import torch
 
+from benchmarks import common
 from hdlib.models.ei_ring import RingAttractorNetwork
 
 
@@ -49,45 +54,67 @@ def per_sample_dense_forward(model: RingAttractorNetwork, inputs: torch.Tensor,
     return torch.stack(rates)
 
 
-def _best_time(fn, repeats: int) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+SIZES = [(400, 100, 32, 100), (800, 200, 8, 100), (800, 200, 32, 100)]  # (N_E, N_I, B, T)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
-    model = RingAttractorNetwork()
-    heading = torch.rand(args.batch, args.steps) * 2 * math.pi
+def measure(n_exc: int, n_inh: int, batch: int, steps: int, repeats: int,
+            flops_per_second: float) -> list[dict]:
+    model = RingAttractorNetwork(n_exc, n_inh)
+    heading = torch.rand(batch, steps, generator=torch.Generator().manual_seed(0)) * 2 * math.pi
     inputs = model.cue(heading)
     h0 = model.initial_state(heading[:, 0])
     forms = {
-        "batched (hdlib forward)": lambda: model(inputs, h0, noise=False)[0],
-        "per-sample loop, hdlib forward": lambda: per_sample_forward(model, inputs, h0),
-        "per-sample loop, dense (original)": lambda: per_sample_dense_forward(model, inputs, h0),
+        "hdlib (batched)": lambda: model(inputs, h0, noise=False)[0],
+        "per-sample loop, hdlib step": lambda: per_sample_forward(model, inputs, h0),
+        "document (per-sample loop, dense W_EE)": lambda: per_sample_dense_forward(model, inputs,
+                                                                                   h0),
     }
 
     def training_step(form):
         model.zero_grad()
         (form() ** 2).mean().backward()
 
-    with torch.no_grad():
-        forward = {name: _best_time(form, args.repeats) for name, form in forms.items()}
-    train = {name: _best_time(lambda f=form: training_step(f), args.repeats)
-             for name, form in forms.items()}
-    print(f"batch {args.batch}, T = {args.steps}, 800 E / 200 I, {torch.get_num_threads()} threads")
-    print(f"{'form':<34}{'forward (ms)':>14}{'ratio':>8}{'fwd+bwd (ms)':>15}{'ratio':>8}")
-    batched = next(iter(forms))
-    for name in forms:
-        print(f"{name:<34}{1000 * forward[name]:>14.1f}{forward[name] / forward[batched]:>7.1f}x"
-              f"{1000 * train[name]:>15.1f}{train[name] / train[batched]:>7.1f}x")
+    n_modes = model.excitation_modes()[1].numel()
+    forward_flops = 4 * batch * n_exc * (n_modes + n_inh) * steps
+    rows = []
+    for name, form in forms.items():
+        with torch.no_grad():
+            forward, forward_mb = common.cpu_seconds(form, repeats)
+        train, train_mb = common.cpu_seconds(lambda f=form: training_step(f), repeats)
+        rows.append({"benchmark": "000 E/I ring", "size": f"{n_exc}/{n_inh} B={batch} T={steps}",
+                     "form": name, "forward_ms": 1e3 * forward, "forward_mb": forward_mb,
+                     "train_ms": 1e3 * train, "train_mb": train_mb,
+                     "forward_floor_ms": 1e3 * forward_flops / flops_per_second,
+                     "train_floor_ms": 3e3 * forward_flops / flops_per_second})
+    batched = rows[0]
+    for row in rows:
+        row["forward_ratio"] = row["forward_ms"] / batched["forward_ms"]
+        row["train_ratio"] = row["train_ms"] / batched["train_ms"]
+        row["forward_floor_fraction"] = row["forward_floor_ms"] / row["forward_ms"]
+        row["train_floor_fraction"] = row["train_floor_ms"] / row["train_ms"]
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    common.single_thread()
+    flops_per_second = common.matmul_flops_per_second()
+    rows = []
+    for size in SIZES:
+        rows += measure(*size, args.repeats, flops_per_second)
+    print(f"000 E/I ring, {torch.get_num_threads()} thread, CPU ms (best of {args.repeats}); "
+          f"dense product {flops_per_second / 1e9:.0f} GFLOP/s; ratio = form / hdlib")
+    common.print_table(rows, [
+        ("size", "size", ""), ("form", "form", ""), ("forward_ms", "fwd ms", ".1f"),
+        ("forward_ratio", "ratio", ".1f"), ("forward_floor_fraction", "of floor", ".2f"),
+        ("train_ms", "fwd+bwd ms", ".1f"), ("train_ratio", "ratio", ".1f"),
+        ("train_floor_fraction", "of floor", ".2f"), ("train_mb", "fwd+bwd MB", ".0f")])
+    if not args.no_save:
+        print("saved", common.save("ei_ring", rows, {"matmul_flops_per_second":
+                                                      flops_per_second}))
 
 
 if __name__ == "__main__":

@@ -231,6 +231,58 @@ class _ExponentialAverages(torch.autograd.Function):
         return grad_x, None if grad_a is None else grad_a.to(coefficients.dtype), None
 
 
+#: Frames of at least this many elements go through :class:`_ExponentialAverages` (one pass,
+#: frame by frame); smaller ones through :func:`_blocked_averages`, where a loop over frames
+#: would cost more in per-operation overhead than in arithmetic.
+FRAME_LOOP_MIN = 1024
+#: Frames per block of :func:`_blocked_averages`.
+BLOCK = 16
+
+
+def _blocked_averages(x: torch.Tensor, logits: list[torch.Tensor], dim: int) -> list[torch.Tensor]:
+    """The corrected averages of :class:`TemporalSummarizer` by blocks of ``BLOCK`` frames.
+
+    With ``acc[t] = sum_{s<=t} (1 - alpha) alpha^(t-s) x[s]``, time is cut into blocks of ``K``
+    frames: inside a block, one ``K x K`` matrix of weights ``(1 - alpha) alpha^(i-j)``; across
+    blocks, the block-end sums carried by ``alpha^(K (b - b'))`` (an ``n_blocks x n_blocks``
+    matrix) and added with weight ``alpha^(i+1)``. Every power has exponent >= 0, so nothing
+    overflows; the average is ``acc[t] / (1 - alpha^(t+1))``. Autograd differentiates it.
+    """
+    T = x.shape[dim]
+    K = min(BLOCK, T)
+    n_blocks = -(-T // K)
+    # time last, every other axis a row: (rows, T), padded to whole blocks
+    rows = x.movedim(dim, -1).reshape(-1, T)
+    rows = torch.nn.functional.pad(rows, (0, n_blocks * K - T)).view(-1, n_blocks, K)
+    inside = torch.arange(K, dtype=x.dtype, device=x.device)
+    across = torch.arange(n_blocks, dtype=x.dtype, device=x.device)
+    steps = torch.arange(1, T + 1, dtype=x.dtype, device=x.device)
+    logit = torch.stack(logits).to(x.dtype)[:, None, None]  # every average at once: (k, 1, 1)
+    log_alpha = torch.nn.functional.logsigmoid(logit)
+    lag = inside[:, None] - inside[None, :]
+    within = torch.sigmoid(-logit) * torch.where(lag >= 0, torch.exp(log_alpha * lag.clamp(min=0)),
+                                                 0.0)  # (k, K, K)
+    gap = across[:, None] - across[None, :]
+    carry = torch.where(gap >= 0, torch.exp(log_alpha * K * gap.clamp(min=0)), 0.0)
+    local = rows.unsqueeze(0) @ within.transpose(-1, -2).unsqueeze(1)  # (k, rows, blocks, K)
+    ends = local[..., -1] @ carry.transpose(-1, -2)  # state at the end of each block
+    before = torch.nn.functional.pad(ends[..., :-1], (1, 0))  # state before each block
+    acc = torch.addcmul(local, before[..., None], torch.exp(log_alpha * (inside + 1))[:, None])
+    weight = -torch.expm1(log_alpha[:, 0] * steps)  # (k, T): 1 - alpha^(t+1)
+    acc = acc.reshape(len(logits), -1, n_blocks * K)[..., :T] / weight[:, None]
+    moved = x.movedim(dim, -1).shape
+    return [average.reshape(moved).movedim(-1, dim) for average in acc.unbind(0)]
+
+
+def _averages(x: torch.Tensor, logits: list[torch.Tensor], dim: int) -> list[torch.Tensor]:
+    """Both corrected averages of ``x`` along ``dim``, by the form that suits its frame size."""
+    T = x.shape[dim]
+    if T and x.numel() // T < FRAME_LOOP_MIN:
+        return _blocked_averages(x, logits, dim)
+    decays = torch.stack([_bias_corrected_decays(logit, T) for logit in logits])
+    return list(_ExponentialAverages.apply(x, decays, dim))
+
+
 def _time_axis(x: torch.Tensor) -> int:
     """Time is axis 2 of a feature map ``(B, C, T, H, W)`` and axis -2 of ``(..., T, F)``."""
     validate.tensor("x", x, ndim=(2, 3, 5))
@@ -259,8 +311,10 @@ class TemporalSummarizer(nn.Module):
     first ``t + 1`` frames carry, so that a constant input is summarised as itself from frame 0.
 
     Inputs are ``(..., T, F)`` or feature maps ``(B, C, T, H, W)`` with time on its own axis.
-    :meth:`forward` returns every frame of both averages (one pass over the input, frame by
-    frame along the native time axis, with the adjoint recurrence as its backward pass);
+    :meth:`forward` returns every frame of both averages: for frames of at least
+    :data:`FRAME_LOOP_MIN` elements in one pass over the input, frame by frame along the native
+    time axis, with the adjoint recurrence as its backward pass (:class:`_ExponentialAverages`);
+    for smaller frames by blocks of frames (:func:`_blocked_averages`);
     :meth:`last_frame` returns only the last frame of each, one weighted sum over time.
     """
 
@@ -287,9 +341,7 @@ class TemporalSummarizer(nn.Module):
     def ema(x: torch.Tensor, logit: torch.Tensor) -> torch.Tensor:
         """Bias-corrected EMA of ``x`` (``(..., T, F)`` or ``(B, C, T, H, W)``) along time, all
         frames at once."""
-        dim = _time_axis(x)
-        decays = _bias_corrected_decays(logit, x.shape[dim])
-        return _ExponentialAverages.apply(x, decays[None], dim)[0]
+        return _averages(x, [logit], _time_axis(x))[0]
 
     @torch.no_grad()
     def kernels(self, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -302,11 +354,8 @@ class TemporalSummarizer(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(fast, slow)`` summaries of every frame of ``x`` (``(..., T, F)`` or
         ``(B, C, T, H, W)``), each of ``x``'s shape."""
-        dim = _time_axis(x)
-        T = x.shape[dim]
-        decays = torch.stack([_bias_corrected_decays(self.alpha_fast_logit, T),
-                              _bias_corrected_decays(self.alpha_slow_logit, T)])
-        fast, slow = _ExponentialAverages.apply(x, decays, dim)
+        fast, slow = _averages(x, [self.alpha_fast_logit, self.alpha_slow_logit],
+                               _time_axis(x))
         return fast, slow
 
     def last_frame(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -327,8 +376,11 @@ class TemporalSummarizer(nn.Module):
         weights = torch.stack(rows).to(x.dtype)  # (2, T)
         lead, trail = x.shape[:dim], x.shape[dim + 1:]
         columns = x.reshape(math.prod(lead), T, math.prod(trail))
-        summary = torch.matmul(weights, columns)  # (lead, 2, trail)
-        fast, slow = summary.unbind(1)
+        if columns.shape[-1] == 1:  # time is the last axis that varies: one matrix product
+            summary = (columns[..., 0] @ weights.T)[..., None]
+        else:  # bmm on an expanded view; matmul would copy x when the weights need a gradient
+            summary = torch.bmm(weights.expand(columns.shape[0], 2, T), columns)
+        fast, slow = summary.unbind(1)  # (lead, trail) each
         return fast.reshape(*lead, *trail), slow.reshape(*lead, *trail)
 
 
