@@ -142,7 +142,11 @@ def test_bad_input_names_the_argument(call, name):
 
 
 def test_shipped_configurations():
-    assert polar.available_configs() == ["polar_v1", "polar_v1_relaxed", "polar_v1_very_relaxed"]
+    assert polar.available_configs() == ["polar_v1", "polar_v1_conservative", "polar_v1_relaxed",
+                                         "polar_v1_very_relaxed"]
+    assert polar.load_config("polar_v1_conservative") == {
+        "lambda_fix": 10.0, "lambda_sac": 40.0, "alpha_fast": 0.74, "alpha_slow": 0.95,
+        "learnable_alphas": True}
     original = polar.load_config("polar_v1")
     assert original == {"lambda_fix": 10.0, "lambda_sac": 40.0, "alpha_fast": 0.74,
                         "alpha_slow": 0.95, "learnable_alphas": False}
