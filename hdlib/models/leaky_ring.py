@@ -51,20 +51,23 @@ class _RingRecurrence(torch.autograd.Function):
         batch, steps = left.shape
         n = initial.shape[1]
         act, tanh = ACTIVATIONS[activation], activation == "tanh"
+        # the per-step drives are kept for the backward pass only when one is needed
+        kept = steps if any(ctx.needs_input_grad) else 1
         states = initial.new_empty(batch, steps, n)
-        drives = initial.new_empty(steps, batch, 3, n)  # (M r, WL r, WR r) of each step
-        pre = initial.new_empty(steps, batch, n)  # u_t
-        rates = initial.new_empty(steps, batch, n)  # F(u_t)
+        drives = initial.new_empty(kept, batch, 3, n)  # (M r, WL r, WR r) of each step
+        pre = initial.new_empty(kept, batch, n)  # u_t
+        rates = initial.new_empty(kept, batch, n)  # F(u_t)
         left_t, right_t = left.t().unsqueeze(-1), right.t().unsqueeze(-1)  # (T, B, 1)
         transposed = weights.t()
         r = initial
         for t in range(steps):
-            d = drives[t]
+            k = t if kept == steps else 0
+            d = drives[k]
             torch.mm(r, transposed, out=d.view(batch, 3 * n))
-            u = pre[t]
+            u = pre[k]
             torch.addcmul(d[:, 0], d[:, 1], left_t[t], out=u)
             u.addcmul_(d[:, 2], right_t[t])
-            rate = torch.tanh(u, out=rates[t]) if tanh else rates[t].copy_(act(u))
+            rate = torch.tanh(u, out=rates[k]) if tanh else rates[k].copy_(act(u))
             r = torch.lerp(r, rate, alpha, out=states[:, t])
         ctx.alpha, ctx.activation = alpha, activation
         ctx.save_for_backward(initial, left_t, right_t, weights, states, drives, pre, rates)
