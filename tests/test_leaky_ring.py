@@ -141,3 +141,14 @@ def test_bad_forward_inputs_name_the_argument():
     with pytest.raises(ValueError, match="initial_state"):
         model(torch.zeros(4, 10), torch.zeros(4), initial_state=torch.zeros(4, 15))
 
+
+
+def test_states_without_a_backward_pass_are_the_same(batch):
+    # Under no_grad (or with every parameter frozen) the recurrence keeps one step's drives
+    # instead of every step's; the states it returns must not change.
+    av, _, heading = batch
+    model = LeakyRingAttractor(40, init_scale=1.0, seed=5)
+    trained = model(av, heading)
+    with torch.no_grad():
+        evaluated = model(av, heading)
+    assert torch.equal(trained.detach(), evaluated)

@@ -47,12 +47,12 @@ class _RingRecurrence(torch.autograd.Function):
     docstring for the backward pass."""
 
     @staticmethod
-    def forward(ctx, initial, left, right, weights, alpha, activation):
+    def forward(ctx, initial, left, right, weights, alpha, activation, backward_to_come):
         batch, steps = left.shape
         n = initial.shape[1]
         act, tanh = ACTIVATIONS[activation], activation == "tanh"
-        # the per-step drives are kept for the backward pass only when one is needed
-        kept = steps if any(ctx.needs_input_grad) else 1
+        # the per-step drives are kept for the backward pass only when one is to come
+        kept = steps if backward_to_come else 1
         states = initial.new_empty(batch, steps, n)
         drives = initial.new_empty(kept, batch, 3, n)  # (M r, WL r, WR r) of each step
         pre = initial.new_empty(kept, batch, n)  # u_t
@@ -100,7 +100,7 @@ class _RingRecurrence(torch.autograd.Function):
         grad_weights = mixed.view(steps * batch, 3 * n).t() @ previous.reshape(steps * batch, n)
         # dL/dL_t = <e_t, WL r_{t-1}>, dL/dR_t = <e_t, WR r_{t-1}>
         turns = (mixed[:, :, :1] * drives[:, :, 1:]).sum(-1)  # (T, B, 2)
-        return g, turns[..., 0].t(), turns[..., 1].t(), grad_weights, None, None
+        return g, turns[..., 0].t(), turns[..., 1].t(), grad_weights, None, None, None
 
 
 class GainNetwork(nn.Module):
@@ -272,5 +272,6 @@ class LeakyRingAttractor(nn.Module):
         else:
             r = validate.tensor("initial_state", initial_state, ndim=2,
                                 size={0: batch, 1: self.num_neurons})
-        return _RingRecurrence.apply(r, self.gain_left(av), self.gain_right(av),
-                                     self.stacked_weights(), self.alpha, self.activation)
+        inputs = (r, self.gain_left(av), self.gain_right(av), self.stacked_weights())
+        backward_to_come = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
+        return _RingRecurrence.apply(*inputs, self.alpha, self.activation, backward_to_come)
