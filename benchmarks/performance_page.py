@@ -178,7 +178,10 @@ hdlib also applies the start-up correction `1 / (1 - alpha^(t+1))` the loop does
 does slightly more work. Sizes: B = 8, T = 240 (2 s at 120 Hz), C x H x W in 48 x 1 x 1,
 64 x 8 x 8 and 64 x 16 x 16. The floor is the memory traffic a setting cannot avoid, timed on this
 machine: reads of x (a sum) and writes of new tensors of x's size
-(allocation and first touch included, since every form returns new outputs).
+(allocation and first touch included, since every form returns new outputs), timed right after
+each form. On this virtual machine the first touch of new memory is slow and its cost drifts
+during a run, so at the largest size a fraction near or even above 1 means "at the floor", and
+the two forms' order can change from one run to the next where both are dominated by it.
 
 ```{{figure}} images/performance_summarizer.png
 :alt: {SUMMARIZER_ALT}

@@ -27,7 +27,12 @@ new pages included, since every form must return new outputs): all-frames forwar
 writes two averages (1 read + 2 writes); its backward reads both output gradients, x and both
 averages (5 reads) and, when x requires a gradient, writes it (1 write). The last frame needs one
 read of x. Results go to
-``benchmarks/results/polar_summarizer.{csv,json}``. Run: ``python -m benchmarks.polar_speed``.
+``benchmarks/results/polar_summarizer.{csv,json}``.
+
+It also times the Polar V1 model's amplitude relaxation against the document's frame loop, and
+one training step with the four temporal constants frozen and learnable (what learning them
+costs), at 32 trials x 240 frames x 48 features (``benchmarks/results/polar_model``).
+Run: ``python -m benchmarks.polar_speed``.
 """
 from __future__ import annotations
 
@@ -36,7 +41,9 @@ import argparse
 import torch
 
 from benchmarks import common
-from hdlib.models.polar import TemporalSummarizer
+from hdlib import losses
+from hdlib.models.polar import PolarDynamics, TemporalSummarizer
+from hdlib.models.polar_v1 import PolarV1
 
 SIZES = [(48, 1, 1), (64, 8, 8), (64, 16, 16)]
 
@@ -73,39 +80,82 @@ def measure(channels: int, height: int, width: int, batch: int, frames: int,
     grads = torch.rand(shape, generator=generator), torch.rand(shape, generator=generator)
     summarizer = TemporalSummarizer()
     run = forms(summarizer)
-    read, write = common.read_seconds(x), common.write_seconds(x)
     size = f"{channels}x{height}x{width}"
     rows = []
 
-    def add(setting, name, work, floor):
+    def add(setting, name, work, reads, writes):
         seconds, peak = common.cpu_seconds(work, repeats)
+        # the floor is timed right after the form: on a shared virtual machine the cost of new
+        # memory drifts during a run, and a floor timed minutes apart would not be comparable
+        floor = reads * common.read_seconds(x) + writes * common.write_seconds(x)
         rows.append({"benchmark": "004 summariser", "size": size, "elements": x.numel(),
                      "setting": setting, "form": name, "seconds": seconds,
                      "peak_mb": peak, "floor_seconds": floor,
                      "floor_fraction": floor / seconds})
 
-    for name in ("loop", "hdlib"):
-        form = run[("all frames", name)]
-        x_grad = x.clone().requires_grad_()
+    x_grad = x.clone().requires_grad_()
 
-        def trained(form=form, x_grad=x_grad):
-            torch.autograd.backward(form(x_grad), grads)
-            x_grad.grad = None
-        add("all frames, x requires grad: fwd+bwd", name, trained, 6 * read + 3 * write)
+    def trained(form):
+        torch.autograd.backward(form(x_grad), grads)
+        x_grad.grad = None
 
-        def forward(form=form):
-            form(x)
-        add("all frames, x fixed: fwd", name, forward, read + 2 * write)
+    def alphas_only(form):
+        torch.autograd.backward(form(x), grads)
+        summarizer.zero_grad()
 
-        def alphas_only(form=form):
-            torch.autograd.backward(form(x), grads)
-            summarizer.zero_grad()
-        add("all frames, x fixed: fwd+bwd", name, alphas_only, 6 * read + 2 * write)
-
-        last = run[("last frame", name)]
-        add("last frame, x fixed: fwd", name, lambda last=last: last(x), read)
+    settings = [  # (setting, the work for a form, reads and writes of the floor)
+        ("all frames, x requires grad: fwd+bwd", "all frames", trained, 6, 3),
+        ("all frames, x fixed: fwd", "all frames", lambda form: form(x), 1, 2),
+        ("all frames, x fixed: fwd+bwd", "all frames", alphas_only, 6, 2),
+        ("last frame, x fixed: fwd", "last frame", lambda form: form(x), 1, 0),
+    ]
+    for setting, output, work, reads, writes in settings:
+        for name in ("loop", "hdlib"):  # side by side, so that both see the same machine
+            form = run[(output, name)]
+            add(setting, name, lambda work=work, form=form: work(form), reads, writes)
     summarizer.zero_grad()
     return rows
+
+
+def model_step_costs(repeats: int, trials: int = 32, frames: int = 240,
+                     features: int = 48) -> list[dict]:
+    """The Polar V1 model's relaxation against the document's frame loop
+    (``A = a_bar + (A - a_bar) exp(-lambda dt)``), and one training step (forward, Poisson loss,
+    backward) with the four temporal constants frozen and learnable; CPU seconds."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(trials, frames, features, generator=generator)
+    gate = (torch.rand(trials, frames, generator=generator) < 0.1).float()
+    counts = torch.poisson(torch.rand(trials, frames, 32, generator=generator),
+                           generator=generator)
+    dynamics = PolarDynamics()
+
+    def relax_hdlib():
+        dynamics(x, gate).sum().backward()
+
+    def relax_loop():
+        lam = (1 - gate) * dynamics.lambda_fix + gate * dynamics.lambda_sac
+        decay = torch.exp(-lam * dynamics.dt)[..., None]
+        state, out = x[:, 0], []
+        for t in range(frames):
+            state = x[:, t] + (state - x[:, t]) * decay[:, t]
+            out.append(state)
+        torch.stack(out, 1).sum().backward()
+
+    def step(model):
+        def run():
+            losses.poisson_nll(model(x, gate) * model.dt, counts).backward()
+        return run
+
+    measured = {
+        "relaxation fwd+bwd, hdlib": relax_hdlib,
+        "relaxation fwd+bwd, frame loop": relax_loop,
+        "model step, constants frozen": step(PolarV1(features, 32, learnable_alphas=False,
+                                                     learnable_lambdas=False)),
+        "model step, constants learnable": step(PolarV1(features, 32)),
+    }
+    size = f"{trials} trials x {frames} frames x {features} features"
+    return [{"benchmark": "004 Polar V1", "size": size, "form": name,
+             "seconds": common.cpu_seconds(run, repeats)[0]} for name, run in measured.items()]
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -129,7 +179,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=240)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
     common.single_thread()
@@ -143,8 +193,19 @@ def main(argv=None) -> None:
         ("hdlib_ms", "hdlib ms", ".1f"), ("speedup", "speed-up", ".1f"),
         ("loop_mb", "loop MB", ".0f"), ("hdlib_mb", "hdlib MB", ".0f"),
         ("floor_ms", "floor ms", ".1f"), ("floor_fraction", "of floor", ".2f")])
+    model_rows = model_step_costs(args.repeats)
+    seconds = {row["form"]: row["seconds"] for row in model_rows}
+    print(f"\nPolar V1 model, {model_rows[0]['size']}, CPU seconds")
+    common.print_table(model_rows, [("form", "form", ""), ("seconds", "seconds", ".4f")])
+    relaxation = (seconds["relaxation fwd+bwd, frame loop"]
+                  / seconds["relaxation fwd+bwd, hdlib"])
+    learning = (seconds["model step, constants learnable"]
+                / seconds["model step, constants frozen"] - 1)
+    print(f"relaxation: {relaxation:.1f}x the frame loop; learning the four constants costs "
+          f"{100 * learning:+.0f}% per step")
     if not args.no_save:
         print("saved", common.save("polar_summarizer", rows, {}))
+        print("saved", common.save("polar_model", model_rows, {}))
 
 
 if __name__ == "__main__":
