@@ -204,14 +204,14 @@ gradient once, frame by frame. Without an input gradient the loop is cheap: hdli
 frame in one operation (`lerp`) for both averages while the frame is in cache, but at the largest
 size both forms spend most of their time having the operating system supply the pages of their two
 new 126 MB outputs (the floor's writes: first touch of new memory is slow on this virtual machine),
-so there they run at about the same speed, and which is ahead changes from run to run. At the
-smallest size (48 features, 370 kB) a loop over 240 frames is all per-operation cost (a few
-microseconds per call), which the blocks avoid; but the floor there is a read and a write that fit
-in cache, tens of microseconds, and the few dozen operations of any PyTorch form cost more than
-that. The last-frame summary is one batched matrix product with two rows of weights, applied to the
-input where it lies (`torch.matmul` would have copied the input when the weights need a gradient;
-`bmm` on an expanded view does not); the BLAS library runs a product with two rows well below the
-speed of a plain read.
+so there the ratio depends on the moment it was measured: it ranged from below 1 to several-fold
+over the runs made while writing this page. At the smallest size (48 features, 370 kB) a loop over
+240 frames is all per-operation cost (a few microseconds per call), which the blocks avoid; but the
+floor there is a read and a write that fit in cache, tens of microseconds, and the few dozen
+operations of any PyTorch form cost more than that. The last-frame summary is one batched matrix
+product with two rows of weights, applied to the input where it lies (`torch.matmul` would have
+copied the input when the weights need a gradient; `bmm` on an expanded view does not); the BLAS
+library runs a product with two rows well below the speed of a plain read.
 
 ## Leaky ring (document 002)
 
