@@ -99,26 +99,14 @@ ANGULAR_VELOCITY = {
 
 #: Checks for the parameters of the superior-colliculus chapter.
 SUPERIOR_COLLICULUS = {
-    "data_path": _optional_path,
-    "session_path": validate.path_string,
-    "n_trials": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 24, 1e5)),
-    "n_bins": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 40, 1e4)),
-    "teacher_tau_e_ms": lambda n, v: validate.float_in(n, v, 10.0, 200.0),
-    "teacher_tau_i_ms": lambda n, v: validate.float_in(n, v, 10.0, 200.0),
-    "val_fraction": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True, high_open=True),
+    "data_path": validate.path_string,
     "seed": validate.non_negative_int,
-    "sweep_file": validate.path_string,
-    "sweep_dir": validate.path_string,
-    "sweep_workers": validate.positive_int,
-    "target_fraction": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
+    "live_steps": validate.positive_int,
+    "phases_dir": validate.path_string,
+    "search_dir": validate.path_string,
+    "recovery_dir": validate.path_string,
     "recovery_tolerance": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
-    "recovery_n_trials": lambda n, v: int(validate.float_in(n, validate.positive_int(n, v), 24,
-                                                            1e5)),
-    "recovery_steps": validate.positive_int,
-    "recovery_lr_scale": validate.positive_float,
-    "recovery_session_path": validate.path_string,
-    "profile_recovery_session": validate.boolean,
-    "margin": lambda n, v: validate.float_in(n, v, 0.0, 1.0),
+    "family_alpha": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True, high_open=True),
     **RESULT_PATH,
 }
 
