@@ -155,8 +155,9 @@ def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
     """Train on ``session.train_idx`` (all of it each step, or ``batch_size`` trials drawn by
     the step's generator) with :class:`hdlib.train.Trainer`; returns ``(model, history)``.
     History: per step the losses, the balancing weight, the learning rate, the E/I time
-    constants and the seconds since the start. Step ``t`` draws the network's noise from a generator seeded by ``(cfg.seed, t)``; the balancing weight is carried from
-    the step that computed it to the next ``balance_every - 1`` steps. ``time_budget`` (seconds)
+    constants and the seconds since the start. Step ``t`` draws the network's noise from a
+    generator seeded by ``(cfg.seed, t)``; the balancing weight is carried from the step that
+    computed it to the next ``balance_every - 1`` steps. ``time_budget`` (seconds)
     stops the fit early when it is used up (:class:`hdlib.train.TimeBudget`). ``monitor`` (a
     function of no arguments returning a dict of floats) is called every ``monitor_every``
     steps with the model in ``eval()`` mode; its values go to ``history['monitor']`` (one dict
