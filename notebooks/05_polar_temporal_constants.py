@@ -52,8 +52,14 @@
 # four constants (fixation persistence of about 100 ms, suppression four times faster, averages
 # over about 4 and 20 frames at 120 Hz), makes all four learnable, proposes *relaxed* starting
 # values and a 10x lower learning rate for them, and lists sanity checks that a trained model
-# should pass. This chapter generates spikes from a teacher with known constants and asks
-# whether, how fast and how well the constants are learned back.
+# should pass. It offers three configurations: Option 1 keeps the original values with the two
+# alphas fixed, Option 2 starts every constant from *relaxed* values, Option 3 from *very
+# relaxed* ones; a fourth use ("conservative") starts from the original values with all four
+# constants learnable. This chapter generates spikes from a teacher with known constants, fits
+# the model from each of these starts until the constants stop moving by a stated rule, and asks
+# where they end, and why. It then measures how much the data can say about each constant at
+# all (the loss around the truth and the Fisher information), and what learning the constants
+# costs in operations.
 
 # %% tags=["parameters"]
 # Data: free-viewing videos at 120 Hz and a teacher population
@@ -63,37 +69,43 @@ n_frames = 240  # frames per video (2 s at 120 Hz)
 n_neurons = 32  # recorded neurons
 window = 36  # pixels of image each frame shows (4 pixels per degree)
 teacher_config = "polar_v1"  # the teacher's constants (the document's original values)
-# Fits
-initial_configs = ["polar_v1", "polar_v1_relaxed", "polar_v1_very_relaxed"]
-temporal_lr_scales = [1.0, 0.1]  # learning rate of the constants relative to the readout's
-steps = 800  # optimiser steps per fit
+# Fits (the live run fits Option 2; the stored sweep fits every start)
+initial_configs = ["polar_v1_relaxed"]  # starts fitted with the constants at the lower rate
+full_rate_configs = []  # starts also fitted with the constants at the readout's rate
+temporal_lr_scale = 0.1  # learning rate of the constants relative to the readout's
+learning_rate = 0.05  # Adam, constant
 batch_size = 16  # videos per step
-learning_rate = 0.05  # Adam, cosine-annealed to 1% over the fit
+max_steps = 4000  # a fit that has not converged by then stops here
+convergence_rtol = 0.01  # the convergence rule (see the text)
+convergence_window = 200
 recovery_tolerance = 0.15  # a constant is "recovered" within this relative error
+n_flop_cases = 3  # random batches on which the operation count is compared
+stored_results = "../results/05_polar_constants"  # the multi-seed sweep ("" to skip)
 seed = 0
+result_path = ""  # where a sweep run writes its metrics ("" writes nothing)
 
 # %% tags=["hide-input"]
 import numpy as np
+import pandas as pd
 import torch
 from IPython.display import display
 from myst_nb import glue
 
 from hdlib import validate
-from hdlib.book import parameters, plots
-from hdlib.book.claims import claims_table
+from hdlib.book import claims, parameters, plots, results
 from hdlib.datasets import stimuli
 from hdlib.fitters import polar_fit
 from hdlib.models import polar, polar_v1
 
 params = validate.parameters(globals(), parameters.POLAR)
-for name in [teacher_config, *initial_configs]:
+for name in [teacher_config, *initial_configs, *full_rate_configs]:
     polar.load_config(name)  # an unknown configuration stops here, before any work
 plots.set_style()
 plt = plots.plt
 
 
 def note(**values):
-    """Glue each value for the prose, without showing it."""
+    """Glue each value for the prose (as a plain Python number), without showing it."""
     for key, value in values.items():
         glue(key, getattr(value, "item", lambda: value)(), display=False)
 
@@ -122,7 +134,7 @@ note(saccade_rate=video.saccade_rate_hz(), gate_open_pct=100 * video.gate_open_f
      amp_high=gaze.saccade_amplitude_deg[1], gate_low=gaze.gate_low_deg_s,
      gate_high=gaze.gate_high_deg_s)
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Gaze position and saccade gate over time in the synthetic free-viewing video"}}
+# %% mystnb={"image": {"alt": "Gaze position and saccade gate over time in the synthetic free-viewing video"}} tags=["hide-input"]
 plots.plot_free_viewing(video)
 plt.show()
 
@@ -149,7 +161,7 @@ plt.show()
 truth = {k: polar.load_config(teacher_config)[k] for k in polar_fit.CONSTANTS}
 note(**polar.time_constants(**truth))
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Step responses of the fixation and saccade dynamics and the fast and slow temporal kernels against time in milliseconds"}}
+# %% mystnb={"image": {"alt": "Step responses of the fixation and saccade dynamics and the fast and slow temporal kernels against time in milliseconds"}} tags=["hide-input"]
 dynamics = polar.PolarDynamics(truth["lambda_fix"], truth["lambda_sac"])
 fast, slow = polar.TemporalSummarizer(truth["alpha_fast"], truth["alpha_slow"]).kernels(60)
 plots.plot_stage_responses(
@@ -194,11 +206,12 @@ teacher = polar_fit.make_teacher(features.amplitude.shape[-1], n_neurons, seed=s
 data = polar_fit.simulate(teacher, features, seed=seed + 1)
 train = data.trials(slice(0, n_train_trials))
 val = data.trials(slice(n_train_trials, None))
+ceiling = polar_fit.evaluate(teacher, val)["ceiling_bits_per_spike"]
 note(n_features=features.amplitude.shape[-1], n_train_trials=n_train_trials,
      mean_rate=data.rates.mean().item(), n_train_spikes=int(train.counts.sum().item()),
-     ceiling_bits=polar_fit.evaluate(teacher, val)["ceiling_bits_per_spike"])
+     ceiling_bits=ceiling)
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Teacher firing rates and spike counts of one held-out trial, with saccades marked"}}
+# %% mystnb={"image": {"alt": "Teacher firing rates and spike counts of one held-out trial, with saccades marked"}} tags=["hide-input"]
 plots.plot_teacher_spikes(data.rates, data.counts, video.gate, video.fps, trial=n_train_trials)
 plt.show()
 
@@ -209,233 +222,385 @@ plt.show()
 # $\big(\log L(r) - \log L(\bar r)\big) / (N_{\mathrm{spikes}} \ln 2)$. The true rates gain
 # {glue:text}`ceiling_bits:.3f` bits per spike: no model can expect to do better on these
 # data, and a model that does is fitting the held-out set's noise by chance.
-#
-# ## Fitting the constants back
+
+# %% [markdown]
+# ## Fitting the constants back, until they stop moving
 #
 # A student with the teacher's architecture and a fresh random readout (seeded) is fitted to
 # the training spikes by `hdlib.fitters.polar_fit.fit` on the book's training engine
 # (`hdlib.train.Trainer`). Each step draws {glue:text}`batch_size` training videos at random,
-# from a generator seeded by the fit's seed and the step number (so a fit is reproducible and
-# does not touch the global random state), and takes one Adam step on the Poisson negative
-# log-likelihood of their counts, $\overline{r\,\Delta t - k \log(r\,\Delta t)}$ over all
-# frames and neurons. A fit of {glue:text}`steps` steps sees each training video about
-# {glue:text}`passes:.0f` times.
+# from a generator seeded by the fit's seed and the step number, and takes one Adam step on the
+# Poisson negative log-likelihood of their counts, $\overline{r\,\Delta t - k \log(r\,\Delta t)}$
+# over all frames and neurons. The optimiser holds two parameter groups at constant rates: the
+# readout at {glue:text}`learning_rate`, and the learnable constants at
+# {glue:text}`temporal_lr_scale` times that, the document's advice. The constants are stored as
+# $\log\lambda$ and $\operatorname{logit}\alpha$, so an Adam step of size $\eta$ changes a rate
+# by a factor of at most about $e^{\eta}$ and keeps every $\alpha$ in $(0, 1)$; a rate cannot
+# turn negative, which the document's "enforced by initialization" does not guarantee for a
+# rate kept as a raw parameter. Which constants learn follows the configuration: Option 1
+# (`learnable_alphas: false`) learns the two rates and keeps both alphas at their original
+# values.
 #
-# The optimiser holds two parameter groups: the readout at the base learning rate, and the four
-# constants at a multiple of it (1 for "same rate", 0.1 for the document's advice). The
-# constants are stored as $\log\lambda$ and $\operatorname{logit}\alpha$, so an Adam step of
-# size $\eta$ changes a rate by a factor of at most about $e^{\eta}$ and keeps every $\alpha$
-# in $(0, 1)$. Each group's rate follows a cosine from its starting value down to 1% of it at
-# the last step. After every step the fit records all four constants, the trajectories below.
+# **Convergence rule.** The learning rate stays constant, so a fit cannot look settled merely
+# because its rate has been annealed away. At a constant rate a constant jitters from minibatch
+# to minibatch, so the rule reads trailing means: with $m_c(t)$ the mean of constant $c$ over
+# the last $k =$ {glue:text}`conv_window` steps, a fit stops at the first step $t \ge 2k$ at
+# which $\max_{j \le k} |m_c(t) - m_c(t-j)| / |m_c(t)| <$ {glue:text}`conv_rtol` for every
+# learnable constant $c$ (`hdlib.train.Converged` on these means). A fit that has not met it
+# after {glue:text}`max_steps` steps stops there and is reported as not converged.
 #
-# The constants start from each of the document's three configurations (original, relaxed,
-# very relaxed), and each start is fitted at both learning-rate multiples. A last fit freezes
-# the constants at the teacher's values and learns only the readout, with the same batches:
-# it shows how well the readout alone can do when the time scales are right, and what a step
-# costs when no gradient has to reach the constants.
+# The live run fits the start(s) named in the parameters, here the document's recommended
+# Option 2 (relaxed), on seed {glue:text}`seed`; a later section loads the fits of every start
+# over three seeds.
 
 # %%
-settings = dict(steps=steps, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
-                progress=False)
+settings = dict(learning_rate=learning_rate, batch_size=batch_size, max_steps=max_steps,
+                rtol=convergence_rtol, window=convergence_window, seed=seed, progress=False)
+plan = ([(start, temporal_lr_scale) for start in initial_configs]
+        + [(start, 1.0) for start in full_rate_configs])
 fits = {(start, scale): polar_fit.fit(start, train, temporal_lr_scale=scale, **settings)
-        for start in initial_configs for scale in temporal_lr_scales}
-frozen = polar_fit.fit(teacher_config, train, learnable=False, **settings)
-note(batch_size=batch_size, steps=steps, passes=steps * batch_size / n_train_trials)
+        for start, scale in plan}
+summaries = {key: polar_fit.summarize_fit(model, history, truth, val, window=convergence_window)
+             for key, (model, history) in fits.items()}
+note(batch_size=batch_size, learning_rate=learning_rate, temporal_lr_scale=temporal_lr_scale,
+     conv_window=convergence_window, conv_rtol=convergence_rtol, max_steps=max_steps, seed=seed)
 
-# %% [markdown]
-# ### How each constant moves during training
-#
-# One panel per constant and one figure per learning-rate multiple; the teacher's value is
-# dashed.
-
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Trajectories of the four temporal constants during the fits from each starting configuration, with the true values dashed"}}
-for scale in temporal_lr_scales:
-    histories = {start: fits[(start, scale)][1]["constants"] for start in initial_configs}
-    fig = plots.plot_constant_trajectories(histories, truth, polar_fit.CONSTANTS)
-    fig.suptitle(f"constants at {scale:g} x the readout's learning rate", y=1.02)
-    plt.show()
-
-# %% [markdown]
-# ### Where the fits end
-#
-# For each fit the table lists the learned constants and four measures of the result. The
-# *largest error* is the largest relative error of the four constants,
-# $\max_k |c_k - c^*_k| / c^*_k$; a fit has *recovered* the constants when it is at most
-# {glue:text}`tolerance_pct:.0f`%. The *largest tau error* is the same measure on the time
-# constants $1/\lambda$ and $1/(1-\alpha)$, the quantities a physiologist would report: since
-# $d\tau/\tau = d\alpha/(1-\alpha)$, an $\alpha$ near 1 hides a large error of its time
-# constant behind a small error of $\alpha$ itself. *Checks passed* counts the document's
-# sanity checks (below). The held-out scores are the bits per spike defined above and the
-# correlation between the model's rates and the teacher's true rates (per neuron over all
-# held-out frames, averaged over neurons). The last column is wall-clock seconds per step on
-# the machine that ran the chapter; it depends on the machine and its load.
+# %% mystnb={"image": {"alt": "Trajectories of the four temporal constants during the live fits until the convergence rule stopped them, with the true values dashed"}} tags=["hide-input"]
+histories = {polar_fit.start_name(polar_fit.fit_label(start, scale)): history["constants"]
+             for (start, scale), (_, history) in fits.items()}
+plots.plot_constant_trajectories(histories, truth, polar_fit.CONSTANTS)
+plt.show()
 
 # %%
-results = polar_fit.results_table({**fits, ("teacher's, frozen", 0.0): frozen}, truth, val,
-                                  recovery_tolerance)
-display(results.style.format(precision=3).hide(axis="index"))
-
-# %%
-row = results.set_index(["start", "lr scale"])
-relaxed_slow = row.loc[("polar_v1_relaxed", 0.1)]
-relaxed_fast = row.loc[("polar_v1_relaxed", 1.0)]
-full_rate = results[results["lr scale"] == 1.0]
-ends = full_rate[list(polar_fit.CONSTANTS)]
-spread = (ends.max() / ends.min() - 1).max()  # largest spread of a constant between starts
-bits_gap = relaxed_fast["val bits/spike"] - relaxed_slow["val bits/spike"]
-frozen_bits = row.loc[("teacher's, frozen", 0.0), "val bits/spike"]
-note(relaxed_error_pct=100 * relaxed_slow["largest error"],
-     relaxed_tau_error_pct=100 * relaxed_slow["largest tau error"],
-     fast_error_pct=100 * relaxed_fast["largest error"], spread_pct=100 * spread,
-     bits_gap=bits_gap, frozen_bits=frozen_bits, tolerance_pct=100 * recovery_tolerance,
-     best_bits_gap=results["val bits/spike"].max() - frozen_bits)
+live = pd.DataFrame([{"start": polar_fit.START_NAMES.get(start, start), "lr scale": scale,
+                      **{k: s[k] for k in polar_fit.CONSTANTS},
+                      "largest error": s["largest_error"], "steps": s["steps"],
+                      "converged": s["converged"], "val bits/spike": s["bits_per_spike"]}
+                     for (start, scale), s in summaries.items()])
+display(live.style.format(precision=3).hide(axis="index"))
+first = next(iter(summaries.values()))
+note(live_steps=first["steps"], live_error_pct=100 * first["largest_error"],
+     live_tau_error_pct=100 * first["largest_tau_error"],
+     live_converged="met" if first["converged"] else "did not meet")
 
 # %% [markdown]
-# From the relaxed start at the document's lower learning rate, the largest error of the four
-# constants is {glue:text}`relaxed_error_pct:.1f`% (the target:
-# {glue:text}`tolerance_pct:.0f`%); in time constants the largest error of that fit is
-# {glue:text}`relaxed_tau_error_pct:.1f`%.
+# The first live fit {glue:text}`live_converged` the rule, after {glue:text}`live_steps` steps.
+# Its constants settle, but not at the teacher's values: the largest relative error of a
+# constant is {glue:text}`live_error_pct:.0f`%, and {glue:text}`live_tau_error_pct:.0f`% in the
+# time constants $1/\lambda$ and $1/(1-\alpha)$ (an $\alpha$ near 1 hides a large error of its
+# time constant behind a small error of $\alpha$ itself, since
+# $d\tau/\tau = d\alpha/(1-\alpha)$). Is that the data's fault or the fit's? The next section
+# asks how much these spikes can say about each constant.
 #
-# At the full learning rate the same start ends far from the truth (largest error
-# {glue:text}`fast_error_pct:.0f`%), yet predicts the held-out spikes just as well: its held-out
-# likelihood differs from the slow fit's by {glue:text}`bits_gap:+.4f` bits per spike. All three
-# starts at the full rate end at nearly the same wrong constants (no constant differs by more
-# than {glue:text}`spread_pct:.0f`% between them): agreement between starts is not evidence of
-# recovery. The readout-only fit at the teacher's own constants reaches
-# {glue:text}`frozen_bits:.4f` bits per spike, and the best learned fit exceeds it by
-# {glue:text}`best_bits_gap:+.4f`: on these data the likelihood does not prefer the true
-# constants. **The four constants are only weakly identifiable from spikes when the readout is
-# learned with them.**
+# ## How much the spikes say about each constant
 #
-# The reason is visible in the equations. With a linear readout, each feature reaches the
-# neurons through three kernels: the relaxation alone, and the relaxation followed by each
-# average. Convolving two exponential kernels gives a difference of the same two exponentials,
-# so the readout can rebuild nearly the same response from quite different time constants;
+# **The loss around the truth.** With the readout and both alphas held at the teacher's values,
+# the total Poisson negative log-likelihood of the training spikes (in nats, summed over every
+# frame and neuron) is evaluated on a grid of $\lambda_{\mathrm{fix}}$ and
+# $\lambda_{\mathrm{sac}}$ from half to twice their true values (`polar_fit.loss_slice`). A
+# likelihood-ratio interval at 95% for one constant with everything else known spans the values
+# within 1.92 nats of the minimum.
+#
+# **The Fisher information.** The curvature of the expected loss at the truth measures the
+# same thing for all four constants at once and, unlike a slice, lets the readout adapt.
+# `polar_fit.fisher_information` computes the expected Fisher information of the counts about
+# the constants in their stored forms, $I_{cc}$, and the part that survives when each neuron's
+# readout (its {glue:text}`n_readout` weights and bias) is estimated from the same spikes, the
+# Schur complement $I_{cc} - \sum_n I_{cw}^{(n)} \big(I_{ww}^{(n)}\big)^{-1} I_{wc}^{(n)}$. Its
+# inverse bounds the variance of any unbiased estimate (Cramér–Rao). We report the bound as a
+# standard error of each time constant's relative error, $\mathrm{se}(d\tau/\tau)$: equal to
+# $\mathrm{se}(\log\lambda)$ for a rate and to $\alpha\,\mathrm{se}(\operatorname{logit}\alpha)$
+# for an average.
+
+# %%
+factors = np.geomspace(0.5, 2.0, 9)
+grid_fix, grid_sac = truth["lambda_fix"] * factors, truth["lambda_sac"] * factors
+slice_nll = polar_fit.loss_slice(teacher, train, grid_fix, grid_sac)
+delta = (slice_nll - slice_nll[4, 4]).numpy()
+info = polar_fit.fisher_information(teacher, train)
+se_known = polar_fit.standard_errors(info["constants"], truth)
+se_learned = polar_fit.standard_errors(info["profiled"], truth)
+identifiability = pd.DataFrame({"se, readout known (%)": {k: 100 * v for k, v in se_known.items()},
+                                "se, readout learned (%)": {k: 100 * v
+                                                            for k, v in se_learned.items()}})
+display(identifiability.style.format(precision=1))
+live_z = max(abs(np.log1p(first[f"error_{k}"])) / se_learned[k]
+             for k in ("lambda_fix", "lambda_sac"))
+correlation = {key: torch.linalg.inv(matrix) for key, matrix in info.items()}
+correlation = {key: (c / c.diag().sqrt()[:, None] / c.diag().sqrt()[None]).numpy()
+               for key, c in correlation.items()}
+curvatures, directions = torch.linalg.eigh(info["profiled"])
+weakest = directions[:, 0] * torch.sign(directions[:, 0].sum())  # least-determined direction
+
+
+def stored_form(name, value):
+    """log lambda or logit alpha, the coordinates the fit learns in."""
+    return np.log(value) if name.startswith("lambda") else np.log(value / (1 - value))
+
+
+moved = torch.tensor([stored_form(k, first[k]) - stored_form(k, truth[k])
+                      for k in polar_fit.CONSTANTS], dtype=torch.float64)
+live_cosine = float(moved @ weakest / moved.norm())
+note(n_readout=3 * features.amplitude.shape[-1], grid_step=float(factors[4] / factors[3]),
+     se_sac_pct=100 * se_learned["lambda_sac"], se_fix_pct=100 * se_learned["lambda_fix"],
+     se_worst_pct=100 * max(se_learned.values()),
+     se_worst_name=max(se_learned, key=se_learned.get),
+     inflation=max(se_learned[k] / se_known[k] for k in se_known),
+     two_se_pct=196 * max(se_learned.values()),
+     cut_fix_low=float(delta[3, 4]), cut_sac_low=float(delta[4, 3]),
+     live_z=float(live_z), rate_corr_known=float(correlation["constants"][0, 1]),
+     rate_corr_learned=float(correlation["profiled"][0, 1]),
+     weakest_main=polar_fit.CONSTANTS[int(weakest.abs().argmax())],
+     weakest_se=float(1 / curvatures[0].sqrt()),
+     weakest_signs=("moves all four constants the same way" if bool((weakest > 0).all())
+                    else "moves some constants up and others down"),
+     live_cosine=live_cosine,
+     live_alignment=("points along" if live_cosine > 0.7 else "is not aligned with"),
+     live_along_se=float((moved @ weakest) * curvatures[0].sqrt()))
+
+# %% mystnb={"image": {"alt": "Training loss over a grid of the fixation and saccade rates around the true values, with the live fit's end point marked, and the two cuts through the truth"}} tags=["hide-input"]
+ends = {polar_fit.start_name(polar_fit.fit_label(start, scale)): (s["lambda_fix"], s["lambda_sac"])
+        for (start, scale), s in summaries.items()}
+plots.plot_loss_slice(grid_fix, grid_sac, delta, truth, ends)
+plt.show()
+
+# %% [markdown]
+# Along each rate alone the loss is steep: one grid step below the truth (a factor of
+# {glue:text}`grid_step:.2f`) costs {glue:text}`cut_fix_low:.0f` nats along
+# $\lambda_{\mathrm{fix}}$ and {glue:text}`cut_sac_low:.0f` nats along $\lambda_{\mathrm{sac}}$,
+# far beyond the 1.92 nats of a 95% interval. With the readout known, the two rates are
+# nearly independent (their estimates would correlate at {glue:text}`rate_corr_known:.2f`).
+# That changes once the readout is learned with them: the Cramér–Rao standard errors grow up to
+# {glue:text}`inflation:.1f` times, to {glue:text}`se_fix_pct:.1f`% for
+# $\lambda_{\mathrm{fix}}$ and {glue:text}`se_sac_pct:.1f`% for $\lambda_{\mathrm{sac}}$ and
+# {glue:text}`se_worst_pct:.1f`% for the least determined constant
+# ({glue:text}`se_worst_name`), and the two rates' estimates correlate at
+# {glue:text}`rate_corr_learned:.2f`: a faster fixation decay can be traded against a faster
+# saccadic one once the readout reweights the traces. The least determined combination of the
+# four constants (the Fisher information's smallest eigenvector, in the stored forms) is
+# dominated by {glue:text}`weakest_main` and {glue:text}`weakest_signs`; along it the
+# standard error is {glue:text}`weakest_se:.2f` in log or logit units.
+#
+# The live fit's displacement from the truth, in the same units,
+# {glue:text}`live_alignment` that direction (cosine {glue:text}`live_cosine:.2f`), and it has
+# gone {glue:text}`live_along_se:.1f`
+# standard errors along it, and {glue:text}`live_z:.1f` standard errors on the worse of the
+# two rates: further than sampling noise in the spikes would carry an efficient estimate
+# (twice the largest standard error is {glue:text}`two_se_pct:.0f`%).
+#
+# The reason for the valley is visible in the equations. With a linear readout, each feature
+# reaches the neurons through three kernels: the relaxation alone, and the relaxation followed
+# by each average. Convolving two exponential kernels gives a difference of the same two
+# exponentials, so the readout can rebuild nearly the same response from other time constants;
 # fitting sums of exponentials is a classically ill-conditioned problem. Only the saccade gate,
 # which changes $\lambda$ but not $\alpha$, breaks the symmetry, and it is open in a small
-# fraction of the frames. The lower rate for the constants works here as a brake that keeps
-# them near where the data pull them first; it is not guaranteed to find the teacher's
-# values, and longer training at either rate drifts along the same valley.
-#
-# ### Sanity checks, and what happens when one fails
-#
-# The document's checks: both rates positive and between 1 and 100 per second,
-# $\lambda_{\mathrm{sac}} > \lambda_{\mathrm{fix}}$, both alphas between 0.5 and 0.99 and
-# $\alpha_{\mathrm{slow}} > \alpha_{\mathrm{fast}}$. `PolarV1.sanity_checks` evaluates them on
-# the learned constants of each fit.
-
-# %%
-checks = polar_fit.checks_table(fits)
-display(checks.style.hide(axis="index"))
-n_failed_runs = int((~checks.drop(columns=["start", "lr scale"]).all(axis=1)).sum())
-very = fits[("polar_v1_very_relaxed", min(temporal_lr_scales))][0].constants()
-note(n_failed_runs=n_failed_runs, n_runs=len(fits),
-     very_alpha_gap=very["alpha_slow"] - very["alpha_fast"])
+# fraction of the frames.
 
 # %% [markdown]
-# {glue:text}`n_failed_runs` of {glue:text}`n_runs` fits fail at least one check. Passing them
-# says little here: the full-rate fits pass every check while sitting far from the truth. The
-# very relaxed start puts both averages at the same $\alpha$, so the two traces are
-# interchangeable and only the random readout decides which becomes "fast"; at the lower rate
-# that fit ends with $\alpha_{\mathrm{slow}} - \alpha_{\mathrm{fast}} =$
-# {glue:text}`very_alpha_gap:.3f`, a margin small enough that another machine's rounding could
-# reverse it. Nothing in the model ties the names to the roles: a fit that ends with
-# $\alpha_{\mathrm{slow}} < \alpha_{\mathrm{fast}}$ describes the same responses with the labels
-# swapped. A check that fails for that reason is harmless; read the two traces by their time
-# constants rather than by their names.
-#
-# The document says positivity of the rates is "enforced by initialization". It is not: a rate
-# stored as a raw parameter becomes negative as soon as a gradient step pushes it below zero,
-# and then the relaxation *amplifies* instead of decaying. `PolarDynamics` stores
-# $\log\lambda$, so a rate cannot change sign. `polar.relax_at_rate` runs the relaxation at a
-# rate of either sign; here is a constant drive of 1 over one video of fixation, at the
-# teacher's $\lambda_{\mathrm{fix}}$ and at its negative:
-
-# %%
-drive = torch.ones(1, n_frames, 1)
-kept = polar.relax_at_rate(drive, truth["lambda_fix"])[0, -1, 0].item()
-growth = abs(polar.relax_at_rate(drive, -truth["lambda_fix"])[0, -1, 0].item())
-print(f"lambda_fix = {truth['lambda_fix']:+g}/s: amplitude at the end = {kept:.3f} (drive 1)")
-print(f"lambda_fix = {-truth['lambda_fix']:+g}/s: amplitude at the end = {growth:.3g}")
-note(negative_growth=growth, video_seconds=n_frames / video.fps)
-
-# %% [markdown]
-# With the sign flipped, the amplitude reaches {glue:text}`negative_growth:.2g` times the drive
-# in {glue:text}`video_seconds:.0f` s of fixation, and the rates computed from it overflow soon
-# after. With the log parameterisation the rates stay positive in every fit above, whatever
-# the learning rate.
-#
-# ### What learning the constants costs
+# ## What learning the constants costs
 #
 # The document expects "negligible overhead (4 extra parameters)". The parameters are few, but
 # learning them means back-propagating through both recurrences over every frame; with the
-# constants frozen, only the readout needs gradients. The seconds per step in the table above
-# come from fits run one after another, so they also record how the machine's load changed
-# in between. `polar_fit.step_seconds` instead times the two kinds of step in alternation on
-# the same batch of training videos and takes the median over rounds:
+# constants frozen, only the readout needs gradients. Seconds depend on the machine and its
+# load (`benchmarks/polar_speed.py` times them), so the chapter counts operations instead:
+# `polar_fit.step_flops` counts the floating-point operations of one training step's forward
+# and backward pass with PyTorch's `FlopCounterMode`. The counter sees matrix products: the
+# readout and the relaxation, whose blocks of frames are lower-triangular matrix products. The
+# moving averages run frame by frame as element-wise updates, which the counter does not
+# count in either kind of step; when the alphas learn they add a backward pass of their own,
+# so the count leaves out work that only the learnable step does. It compares a model whose
+# four constants learn with one whose constants are frozen, on {glue:text}`n_flop_cases`
+# random batches of {glue:text}`batch_size` training videos.
 
 # %%
-batch = train.trials(slice(0, batch_size))
-seconds = polar_fit.step_seconds({"learnable": fits[("polar_v1_relaxed", 0.1)][0],
-                                  "frozen": frozen[0]}, batch, repeats=10)
-cost_ratio = seconds["learnable"] / seconds["frozen"]
-note(cost_ratio=cost_ratio, learnable_ms=1000 * seconds["learnable"],
-     frozen_ms=1000 * seconds["frozen"])
+n_features = features.amplitude.shape[-1]
+learnable_model = polar_v1.PolarV1(n_features, n_neurons, **truth, seed=seed)
+frozen_model = polar_v1.PolarV1(n_features, n_neurons, **truth, learnable_alphas=False,
+                                learnable_lambdas=False, seed=seed)
+picker = torch.Generator().manual_seed(seed)
+flop_ratios = []
+for case in range(n_flop_cases):
+    batch = train.trials(torch.randperm(n_train_trials, generator=picker)[:batch_size])
+    learned_ops = polar_fit.step_flops(learnable_model, batch)
+    flop_ratios.append(learned_ops / polar_fit.step_flops(frozen_model, batch))
+print(f"operations per step, constants learnable: {learned_ops / 1e6:.1f} MFLOP; "
+      f"learnable / frozen: {', '.join(f'{r:.3f}' for r in flop_ratios)}")
+note(flop_ratio=flop_ratios[0], n_flop_cases=n_flop_cases)
 
 # %% [markdown]
-# A step with learnable constants took {glue:text}`learnable_ms:.0f` ms against
-# {glue:text}`frozen_ms:.0f` ms for a readout-only step: {glue:text}`cost_ratio:.1f` times as
-# long (`benchmarks/polar_speed.py` measures the same on the model alone). This is a
-# wall-clock ratio on one machine; its verdict below is not part of the regression checks.
+# A step that learns the constants takes {glue:text}`flop_ratio:.2f` times the counted
+# operations of a readout-only step, in every batch: the gradient with respect to a decay has
+# to run back through the readout's inputs and the relaxation's transfer matrices, which a
+# readout-only step never needs. Four parameters, but not a negligible cost.
+
+# %% tags=["hide-input"]
+metrics = {"ceiling_bits_per_spike": float(ceiling),
+           "gate_open_pct": 100 * video.gate_open_fraction(),
+           "flop_ratio": flop_ratios, "slice_delta": delta.tolist(),
+           **{f"se_known_{k}": v for k, v in se_known.items()},
+           **{f"se_learned_{k}": v for k, v in se_learned.items()}}
+for (start, scale), summary in summaries.items():
+    label = polar_fit.fit_label(start, scale)
+    metrics.update({f"{label}/{key}": value for key, value in summary.items()})
+
+# %% [markdown]
+# ## Every start over three seeds (stored runs)
 #
-# ## What the document claims, and what we measured
+# One seed cannot tell a real difference between starts from noise, and fitting every start
+# on every seed takes longer than a chapter may run. The sweep
+# `notebooks/sweeps/05_polar_constants.yaml` ran this chapter for seeds 0, 1 and 2 (each seed
+# a new video set, teacher readout, spike draw and student initialisation) with every start
+# at the lower rate (Options 1, 2 and 3 and the original values with all four constants
+# learnable) and Option 2 also at the readout's full rate, each fit stopped by the convergence
+# rule above, with
+#
+# ```
+# OMP_NUM_THREADS=1 python -m hdlib sweep notebooks/05_polar_temporal_constants.py \
+#     -f notebooks/sweeps/05_polar_constants.yaml -o results/05_polar_constants --workers 1
+# ```
+#
+# The chapter reads the stored result files back; seed 0 of the sweep is the live run above at
+# more starts.
 
 # %%
-start_of = {name: row.loc[(name, 0.1)] for name in initial_configs}
-errors = {scale: results[results["lr scale"] == scale]["largest error"].median()
-          for scale in (0.1, 1.0)}
-claims = claims_table([
-    (f"Learnable constants converge to the true values (relaxed start, within "
-     f"{recovery_tolerance:.0%})",
-     f"largest error {relaxed_slow['largest error']:.1%} at 0.1x rate; "
-     f"{relaxed_fast['largest error']:.0%} at 1x with equal held-out fit ({bits_gap:+.4f} "
-     "bits/spike)", relaxed_slow["recovered"]),
-    ("The model learns the data's temporal dynamics (the data determine the constants)",
-     f"two fits {relaxed_fast['largest error']:.0%} and {relaxed_slow['largest error']:.0%} "
-     f"from the truth differ by {abs(bits_gap):.4f} bits/spike", abs(bits_gap) > 0.01),
-    ("A relaxed initialisation recovers the constants better than the original values",
-     f"largest error {start_of['polar_v1_relaxed']['largest error']:.1%} (relaxed) vs "
-     f"{start_of['polar_v1']['largest error']:.1%} (original start)",
-     start_of["polar_v1_relaxed"]["largest error"] < start_of["polar_v1"]["largest error"]),
-    ("A very relaxed start may need more training time",
-     f"largest error {start_of['polar_v1_very_relaxed']['largest error']:.1%} after {steps} "
-     f"steps (relaxed: {start_of['polar_v1_relaxed']['largest error']:.1%})",
-     start_of["polar_v1_very_relaxed"]["largest error"]
-     > start_of["polar_v1_relaxed"]["largest error"]),
-    ("A 10x lower learning rate keeps the constants stable",
-     f"median largest error {errors[0.1]:.1%} (0.1x) vs {errors[1.0]:.1%} (1x)",
-     errors[0.1] < errors[1.0]),
-    ("Positivity of the rates is enforced by initialisation",
-     f"a raw rate that crosses zero amplifies by {growth:.2g} in {n_frames / video.fps:g} s; "
-     f"the log form keeps all {len(fits)} fits positive", False),
-    ("lambda_sac > lambda_fix and alpha_slow > alpha_fast after training",
-     f"{len(fits) - n_failed_runs}/{len(fits)} fits pass every check", n_failed_runs == 0),
-    ("Learning the constants adds negligible time (4 extra parameters)",
-     f"{cost_ratio:.1f}x the time of a readout-only step", cost_ratio < 1.1),
-])
-display(claims.style.hide(axis="index"))
+if stored_results:
+    stored = results.load_results(stored_results).sort_values("seed")
+    print(results.describe_provenance(stored))
+else:  # a sweep run: only this run's own numbers
+    stored = pd.DataFrame([{**metrics, "seed": seed}])
+labels = polar_fit.stored_fits(stored)
+endpoints = polar_fit.endpoint_table(stored)
+display(endpoints.style.format(precision=3).hide(axis="index"))
 
 # %% [markdown]
-# Every verdict rests on one seed of one data set. The recovery figures depend on the seed and
-# on the length of the fits; the regression test checks the verdicts the chapter's argument
-# rests on, and leaves out the wall-clock cost and the narrow $\alpha$ ordering of the very
-# relaxed fit.
+# The table gives, for each start, the learned constants as mean ± standard deviation over the
+# seeds, and the means of the largest relative error (of the learnable constants and of their
+# time constants), of the steps to convergence and of the held-out score; "converged" counts
+# the seeds whose fit met the rule. The teacher's true rates score
+# {glue:text}`stored_ceiling:.3f` bits per spike on the held-out videos (mean over seeds).
+
+# %% mystnb={"image": {"alt": "Trajectories of the four constants for every start and seed in the stored runs, with the true values dashed"}} tags=["hide-input"]
+runs = {polar_fit.start_name(label): [{k: stored[f"{label}/trajectory_{k}"].iloc[i]
+                             for k in polar_fit.CONSTANTS} for i in range(len(stored))]
+        for label in labels}
+plots.plot_constant_runs(runs, truth, every=20)
+plt.show()
+
+# %% mystnb={"image": {"alt": "Signed relative error of each constant at the end of each fit, one point per seed, for every start, with the tolerance band shaded"}} tags=["hide-input"]
+errors = {polar_fit.start_name(label): {k: polar_fit.per_seed(stored, label, f"error_{k}")
+                                        for k in polar_fit.CONSTANTS} for label in labels}
+plots.plot_endpoint_errors(errors, tolerance=recovery_tolerance)
+plt.show()
+
+# %%
+def mean_of(label, key):
+    """Mean over the stored seeds of one fit's metric (NaN when the fit is not stored)."""
+    if f"{label}/{key}" not in stored:
+        return float("nan")
+    return float(np.mean(polar_fit.per_seed(stored, label, key)))
+
+
+O1, ORIGINAL = "polar_v1@0.1", "polar_v1_conservative@0.1"
+O2, O3, O2_FULL = "polar_v1_relaxed@0.1", "polar_v1_very_relaxed@0.1", "polar_v1_relaxed@1"
+
+all_four = [label for label in labels if not label.startswith("polar_v1@")]
+se_worst = [max(float(stored[f"se_learned_{k}"].iloc[i]) for k in polar_fit.CONSTANTS)
+            for i in range(len(stored))]
+note(stored_ceiling=float(stored["ceiling_bits_per_spike"].mean()),
+     opt1_error_pct=100 * mean_of(O1, "largest_error"),
+     opt1_worst_pct=100 * max(polar_fit.per_seed(stored, O1, "largest_error")),
+     opt2_error_pct=100 * mean_of(O2, "largest_error"),
+     opt3_error_pct=100 * mean_of(O3, "largest_error"),
+     orig_error_pct=100 * mean_of(ORIGINAL, "largest_error"),
+     opt2_steps=mean_of(O2, "steps"),
+     opt3_steps=mean_of(O3, "steps"),
+     jitter_ratio=mean_of(O2_FULL, "jitter") / mean_of(O2, "jitter"),
+     stored_two_se_pct=196 * float(np.mean(se_worst)),
+     tolerance_pct=100 * recovery_tolerance, n_readout_plus_bias=3 * n_features + 1,
+     o1_bits=mean_of(O1, "bits_per_spike"), o2_bits=mean_of(O2, "bits_per_spike"),
+     orig_bits=mean_of(ORIGINAL, "bits_per_spike"),
+     n_all_four=len(all_four) * len(stored),
+     n_fast_above=int(sum(v > 0 for label in all_four
+                          for v in polar_fit.per_seed(stored, label, "error_alpha_fast"))))
+
+# %% [markdown]
+# Where the constants end depends on what learns. Option 1 keeps the alphas at their original
+# values, which here are the teacher's, and learns only the two rates: its largest error is
+# {glue:text}`opt1_error_pct:.1f`% on average. Every start in which all four constants learn
+# ends further away: {glue:text}`orig_error_pct:.0f`% from the teacher's own values,
+# {glue:text}`opt2_error_pct:.0f`% from the relaxed start and {glue:text}`opt3_error_pct:.0f`%
+# from the very relaxed one, against a recovery tolerance of
+# {glue:text}`tolerance_pct:.0f`%. Option 1's fits end inside the tolerance (its worst seed at
+# {glue:text}`opt1_worst_pct:.0f`%), but they spread enough that with three seeds the 95%
+# interval of their mean still crosses the threshold (the claims table below calls it
+# inconclusive). Starting at the
+# teacher's own values does not keep a fit there: the readout starts random, and while it is
+# wrong the constants move away and then settle elsewhere. The very relaxed start needs
+# {glue:text}`opt3_steps:.0f` steps on average against {glue:text}`opt2_steps:.0f` for the
+# relaxed one, more in every seed but by amounts that vary too much for three seeds to settle.
+# At the readout's full rate the constants jitter {glue:text}`jitter_ratio:.1f` times as much
+# over the last window as at the lower rate (more in every seed; the interval over three seeds
+# still reaches 1). In one seed the very relaxed start ends with its two averages swapped
+# ($\alpha_{\mathrm{slow}} < \alpha_{\mathrm{fast}}$): both start equal, and nothing in the
+# model ties a name to a role, so that sanity check is a coin toss there.
+#
+# The Cramér–Rao bound says the spikes hold more information than these fits extract: twice
+# the largest standard error is {glue:text}`stored_two_se_pct:.0f`% on average over the seeds,
+# and an efficient estimate would scatter around the truth by about one standard error. The
+# fits that learn all four constants end further away than that, and on one side:
+# $\alpha_{\mathrm{fast}}$ ended above the truth in {glue:text}`n_fast_above` of
+# {glue:text}`n_all_four` of them. They buy no better prediction for it: on the held-out
+# videos Option 1, whose constants stay near the truth, scores {glue:text}`o1_bits:.4f` bits
+# per spike, against {glue:text}`o2_bits:.4f` for Option 2 and {glue:text}`orig_bits:.4f`
+# for the original start with all four constants learnable. Two explanations remain, and
+# this chapter does not separate them: the joint minibatch
+# fit may stop in the long valley of the slice before it reaches the likelihood's maximum (the
+# rule stops a fit whose constants creep by less than 1% per window), or the maximum itself may
+# sit away from the truth at this data size, because each neuron's
+# {glue:text}`n_readout_plus_bias` readout parameters are estimated from the same spikes and
+# soak up part of what the constants should explain. Either way, a fit that has settled by a
+# convergence rule has not thereby found the teacher's constants.
+
+# %% [markdown]
+# ## What the document claims, and what we measured
+#
+# Each row is decided by the book's rule (`hdlib.book.claims`): the 95% t-interval of the mean
+# over the seeds (or random cases) must lie wholly on the claim's side of its threshold to hold,
+# wholly on the other side to fail, and is inconclusive otherwise. Recovery is measured on the
+# learnable constants: the largest relative error must be below the tolerance.
+
+# %%
+rows = polar_fit.claims_of_document(stored, flop_ratios, recovery_tolerance)
+evidence = claims.evidence_table(rows)
+display(evidence.style.hide(axis="index"))
+
+# %% [markdown]
+# The claims table summarises the chapter. Every fit settles by the stated rule, so the
+# document's expectation that the constants converge holds; where they converge to is another
+# matter. The document's Option 1 comes closest to the truth, and it is the configuration that
+# fixes half of the constants at the right values beforehand; even so, three seeds cannot yet
+# place its error below the tolerance. With all four constants learnable, the fits from the
+# original and the relaxed starts end outside the tolerance in every seed, and the very relaxed
+# start is inconclusive, yet they pass the document's sanity checks and predict held-out spikes
+# about as well as Option 1: agreement between starts, settled trajectories and passed sanity
+# checks are not evidence of recovery. On these data even an efficient estimate could not
+# promise 15% on every time constant ($\alpha_{\mathrm{fast}}$'s bound is just above it). The
+# learned constants should be reported with the slice or the Fisher information beside them,
+# which show which combinations of constants the spikes pin down and which they leave free.
+# Learning the constants is not free either: it multiplies the operations of a step.
 
 # %% tags=["remove-cell"]
 # NBVAL_CHECK_OUTPUT
-print(f"relaxed start, 0.1x rate: every constant within {recovery_tolerance:.0%}: "
-      f"{bool(relaxed_slow['recovered'])}")
-print(f"every full-rate fit misses by more than {recovery_tolerance:.0%}: "
-      f"{bool((full_rate['largest error'] > recovery_tolerance).all())}")
-print(f"held-out fits of the two relaxed fits within 0.01 bits/spike: {abs(bits_gap) < 0.01}")
-print(f"rates positive in every fit: {bool(checks['rates positive'].all())}")
+claims.print_evidence(evidence)
+print("stored, mean largest error per start:",
+      {label: round(mean_of(label, "largest_error"), 3) for label in labels})
+print("live: Cramér-Rao se (%, readout learned):",
+      {k: round(100 * v, 1) for k, v in se_learned.items()})
+print(f"live: loss one grid step below the truth: lambda_fix {delta[3, 4]:.0f} nats, "
+      f"lambda_sac {delta[4, 3]:.0f} nats")
+print(f"live: operations learnable / frozen above 1.1 in every case: {min(flop_ratios) > 1.1}")
+print(f"live fit misses the truth by more than {recovery_tolerance:.0%}: "
+      f"{first['largest_error'] > recovery_tolerance}")
+
+# %% tags=["remove-cell"]
+results.write_result(result_path, metrics, params)

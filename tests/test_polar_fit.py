@@ -276,3 +276,30 @@ def test_stored_tables_and_claims_by_hand():
     first = endpoints.iloc[0]
     assert first["start"] == "Option 1 at 0.1x" and first["lambda_fix"] == "2 ± 1"
     assert first["converged"] == "2/3" and first["steps"] == 2.0
+
+
+@pytest.mark.slow
+def test_first_steps_of_a_stored_run_are_reproduced():
+    # Chapter 05's sweep stores each fit's constants every 20 steps; re-running the first 40
+    # steps of seed 0's relaxed fit from its stored parameters must land on the same values.
+    from pathlib import Path
+
+    from hdlib.book import results
+
+    path = Path(__file__).resolve().parents[1] / "results/05_polar_constants/all_starts_seed0.json"
+    record = results.read_result(path)
+    p = record["parameters"]
+    seed = p.get("seed", 0)
+    video = stimuli.free_viewing_video(p.get("n_train_trials", 128) + p.get("n_val_trials", 32),
+                                       p.get("n_frames", 240), window=int(p.get("window", 36)),
+                                       seed=seed)
+    features = polar_v1.encode_video(video)
+    teacher = polar_fit.make_teacher(features.amplitude.shape[-1], p.get("n_neurons", 32),
+                                     seed=seed, **TRUTH)
+    train = polar_fit.simulate(teacher, features, seed=seed + 1).trials(
+        slice(0, p.get("n_train_trials", 128)))
+    _, history = polar_fit.fit("polar_v1_relaxed", train, max_steps=41, temporal_lr_scale=0.1,
+                               seed=seed, progress=False)
+    for name in polar_fit.CONSTANTS:
+        stored = record["metrics"][f"polar_v1_relaxed@0.1/trajectory_{name}"][:3]
+        assert history["constants"][name][::20] == pytest.approx(stored, rel=1e-4), name

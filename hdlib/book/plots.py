@@ -437,13 +437,20 @@ def plot_loss_slice(lambda_fix, lambda_sac, delta, truth: dict, endpoints: dict 
         axes[0].plot(sac, fix, "o", mfc="none", label=label)
     axes[0].set(xscale="log", yscale="log", xlabel=r"$\lambda_{sac}$ (1/s)",
                 ylabel=r"$\lambda_{fix}$ (1/s)", title="2-D slice (other constants at truth)")
+    axes[0].set_xticks(s[::2], [f"{v:.3g}" for v in s[::2]])
+    axes[0].set_yticks(f[::2], [f"{v:.3g}" for v in f[::2]])
+    axes[0].minorticks_off()
     axes[0].legend(fontsize="x-small")
     i = int(np.argmin(np.abs(f - truth["lambda_fix"])))
     j = int(np.argmin(np.abs(s - truth["lambda_sac"])))
     axes[1].plot(f / truth["lambda_fix"], d[:, j], "o-", label=r"along $\lambda_{fix}$")
     axes[1].plot(s / truth["lambda_sac"], d[i, :], "s-", label=r"along $\lambda_{sac}$")
-    axes[1].set(xscale="log", yscale="symlog", xlabel="rate / true rate",
+    axes[1].set_yscale("symlog", linthresh=1.0)
+    axes[1].set(xscale="log", ylim=(0, None), xlabel="rate / true rate",
                 ylabel="loss above truth (nats)", title="cuts through the truth")
+    ratios = f[::2] / truth["lambda_fix"]
+    axes[1].set_xticks(ratios, [f"{v:.2g}" for v in ratios])
+    axes[1].minorticks_off()
     axes[1].legend(fontsize="small")
     fig.tight_layout()
     return fig
