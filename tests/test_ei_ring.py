@@ -281,3 +281,37 @@ def test_darkness_test_of_an_untrained_ring_holds_one_bump():
 def test_bump_regimes():
     counts = torch.tensor([[0.0, 1.0], [2.0, 1.2], [0.5, 1.6]])
     assert bump_regimes(counts) == {"none": 2, "one": 2, "several": 2}
+
+
+@pytest.mark.slow
+def test_first_epochs_of_a_stored_chapter_run_repeat():
+    """Re-run the first two epochs of the stored chapter-01 run (seed 0, the document's
+    variant) and compare its validation losses with the stored curve."""
+    import json
+    from pathlib import Path
+
+    from hdlib.fitters import training
+
+    stored = json.loads((Path(__file__).resolve().parents[1]
+                         / "results/01_ei_ring_tracking/book_seed0.json").read_text())
+    p = stored["parameters"]
+    task = HeadDirectionTrackingTask(
+        p["n_exc"], seq_len=p["seq_len"], speed_deg_s=p["speed_deg_s"],
+        tau_turn_ms=p["tau_turn_ms"], cue_strength=p["cue_strength"], cue_noise=p["cue_noise"],
+        mean_lit_ms=p["mean_lit_ms"], mean_dark_ms=p["mean_dark_ms"], initial="silent")
+    model = RingAttractorNetwork(p["n_exc"], p["n_inh"], sigma_ee=p["sigma_ee"], seed=p["seed"],
+                                 noise_form="poisson_straight_through")
+    config = training.create_training_config(
+        learning_rate=p["learning_rate"], max_epochs=p["max_epochs"],
+        batches_per_epoch=p["batches_per_epoch"], batch_size=p["batch_size"], weight_decay=0.0,
+        segments_per_sequence=p["segments"], seed=p["seed"], early_stopping=False,
+        progress=False, regularisation=p["regularisation"], state_passing=True)
+    trainer = training.AdamCosineTrainer(model, config, task)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the sweep ran
+    try:
+        history = trainer.train(epochs=2)
+    finally:
+        torch.set_num_threads(threads)
+    expected = stored["metrics"]["val_loss_document"][:2]
+    assert history["val_loss"] == pytest.approx(expected, rel=1e-3)
