@@ -22,7 +22,7 @@
 # claims "better optimisation" and offers a *conservative* (stable, slower) and an *aggressive*
 # (faster, potentially less stable) configuration. This chapter implements the recipe with the
 # document's own interface, `hdlib.fitters.training`, and measures those claims on the
-# cue-tracking task of the previous chapter, over several seeds.
+# cue-tracking task of the previous chapter.
 #
 # The schedule for epoch $e$ of $E$:
 #
@@ -36,14 +36,20 @@
 # $W_{EI}$ to [-0.5, 2]. These are the document's values; the library holds them in
 # `training.DEFAULT_GROUP_LR_SCALE` and `training.DEFAULT_CONSTRAINTS`.
 #
-# **Method.** Every recipe trains a fresh network per seed on the same task, with the same
-# number of optimiser steps per epoch (`batches_per_epoch`). The data and the network's noise of
-# every step come from generators seeded by the run's seed and the step number, and the
-# validation loss is computed after every epoch on the same held-out batches, so two
-# recipes run on one seed see the same sequences in the same order wherever their batch sizes
-# agree, and a difference between them is the recipe's. The network is smaller than the
-# document's so that all the training runs fit the book's time budget; the parameter file
-# `notebooks/params/02_full_scale.yaml` runs the document's size, at full length, on more seeds.
+# **Method.** Every recipe trains a fresh network from the same seed on the same task, with the
+# same number of optimiser steps per epoch (`batches_per_epoch`) and with early stopping off, so
+# that every run spends its whole budget and two runs are compared at equal cost. The data and
+# the network's noise of every step come from generators seeded by the run's seed and the step
+# number, and the validation loss is computed after every epoch on the same held-out batches, so
+# two recipes run on one seed see the same sequences in the same order wherever their batch
+# sizes agree, and a difference between them is the recipe's. Costs are counted in optimiser
+# steps and in training sequences (the work of a step grows with its batch), never in seconds.
+#
+# The page trains every recipe on one seed, live, to show the mechanism; the verdicts rest on
+# three seeds run by the sweep command and stored in `results/02_training/` (last sections). The
+# network is smaller than the document's (200 excitatory and 50 inhibitory neurons against 800
+# and 200) and every run is shortened by `epoch_scale`, so that the live part fits the book's
+# time budget.
 
 # %% tags=["parameters"]
 n_exc = 200  # excitatory neurons (the document's network has 800)
@@ -51,14 +57,15 @@ n_inh = 50  # inhibitory neurons (the document's has 200)
 seq_len = 60  # steps (ms) per sequence
 speed_deg_s = 180.0  # spread of the heading's angular velocity
 cue_strength = 0.5
-seeds = [0, 1, 2]  # every configuration is trained once per seed
+seed = 0  # the live run's seed (the stored runs use 0, 1 and 2)
 epoch_scale = 0.2  # fraction of each configuration's max_epochs run at book scale
 batches_per_epoch = 6
 resume_epochs = 6  # length of the checkpoint/resume demonstration
 checkpoint_dir = "_artifacts/checkpoints"
+stored_results = "../results/02_training"  # the sweep's runs, read by the last sections
+result_path = ""  # set by the sweep command: this run's record is written there
 
 # %% tags=["hide-input"]
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -67,8 +74,10 @@ from myst_nb import glue
 
 from hdlib import validate
 from hdlib.book import parameters, plots
-from hdlib.book.claims import claims_table
+from hdlib.book import results as result_files
+from hdlib.book.claims import Claim, evidence_table, print_evidence
 from hdlib.datasets.tasks import HeadDirectionTrackingTask
+from hdlib.fitters import recipe_comparison as rc
 from hdlib.fitters import training
 from hdlib.models import ei_ring
 
@@ -79,12 +88,12 @@ checkpoints = Path(checkpoint_dir)
 checkpoints.mkdir(parents=True, exist_ok=True)
 
 
-def make_network(seed):
-    return ei_ring.RingAttractorNetwork(n_exc, n_inh, seed=seed)
+def make_network(network_seed):
+    return ei_ring.RingAttractorNetwork(n_exc, n_inh, seed=network_seed)
 
 
 # every network has the same size, so one task serves them all
-task = HeadDirectionTrackingTask.for_model(make_network(seeds[0]), seq_len=seq_len,
+task = HeadDirectionTrackingTask.for_model(make_network(seed), seq_len=seq_len,
                                            speed_deg_s=speed_deg_s, cue_strength=cue_strength)
 
 
@@ -115,137 +124,119 @@ task = HeadDirectionTrackingTask.for_model(make_network(seeds[0]), seq_len=seq_l
 #
 # ## The configurations
 #
-# Four recipes: the document's defaults with cosine annealing, the same with a constant
-# learning rate (the control the document's claim needs), and its two presets. Each keeps its
-# own learning rate, weight decay, patience and batch size; every `max_epochs` and `patience`
-# is multiplied by `epoch_scale` so that the whole comparison fits in the book's time budget
-# (`training.scaled_recipe`). Note that the document's `max_epochs` times `batch_size` is the
-# same for the three cosine recipes, so at equal steps per epoch they all get the same number of
-# training sequences: they differ in how they spend it.
+# Five recipes: the document's defaults (Adam with cosine annealing); the same with a constant
+# learning rate and the same with Adam replaced by SGD with momentum 0.9 (the two controls that
+# "Adam + cosine annealing gives better optimisation" needs, each differing from the defaults in
+# one thing); and the document's two presets. Each keeps its own learning rate, weight decay
+# and batch size; every `max_epochs` is multiplied by `epoch_scale` (`training.scaled_recipe`).
+# The document's `max_epochs` times `batch_size` is the same for the defaults and both presets,
+# so at equal steps per epoch all of them see the same number of training sequences: the
+# presets spend one budget of sequences in fewer, larger steps (aggressive) or more, smaller
+# ones (conservative).
 
 # %%
+recipe_overrides = {"cosine (default)": {}, "constant rate": {"schedule": "constant"},
+                    "SGD + cosine": {"optimizer": "sgd"},
+                    "conservative": training.PRESETS["conservative"],
+                    "aggressive": training.PRESETS["aggressive"]}
 recipes = {name: training.scaled_recipe(overrides, epoch_scale)
-           for name, overrides in training.RECIPES.items()}
-display(pd.DataFrame(recipes).T)
+           for name, overrides in recipe_overrides.items()}
+for name, overrides in recipe_overrides.items():
+    if "optimizer" in overrides:
+        recipes[name]["optimizer"] = overrides["optimizer"]
+display(pd.DataFrame(recipes).T.fillna("adam"))
 
 # %% [markdown]
-# Scaling `patience` with `max_epochs` keeps early stopping as strict relative to the length of
-# a run as the document made it: each recipe's ratio of patience to epochs is the document's,
-# up to rounding, so a preset that the document lets wait longer still waits longer. Early
-# stopping watches the validation loss only; it never restores the best weights, so a stopped
-# run ends with the weights of its last epoch.
-#
-# Each recipe is trained once per seed with `train_model_enhanced`. Every run records its
-# per-epoch history, its wall time, and the tracking error of the trained network on a fixed
-# batch of held-out sequences (`ei_ring.tracking_error_deg`, mean absolute circular error of the
-# decoded heading, in degrees).
+# Each recipe is trained once on this page's seed with `train_model_enhanced`, early stopping
+# off. Every run records its per-epoch history, and the tracking error of the trained network
+# on a fixed batch of held-out sequences (`ei_ring.tracking_error_deg`, mean absolute circular
+# error of the decoded heading, in degrees).
 
 # %%
 runs = {}
 for name, recipe in recipes.items():
-    for seed in seeds:
-        network = make_network(seed)
-        start = time.perf_counter()
-        _, history, trainer = training.train_model_enhanced(
-            network, **recipe, batches_per_epoch=batches_per_epoch, seed=seed, task=task,
-            progress=False, plot_progress=False)
-        runs[(name, seed)] = {"history": history, "trainer": trainer,
-                              "seconds": time.perf_counter() - start,
-                              "sequences_per_epoch": batches_per_epoch * recipe["batch_size"],
-                              "error": ei_ring.tracking_error_deg(network, task)}
-print(f"trained {len(runs)} networks")
+    network = make_network(seed)
+    _, history, trainer = training.train_model_enhanced(
+        network, **{**recipe, "early_stopping": False}, batches_per_epoch=batches_per_epoch,
+        seed=seed, task=task, progress=False, plot_progress=False)
+    runs[name] = {"history": history, "trainer": trainer,
+                  "error": ei_ring.tracking_error_deg(network, task)}
+print(f"trained {len(runs)} networks on seed {seed}")
 
 # %% [markdown]
 # ## Loss, learning rate, gradients and parameters
 #
-# The figure overlays the four recipes: validation loss, learning rate of the base group,
-# gradient norm before clipping, and the recurrent excitation gain $g_{EE}$, all per epoch.
-# Thin lines are single seeds; thick lines their mean over the epochs every seed reached (a run
-# stopped early ends its thin line sooner).
+# The figure overlays the five recipes of this seed: validation loss, learning rate of the base
+# group, gradient norm before clipping, and the recurrent excitation gain $g_{EE}$, all per
+# epoch. The presets run for different numbers of epochs because their batches differ.
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Validation loss against epoch for each training recipe, one line per seed"}}
-plots.plot_recipe_curves({name: [runs[(name, s)]["trainer"] for s in seeds]
-                          for name in recipes})
+# %% mystnb={"image": {"alt": "Validation loss, learning rate, gradient norm and recurrent excitation gain against epoch for the five training recipes on one seed"}} tags=["hide-input"]
+plots.plot_recipe_curves({name: [run["trainer"]] for name, run in runs.items()})
 plt.show()
 
 # %% [markdown]
-# The full monitoring of one run (default recipe, first seed), the figure that
+# The full monitoring of one run (default recipe), the figure that
 # `train_model_enhanced(..., plot_progress=True)` draws: train and validation loss, learning
 # rate, gradient norm and every scalar parameter relative to its start.
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Training and validation loss and the cosine-annealed learning rate against epoch for the default recipe"}}
-plots.plot_trainer_history(runs[("cosine (default)", seeds[0])]["trainer"])
+# %% mystnb={"image": {"alt": "Training and validation loss and the cosine-annealed learning rate against epoch for the default recipe"}} tags=["hide-input"]
+plots.plot_trainer_history(runs["cosine (default)"]["trainer"])
 plt.show()
 
 # %% [markdown]
-# ## The comparison
+# ## How the document's words are measured
 #
-# `training.run_table` turns the runs into one row per recipe and seed, and the table below
-# averages them over seeds. Its columns are what the document's words can be measured by:
+# Each run is turned into a record (`recipe_comparison.run_record`), and the table below reads
+# this seed's records. The document's words become these measurements:
 #
-# * *better optimisation*: the final validation loss (mean and standard deviation over seeds),
-#   and the tracking error in degrees;
-# * *stable*: `rises`, the number of epochs whose validation loss went up rather than down;
-#   a recipe that oscillates or diverges rises often;
-# * *faster* and *slower*: `sequences to target`, the number of training sequences a run
-#   needed to reach the validation loss that the default recipe ends with on the same seed
-#   (`inf` when it never got there). Sequences, not seconds, because the cost of a step grows
-#   with the batch and the wall time depends on what else the machine runs; the wall time is
-#   listed too, for reference;
+# * *better optimisation*: the final validation loss at equal steps; the defaults, the constant
+#   rate and SGD share batch size and epochs, so they take the same number of steps;
+# * *faster* and *slower*: the cost to reach the validation loss that the defaults end with on
+#   the same seed, in training sequences (and in steps, for reference). A run that never gets
+#   there is counted at its whole budget plus one epoch: a lower bound on its cost, which can
+#   only make it look faster than it is, so that a verdict "slower" resting on it is safe and a
+#   verdict "faster" cannot come from it;
+# * *stable*: the largest rise of the validation loss above its best value so far, in percent
+#   (`recipe_comparison.largest_rise_pct`); a run that oscillates or diverges rises far;
 # * *no overfitting*: the ratio of the final validation loss to the final training loss.
-#
-# Every comparison between two recipes is paired by seed: the verdicts count the seeds on which
-# one recipe beat the other.
 
 # %%
-table = training.run_table(runs, reference="cosine (default)")
-summary = table.groupby(level="recipe", sort=False).mean()
-summary.insert(1, "final val loss (sd)", table["final val loss"].groupby(level="recipe").std())
-display(summary.style.format("{:.3g}"))
-wins = training.seeds_where_lower(table, "final val loss", "cosine (default)", "constant rate")
-to_target = summary["sequences to target"]
-for key, value in {"cosine_wins": wins, "n_seeds": len(seeds),
-                   "cons_epochs": summary.loc["conservative", "epochs run"],
-                   "cons_max": recipes["conservative"]["max_epochs"],
-                   "cons_rises": summary.loc["conservative", "rises"],
-                   "aggr_to_target": to_target["aggressive"],
-                   "cons_to_target": to_target["conservative"],
-                   "default_to_target": to_target["cosine (default)"]}.items():
-    glue(key, float(value), display=False)
+record = {}
+for name, run in runs.items():
+    record.update(rc.run_record(name, run["history"], batches_per_epoch,
+                                recipes[name]["batch_size"]))
+presets = ["cosine (default)", "conservative", "aggressive"]
+cost = {unit: rc.to_level(record, recipes, "cosine (default)", unit)
+        for unit in ("sequences", "steps")}
+live = pd.DataFrame({
+    name: {"final val loss": record[f"{name}/final_val_loss"],
+           "largest rise (%)": record[f"{name}/largest_rise_pct"],
+           "val / train (final)": run["history"]["val_loss"][-1]
+           / run["history"]["train_loss"][-1],
+           "sequences to level": cost["sequences"][name],
+           "steps to level": cost["steps"][name],
+           "tracking error (deg)": run["error"]} for name, run in runs.items()}).T
+display(live.style.format("{:.3g}"))
 
 # %% [markdown]
-# Cosine annealing ended with a lower validation loss than the constant rate in
-# {glue:text}`cosine_wins:.0f` of {glue:text}`n_seeds:.0f` seeds. With the same number of
-# epochs, the two schedules differ only in how large the late steps are, so the question is
-# whether the difference exceeds the spread across seeds; the table gives both. Note what a short budget
-# does to the comparison: cosine annealing spends its last epochs at a tiny rate, which pays off
-# only if the loss has converged by then (the curves above show whether it had).
-#
-# Early stopping ends a run whose validation loss has not improved for `patience` epochs. The
-# conservative recipe ran {glue:text}`cons_epochs:.1f` of its {glue:text}`cons_max:.0f` epochs on
-# average, with {glue:text}`cons_rises:.1f` validation-loss rises per run; its wall time in the
-# table is therefore not the time of a full run.
-#
-# Measured in training sequences, the aggressive preset reached the validation loss that the
-# default recipe ends with after {glue:text}`aggr_to_target:.0f` sequences on average, the
-# conservative one after {glue:text}`cons_to_target:.0f` (`inf`: not within its run), and the
-# default itself after {glue:text}`default_to_target:.0f` (its whole budget, when its loss
-# falls until the last epoch).
+# One seed shows how each number is obtained; whether a difference between two recipes is more
+# than the difference between two seeds, it cannot say. The verdicts below are therefore taken
+# over the stored seeds.
 #
 # Were the constraints respected in every run? `training.constraint_violations` compares every
 # constrained parameter of each trained network with its bounds.
 
 # %%
-violations = [(name, seed, p) for (name, seed), run in runs.items()
+violations = [(name, p) for name, run in runs.items()
               for p in training.constraint_violations(run["trainer"].model,
                                                       run["trainer"].config.constraints)]
 print(f"constraint violations after training: {len(violations)}")
 
 # %% [markdown]
-# The constraints are applied as a projection: after each Adam step every constrained parameter
-# is clamped into its interval, elementwise for the matrices. The optimiser does not know about
-# them, so a parameter pushed against a bound keeps receiving gradient and Adam keeps its
-# moment estimates; what the projection guarantees is only that no forward pass ever sees a
+# The constraints are applied as a projection: after each optimiser step every constrained
+# parameter is clamped into its interval, elementwise for the matrices. The optimiser does not
+# know about them, so a parameter pushed against a bound keeps receiving gradient and Adam keeps
+# its moment estimates; what the projection guarantees is only that no forward pass ever sees a
 # value outside the bounds, which is what the check above confirms on the final weights.
 
 # %% [markdown]
@@ -268,18 +259,18 @@ print(f"constraint violations after training: {len(violations)}")
 # must be refused with a clear error rather than loaded.
 
 # %%
-demo = {"batches_per_epoch": batches_per_epoch, "batch_size": 16, "seed": seeds[0],
+demo = {"batches_per_epoch": batches_per_epoch, "batch_size": 16, "seed": seed,
         "early_stopping": False, "progress": False}
-_, reference = training.quick_train(make_network(seeds[0]), epochs=resume_epochs, task=task,
+_, reference = training.quick_train(make_network(seed), epochs=resume_epochs, task=task,
                                     **demo)
 halfway = resume_epochs // 2
 interrupted = training.AdamCosineTrainer(
-    make_network(seeds[0]), training.create_training_config(max_epochs=resume_epochs, **demo),
+    make_network(seed), training.create_training_config(max_epochs=resume_epochs, **demo),
     task)
 interrupted.train(epochs=halfway)
 path = interrupted.save_checkpoint(halfway - 1, checkpoints / "halfway.pt")
 resumed = training.AdamCosineTrainer(  # other weights: the checkpoint replaces them
-    make_network(seeds[0] + 100), interrupted.config, task)
+    make_network(seed + 100), interrupted.config, task)
 resume_from = resumed.load_checkpoint(path)
 resumed.train()
 resume_gap = max(abs(a - b) / b for a, b in zip(resumed.history["val_loss"],
@@ -305,69 +296,165 @@ except ValueError as error:
 # small non-zero one, float sums reordered by a different number of threads.
 
 # %% [markdown]
-# ## What the document claims, and what we measured
+# ## This run's record
 #
-# Each row is one of the document's claims, the measurement above that tests it, and whether
-# it holds. Comparisons between recipes are counted over seeds and hold when they hold on more
-# than half of them; a stability claim compares the mean number of validation-loss rises per
-# run; "validation loss tracks training loss" holds when no recipe ends with a validation loss
-# above {glue:text}`max_ratio:g` times its training loss. These runs are short (`epoch_scale`
-# of each recipe's length) and the network is smaller than the document's, so a verdict here
-# is about the book's scale.
+# Read in the book, the chapter writes nothing (`result_path` is empty). Run by the sweep
+# command, it writes this seed's record (every recipe's validation and training curves, its
+# steps per epoch and batch size, the number of constraint violations, the resume gap and the
+# tracking errors) with its parameters and provenance to `result_path`, and skips the sections
+# below, which read the stored runs.
 
 # %%
-cosine, constant = summary.loc["cosine (default)"], summary.loc["constant rate"]
-conservative, aggressive = summary.loc["conservative"], summary.loc["aggressive"]
-slower = training.seeds_where_lower(table, "sequences to target", "cosine (default)",
-                                    "conservative")
-faster = training.seeds_where_lower(table, "sequences to target", "aggressive",
-                                    "cosine (default)")
-majority, max_ratio = len(seeds) / 2, 2.0
-glue("max_ratio", max_ratio, display=False)
-claims = claims_table([
-    ("Adam + cosine annealing converges better than a constant rate",
-     f"final val loss {cosine['final val loss']:.2e} vs {constant['final val loss']:.2e}; "
-     f"lower in {wins}/{len(seeds)} seeds", wins > majority),
-    ("Conservative preset: stable",
-     f"{conservative['rises']:.1f} val-loss rises per run (default {cosine['rises']:.1f})",
-     conservative["rises"] <= cosine["rises"]),
-    ("Conservative preset: slower",
-     f"sequences to target {conservative['sequences to target']:.0f} vs "
-     f"{cosine['sequences to target']:.0f}; more in {slower}/{len(seeds)} seeds",
-     slower > majority),
-    ("Aggressive preset: faster",
-     f"sequences to target {aggressive['sequences to target']:.0f}; fewer in "
-     f"{faster}/{len(seeds)} seeds", faster > majority),
-    ("Aggressive preset: potentially less stable",
-     f"{aggressive['rises']:.1f} val-loss rises per run", aggressive["rises"] > cosine["rises"]),
-    ("Constraints keep parameters in their ranges",
-     f"{len(violations)} violations in {len(runs)} runs", not violations),
-    ("Validation loss tracks training loss",
-     f"val/train at the end: {summary['val / train (final)'].min():.2f} to "
-     f"{summary['val / train (final)'].max():.2f}",
-     summary["val / train (final)"].max() < max_ratio),
-    ("Training resumes from a checkpoint",
-     f"resumed run differs by {resume_gap:.1e} (relative)", resume_ok),
-])
-display(claims.style.hide(axis="index"))
+record.update({"constraint_violations": len(violations), "resume_gap": resume_gap,
+               **{f"{name}/tracking_error_deg": run["error"] for name, run in runs.items()}})
+result_files.write_result(result_path, record, params)
+show_stored = not result_path
 
 # %% [markdown]
+# ## Three seeds: the stored runs
+#
+# The sweep `notebooks/sweeps/02_training.yaml` runs this chapter at its defaults once per seed,
+#
+# ```
+# OMP_NUM_THREADS=1 python -m hdlib sweep notebooks/02_training.py \
+#     -f notebooks/sweeps/02_training.yaml -o results/02_training --workers 1
+# ```
+#
+# and stores one record per seed in `results/02_training/`. Everything below is read from those
+# files. The figure shows the validation loss of every recipe against the training sequences
+# seen, one thin line per seed and their mean thick: on the left the defaults against their two
+# controls (equal steps), on the right the defaults against the two presets (equal sequences).
+
+# %% mystnb={"image": {"alt": "Validation loss against training sequences seen, one thin line per seed and the mean thick, for Adam with cosine annealing against a constant rate and SGD, and for the defaults against the conservative and aggressive presets"}} tags=["hide-input"]
+if show_stored:
+    stored = result_files.load_results(stored_results).sort_values("seed")
+    print(result_files.describe_provenance(stored))
+    seed_records = [row.to_dict() for _, row in stored.iterrows()]
+    fig = plots.plot_stored_val_curves(
+        seed_records, list(recipes),
+        {"optimiser and schedule (equal steps)": ["cosine (default)", "constant rate",
+                                                  "SGD + cosine"],
+         "presets (equal sequences)": presets})
+    plt.show()
+
+# %% [markdown]
+# The paired table gives, for every seed, the quantities the verdicts use
+# (`recipe_comparison.paired_measures`, the reference being the defaults): by how much the
+# constant rate and SGD end above the defaults, in percent of the defaults' final validation
+# loss; the cost of each preset to reach the seed's level relative to the defaults', as log2 of
+# the ratio of training sequences (+1: twice as many, -1: half as many) and of optimiser steps,
+# and whether it reached that loss at all (1) or is counted at its lower bound (0);
+# each preset's largest validation-loss rise minus the defaults', in percentage points; and the
+# largest ratio of final validation to final training loss among the five recipes.
+
+# %%
+if show_stored:
+    measures = rc.paired_measures(seed_records, "cosine (default)",
+                                  controls=["constant rate", "SGD + cosine"], presets=presets)
+    paired = pd.DataFrame(measures, index=pd.Index(stored["seed"].tolist(), name="seed"))
+    display(paired.round(2).T)
+
+# %% [markdown]
+# ## What the document claims, and what we measured
+#
+# Each row is one of the document's claims, made measurable by the stated threshold, over the
+# stored seeds, with the verdict of the book's rule (`hdlib.book.claims`: the 95% t-interval of
+# the mean over seeds lies wholly on one side of the threshold, or it is inconclusive). The
+# comparisons are paired by seed: each value is the difference, or the log ratio, between two
+# recipes run on the same seed. "Potentially less stable" is read as "less stable", the only
+# form a measurement can refute. The rows on constraints and checkpoints are deterministic
+# checks repeated on every seed.
+
+# %%
+if show_stored:
+    rows = [  # claim, source, measure, threshold, side, unit, digits
+        ("Adam + cosine annealing ends lower than Adam at a constant rate, at equal steps: "
+         "constant rate's final validation loss above the defaults'", "001: Key Features 1",
+         "constant rate above reference (%)", 0.0, "above", "%", 1),
+        ("Adam ends lower than SGD (momentum 0.9) at the same rate and schedule: SGD's final "
+         "validation loss above the defaults'", "001: Summary",
+         "SGD + cosine above reference (%)", 0.0, "above", "%", 1),
+        ("Conservative preset is slower: log2 of its training sequences to the level over the "
+         "defaults'", "001: Example Configurations", "conservative: log2 sequences ratio", 0.0,
+         "above", "", 2),
+        ("Conservative preset is stable: its largest validation-loss rise minus the defaults'",
+         "001: Example Configurations", "conservative: rise minus reference (points)", 0.0,
+         "below", "points", 1),
+        ("Aggressive preset is faster: log2 of its training sequences to the level over the "
+         "defaults'", "001: Example Configurations", "aggressive: log2 sequences ratio", 0.0,
+         "below", "", 2),
+        ("Aggressive preset is less stable: its largest validation-loss rise minus the "
+         "defaults'", "001: Example Configurations", "aggressive: rise minus reference (points)",
+         0.0, "above", "points", 1),
+        ("Validation loss tracks training loss: largest final val/train ratio of a seed",
+         "001: Understanding the Results", "largest val / train", 2.0, "below", "", 2),
+    ]
+    measures["violations"] = stored["constraint_violations"].tolist()
+    measures["resume gap"] = stored["resume_gap"].tolist()
+    rows += [("Constraints keep parameters in their ranges: violations after training, all "
+              "recipes of a seed", "001: Biological Parameter Constraints", "violations", 0.5,
+              "below", "", 1),
+             ("Training resumes from a checkpoint: largest relative difference from the "
+              "uninterrupted run", "001: Loading and Resuming Training", "resume gap", 1e-4,
+              "below", "", 6)]
+    claims = evidence_table([Claim(claim, source, measures[name], threshold, side, unit, digits)
+                             for claim, source, name, threshold, side, unit, digits in rows])
+    display(claims.style.hide(axis="index"))
+    glue("n_stored", len(seed_records), display=False)
+    for key, name in {"const_gap": "constant rate above reference (%)",
+                      "sgd_gap": "SGD + cosine above reference (%)",
+                      "cons_cost": "conservative: log2 sequences ratio",
+                      "aggr_cost": "aggressive: log2 sequences ratio",
+                      "cons_steps": "conservative: log2 steps ratio",
+                      "aggr_steps": "aggressive: log2 steps ratio",
+                      "cons_rise": "conservative: rise minus reference (points)",
+                      "aggr_rise": "aggressive: rise minus reference (points)"}.items():
+        glue(key, float(sum(measures[name]) / len(measures[name])), display=False)
+
+# %% [markdown]
+# **Reading the table.** Over the {glue:text}`n_stored:.0f` stored seeds, the constant rate
+# ended {glue:text}`const_gap:.1f`% above the defaults' final validation loss on average (a
+# negative number: below it) and SGD {glue:text}`sgd_gap:.1f`% above it. At this budget the
+# cosine schedule does not pay: the validation loss is still falling when the schedule shrinks
+# the steps, so the constant rate, which keeps its full step to the end, gets further. Adam
+# against SGD at the same rate is a clear win for Adam, with the caveat on SGD's rate below.
+#
+# The presets are compared at equal training sequences. The aggressive preset reached the
+# defaults' final validation loss with $2^{x}$ times their sequences, $x$ =
+# {glue:text}`aggr_cost:.2f` on average ({glue:text}`aggr_steps:.2f` in optimiser steps, its
+# batches being twice as large): it is faster, as the document says. The conservative preset
+# never reached that loss on any seed: its validation loss rose from its first epochs on, so its
+# cost is only bounded below (the budget plus one epoch, $x$ = {glue:text}`cons_cost:.2f`,
+# {glue:text}`cons_steps:.2f` in steps), and "slower" holds only in that sense. The same rising
+# loss makes it the *least* stable of the three by this measure, its largest rise exceeding the
+# defaults' by {glue:text}`cons_rise:.1f` percentage points; the document's "stable" fails. The
+# aggressive preset's rises differ from the defaults' by {glue:text}`aggr_rise:.2f` points,
+# too close to zero on three seeds to call it less stable or not.
+#
+# These verdicts changed from the previous version of this chapter in how they are measured:
+# then, runs stopped by early stopping or by their own `max_epochs` were compared in sequences
+# to a target and in counts of rising epochs, and a verdict was a majority of seeds. Now every
+# run spends its whole budget, the costs are paired by seed, and the rule is the interval of
+# the mean; the aggressive preset's "less stable", which one rising epoch on one seed used to
+# decide, is now inconclusive.
+#
 # **What these measurements cannot say.** The task gives the network the answer at every step,
 # so every recipe ends near a floor set by the network's lag and noise, and the differences
 # between recipes are small next to that floor: the comparison separates recipes by how they
 # approach it, not by what they can learn. A task that makes the network hold information
 # between cues, such as the angular-velocity integration of the next chapter, would be a harder
-# test of the optimiser. The runs are also short: a schedule's advantage that appears only late
-# in a long run is invisible here, and the full-scale parameter file is the place to look for it.
-# Finally, early stopping can end a run where its validation loss stops improving (the
-# `epochs run` column shows where it did), so what the table reports for such a run is its
-# early behaviour.
-#
-# The comparisons between recipes depend on the seeds and on the thread count of the machine
-# that ran them; the regression test checks only the verdicts that do not.
+# test of the optimiser. The runs are short (`epoch_scale` of each recipe's length) and the
+# network is a quarter of the document's size: a schedule's advantage that appears only late in
+# a long run is invisible here. Every training sequence is fresh, so a validation loss close to
+# the training loss is expected, and the row on it tests the implementation more than the
+# recipe. SGD runs at the defaults' learning rate, which was chosen for Adam; a tuned SGD rate
+# could close some of the gap, so that row says how the document's recipe compares with the
+# same recipe on SGD, not with SGD at its best.
 
 # %% tags=["remove-cell"]
 # NBVAL_CHECK_OUTPUT
-print(f"constraints respected in every run: {not violations}")
-print(f"resumed run repeats the uninterrupted one: {resume_ok}")
-print(f"truncated checkpoint refused: {refused}")
+if show_stored:
+    print_evidence(claims)
+    print(paired.round(1).T.to_string())
+print(f"live run: constraints respected: {not violations}; resumed run repeats the "
+      f"uninterrupted one: {resume_ok}; truncated checkpoint refused: {refused}")

@@ -54,6 +54,7 @@ num_neurons = 120  # neurons on the ring
 alpha = 0.5  # dt / tau, the fraction of a step the rates move toward their drive
 activation = "tanh"  # 'tanh', 'relu' or 'gelu'
 hidden_gain_neurons = 16  # hidden units of each gain network
+init = "random"  # 'random' or 'perfect' (start from the ideal ring and keep learning)
 init_scale = 0.0  # std of the random recurrent weights, in units of 1/sqrt(N)
 # Task
 seq_len = 120  # training sequence length (steps)
@@ -69,11 +70,15 @@ learning_rate = 0.002
 min_lr_ratio = 0.01  # cosine annealing ends at learning_rate * min_lr_ratio
 stage_lr_factors = [1.0, 1.0, 0.1]  # learning-rate multiplier of each curriculum stage
 amplitude_weight = 0.1  # weight of the bump-amplitude loss
+grad_clip = 1.0  # largest gradient norm before an update
+stop_after = 0  # 0: the whole curriculum; n: stop after n iterations (diagnostic runs)
 snapshot_every = 50  # iterations between frames of the weight-evolution animation
 # Evaluation and output
 eval_batch_size = 256
 seed = 0
 artifacts_dir = "_artifacts"
+stored_results = "../results/03_av_integration"  # the sweep's runs, read by the last sections
+result_path = ""  # set by the sweep command: this run's metrics are written there
 
 # %% tags=["hide-input"]
 from pathlib import Path
@@ -85,7 +90,8 @@ from myst_nb import glue
 
 from hdlib import validate
 from hdlib.book import parameters, plots
-from hdlib.book.claims import claims_table, print_verdicts
+from hdlib.book import results as result_files
+from hdlib.book.claims import Claim, evidence_table, print_evidence
 from hdlib.datasets.tasks import AVIntegrationDataset
 from hdlib.fitters import av_integration as avi
 from hdlib.models.leaky_ring import LeakyRingAttractor
@@ -139,7 +145,7 @@ for name, value in {"long_len": long_seq_len, "padding_pct": 100 * zero_padding_
 # row, so a circulant matrix, one whose entries depend only on $\theta_i - \theta_j$, shows up
 # as stripes parallel to the diagonal.
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Recurrent weight matrices of the random starting network and of the ideal ring, side by side"}}
+# %% mystnb={"image": {"alt": "Recurrent weight matrices of the random starting network and of the ideal ring, side by side"}} tags=["hide-input"]
 ideal = make_network("debug_perfect")
 untrained = make_network("random")
 fig = plots.plot_weight_matrices(avi.weight_snapshot(untrained), avi.weight_snapshot(ideal),
@@ -172,7 +178,7 @@ av, angles = data.generate_batch(eval_batch_size)
 glue("still_fraction", 100 * (av == 0).float().mean().item(), display=False)
 sample = avi.evaluate_tracking(ideal, make_dataset(seed + 2), seq_len, batch_size=8)
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Angular velocity input, true and decoded heading, and ring activity over time for the ideal ring on a training-length sequence"}}
+# %% mystnb={"image": {"alt": "Angular velocity input, true and decoded heading, and ring activity over time for the ideal ring on a training-length sequence"}} tags=["hide-input"]
 fig = plots.plot_integration_run(sample["av"].cpu(), sample["angles"].cpu(),
                                  sample["decoded"].cpu(), sample["activity"].cpu(),
                                  title="ideal ring on a training-length sequence")
@@ -207,30 +213,27 @@ fig = plots.plot_integration_run(sample["av"].cpu(), sample["angles"].cpu(),
 # scaled per stage by `stage_lr_factors` $f_s$.
 #
 # **Why the last stage learns at a reduced rate.** With every $f_s = 1$ (plain cosine
-# annealing, which this chapter used before), training was not stable. The network entered the
-# full-length stage already tracking well, yet within a few iterations of the switch its
-# training error jumped far above anything seen in the earlier stages, took hundreds of
-# iterations to come back, and how far it came back depended on the machine the chapter ran on.
-# We traced the jump to single updates of $W_0$: applied alone, the first full-length update of
-# $W_0$ reproduced it, while the same update of any other parameter left the error unchanged. The
-# gradient norm at the switch stayed below the clipping threshold, so clipping never acted. An
-# Adam step of a given size is harmless on the short sequences of the earlier stages but throws
-# the ring off its attractor on full-length ones, because a small error in the bump's dynamics
-# compounds over every step of a sequence. Warming the rate up again after the switch only
-# delayed the jump until the rate had recovered, and dropping the amplitude term did not remove
-# it, so the cure is a smaller step where the sequences are long: the last stage runs at
-# {glue:text}`last_factor` times the annealed rate. To see the unstable run, execute the chapter
-# with `-p stage_lr_factors "[1, 1, 1]"`; the stage table and the last row of the claims table
-# below then show the jump.
+# annealing, which this chapter used before), training was not stable: the network entered the
+# full-length stage already tracking well, yet soon after the switch its training error jumped
+# far above anything seen in the earlier stages, took hundreds of iterations to come back, and
+# how far it came back depended on the seed and the machine. Three suspects fit that picture:
+# the learning rate at the switch (an Adam step that is harmless on short sequences may throw
+# the ring off its attractor on long ones, where a small error in the bump's dynamics compounds
+# over every step), gradient clipping (too loose to stop a large gradient), and the amplitude
+# term of the loss (pulling the bump's size against its position). The section on the stored
+# runs below tests them on three seeds each; the schedule here, the last stage at
+# {glue:text}`last_factor` times the annealed rate, is the cure those runs support. To see an
+# unstable run live, execute the chapter with `-p stage_lr_factors "[1, 1, 1]"`.
 
 # %% tags=["remove-stderr"]
-network = make_network("random")
+network = make_network(init)
 history = avi.train_integrator(
     network, make_dataset(seed + 1), curriculum, batch_size=batch_size,
     learning_rate=learning_rate, min_lr_ratio=min_lr_ratio, stage_lr_factors=stage_lr_factors,
-    amplitude_weight=amplitude_weight, snapshot_every=snapshot_every, seed=seed)
+    amplitude_weight=amplitude_weight, grad_clip=grad_clip, snapshot_every=snapshot_every,
+    seed=seed, stop_after=stop_after or None)
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Loss, heading error on the training batch, and learning rate with gradient norm against iteration, curriculum switches dotted"}}
+# %% mystnb={"image": {"alt": "Loss, heading error on the training batch, and learning rate with gradient norm against iteration, curriculum switches dotted"}} tags=["hide-input"]
 fig = plots.plot_training_history(history)
 
 # %% [markdown]
@@ -257,10 +260,10 @@ glue("last_first", float(stages["first_error"].iloc[-1]), display=False)
 # Below are the three weight matrices before and after training, and how they grew, one frame
 # every `snapshot_every` iterations (colours scaled to the final weights):
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Recurrent weight matrices before and after training"}}
+# %% mystnb={"image": {"alt": "Recurrent weight matrices before and after training"}} tags=["hide-input"]
 fig = plots.plot_weight_matrices(history.snapshots[0][1], history.snapshots[-1][1])
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Animation of the three recurrent weight matrices growing during training, one frame per snapshot"}}
+# %% mystnb={"image": {"alt": "Animation of the three recurrent weight matrices growing during training, one frame per snapshot"}} tags=["hide-input"]
 written = plots.weight_evolution_animation(history.snapshots, artifacts / "weights_evolution")
 display(Image(filename=str(written["gif"])))
 
@@ -291,7 +294,7 @@ for name, value in {"err_short": short_err, "err_long": long_err, "err_long_null
                     "err_long_ideal": ideal_long}.items():
     glue(name, value, display=False)
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Held-out heading error of trained and ideal networks at the training length and at longer sequences, and a long trained run with its decoded heading"}}
+# %% mystnb={"image": {"alt": "Held-out heading error of trained and ideal networks at the training length and at longer sequences, and a long trained run with its decoded heading"}} tags=["hide-input"]
 fig = plots.plot_error_bars(errors, "held-out tracking error")
 long_run = results[("trained", long_seq_len)]
 fig = plots.plot_integration_run(long_run["av"].cpu(), long_run["angles"].cpu(),
@@ -305,12 +308,6 @@ fig = plots.plot_integration_run(long_run["av"].cpu(), long_run["angles"].cpu(),
 # {glue:text}`err_long_ideal:.2f` degrees for the ideal ring. The second figure follows one of
 # the long test sequences: errors of a path integrator do not average out, they accumulate, so
 # the long test is where small mistakes in the learned speed or a slow drift of the bump show.
-
-# %% tags=["remove-cell"]
-# NBVAL_CHECK_OUTPUT
-print(f"error at 10x training length within 5 degrees: {long_err <= 5.0}")
-print("error at 10x training length below a fifth of the null baseline:",
-      long_err < long_null / 5)
 
 # %% [markdown]
 # ## Does the bump stay put?
@@ -354,7 +351,7 @@ curves = {name: (test_av.cpu(), avi.velocity_gain(net, test_av, settle=settle_st
 gain_error = avi.gain_error(*curves["trained"], max_av, slow_fraction=slow_fraction)
 glue("gain_error", gain_error, display=False)
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Decoded angular velocity against true angular velocity for each network, with the identity line"}}
+# %% mystnb={"image": {"alt": "Decoded angular velocity against true angular velocity for each network, with the identity line"}} tags=["hide-input"]
 fig = plots.plot_velocity_gain(curves, max_av)
 
 # %% [markdown]
@@ -378,7 +375,7 @@ widths = {name: avi.bump_width(rates).mean().item() for name, rates in final.ite
 glue("width_trained", 100 * widths["trained"], display=False)
 glue("width_ideal", 100 * widths["ideal ring"], display=False)
 
-# %% tags=["hide-input"] mystnb={"image": {"alt": "Ring activity against preferred direction at the last step of four sequences, one panel per network"}}
+# %% mystnb={"image": {"alt": "Ring activity against preferred direction at the last step of four sequences, one panel per network"}} tags=["hide-input"]
 fig = plots.plot_final_profiles({name: rates[:4].cpu() for name, rates in final.items()})
 
 # %% [markdown]
@@ -415,42 +412,243 @@ print(f"decoding error with linspace(0, 2*pi, N): {grid_bias['linspace grid']:.2
 # %% [markdown]
 # The wrong grid biases every decoded heading by about half a grid spacing, a systematic error
 # of the same size as the trained network's whole tracking error at the training length.
+
+# %% [markdown]
+# ## This run's record
 #
-# ## What the document claims, and what we measured
-#
-# The table is computed from the runs above, one seed at the book's size; the parameter file
-# `notebooks/params/03_full_scale.yaml` runs a larger ring for longer. Each verdict is a
-# threshold on the measured value, stated in the claim. The last row is a target this book sets
-# for its own training run: that no curriculum stage throws away what the previous one learned.
+# Every number of the live run above goes into one record. Read in the book, the chapter writes
+# nothing (`result_path` is empty); run by the sweep command, it writes the record, with the
+# run's parameters and provenance, to `result_path` and skips the sections below, which read
+# the stored runs.
 
 # %%
-claims = claims_table([
-    ("The network learns to rotate the bump and track heading from velocity alone",
-     f"{short_err:.2f} deg error at T={seq_len} vs {short_null:.1f} deg null",
-     short_err < short_null / 10),
-    ("Tracking holds for 10x the training length (target: at most 5 deg)",
-     f"{long_err:.2f} deg at T={long_seq_len} vs {long_null:.1f} deg null", long_err <= 5.0),
-    ("W0 keeps the bump stable with no input (under 1 deg of drift over a training-length "
-     "still period, amplitude kept)",
-     f"{drift_rate * seq_len:.2f} deg per {seq_len} steps "
-     f"({drift_rate * long_seq_len:.1f} deg per {long_seq_len}), amplitude {trained_amp:.2f}",
-     drift_rate * seq_len < 1.0 and 0.5 < trained_amp < 2.0),
-    ("WL / WR and the gain networks turn velocity into matching bump speed",
-     f"speed within {gain_error:.1f}% of input in the training range", gain_error < 5.0),
-    ("Ideal weights (debug_perfect) integrate without learning",
-     f"{ideal_long:.2f} deg at T={long_seq_len} with alpha={alpha}", ideal_long < long_null / 5),
-    ("Activity forms a localised bump (under 1/3 of the ring above half height)",
-     f"{100 * widths['trained']:.0f}% of the ring above half height "
-     f"(ideal ring {100 * widths['ideal ring']:.0f}%)", widths["trained"] < 1 / 3),
-    ("Argmax (peak location) reads the heading as well as the population vector, "
-     "up to the 1.5-deg grid quantisation",
-     f"population vector {pv_err:.2f} deg, argmax {argmax_err:.2f} deg",
-     argmax_err <= pv_err + 1.5),
-    ("Book: training is stable across the curriculum (no stage's worst batch above 10x the "
-     "previous stage's final error)", f"largest ratio {stage_jump:.1f}", stage_jump < 10.0),
-])
-display(claims.style.hide(axis="index"))
+curve_block = 20  # iterations averaged into one point of a stored training curve
+glue("curve_block", curve_block, display=False)
+metrics = {
+    "error_short": short_err, "error_long": long_err, "null_short": short_null,
+    "null_long": long_null, "ideal_long": ideal_long, "drift_deg_per_step": drift_rate,
+    "final_amplitude": trained_amp, "gain_error_pct": gain_error,
+    "bump_width": widths["trained"], "argmax_error": argmax_err,
+    **avi.instability_record(history, grad_clip=grad_clip, window=window),
+    "stage_first_error": stages["first_error"].tolist(),
+    "stage_last_error": stages["last_error"].tolist(),
+    "stage_peak_error": stages["peak_error"].tolist(),
+    "training_error_curve": avi.block_means(history.error_deg, curve_block),
+    "learning_rate_curve": avi.block_means(history.learning_rate, curve_block),
+}
+result_files.write_result(result_path, metrics, params)
+show_stored = not result_path
+
+# %% [markdown]
+# ## Three seeds per configuration: the stored runs
+#
+# One run decides nothing: the same recipe trained from another seed can end elsewhere, and on
+# another machine float sums come out in another order. The sweep
+# `notebooks/sweeps/03_av_integration.yaml` runs this chapter at its defaults (the document's
+# N = 120) once per seed and configuration,
+#
+# ```
+# OMP_NUM_THREADS=1 python -m hdlib sweep notebooks/03_angular_velocity_integration.py \
+#     -f notebooks/sweeps/03_av_integration.yaml -o results/03_av_integration --workers 1
+# ```
+#
+# and stores each run's record in `results/03_av_integration/`. Its configurations are the
+# chapter's defaults (`random`: tanh from a random start); two runs that look for the cause of
+# the blow-up, `plain_cosine`, every curriculum stage at the annealed rate
+# (`stage_lr_factors = [1, 1, 1]`), and `plain_cosine_no_amplitude`, the same without the
+# amplitude term, both stopped 400 iterations after the switch to full-length sequences
+# (`stop_after`, on the schedule of the whole curriculum), so that their held-out errors are
+# those of a network in mid-training; and the document's items that the live run does not
+# cover (`perfect`: learning from the ideal ring; `relu` and `gelu`: the other two activation
+# functions, from a random start). A sweep resumes where it stopped, so configurations are
+# stored in that order; the first line below says how many runs are stored, and the tables show
+# which. Everything below is read from those files, not recomputed.
+
+# %%
+if show_stored:
+    stored = result_files.load_results(stored_results)
+    print(result_files.describe_provenance(stored))
+    columns = ("error_short", "error_long", "null_short", "null_long", "ideal_long",
+               "drift_deg_per_step", "final_amplitude", "gain_error_pct", "bump_width",
+               "argmax_error", "worst_jump", "peak_error", "peak_iteration", "lr_at_peak",
+               "grad_norm_at_peak", "clipped_fraction", "amplitude_share_at_peak")
+    per_config = {column: avi.by_config(stored, column) for column in columns}
+    overview = avi.config_overview(per_config, ["error_short", "error_long", "worst_jump",
+                                                "peak_error", "peak_iteration",
+                                                "grad_norm_at_peak", "clipped_fraction"])
+    display(overview)
+
+# %% [markdown]
+# Per configuration: the number of seeds, and the mean over them (with the smallest and
+# largest seed in brackets) of the held-out error at the training length and at ten times it, of
+# the largest stage-to-stage jump of the training error (`worst_jump`: a stage's worst batch
+# over the previous stage's final error), of the worst training batch after the first stage, of
+# its iteration and its gradient norm before clipping, and of the fraction of iterations after
+# the first stage in which clipping acted (gradient norm above `grad_clip`).
+#
+# The figure shows the training error of every seed, averaged over blocks of
+# {glue:text}`curve_block` iterations, for the chapter's schedule, for plain cosine annealing
+# with and without the amplitude term, and for training from the ideal ring; the learning rate
+# of each is below, and the curriculum switches are dotted.
+
+# %% mystnb={"image": {"alt": "Training error against iteration, one line per seed, for the chapter's schedule, plain cosine annealing with and without the amplitude term, and training from the ideal ring, with each learning rate below"}} tags=["hide-input"]
+if show_stored:
+    shown = [c for c in ("random", "plain_cosine", "plain_cosine_no_amplitude", "perfect")
+             if c in per_config["error_long"]]
+    error_curves = avi.by_config(stored, "training_error_curve")
+    rate_curves = avi.by_config(stored, "learning_rate_curve")
+    switches = [sum(n for _, n in curriculum[:k + 1]) for k in range(len(curriculum) - 1)]
+    fig = plots.plot_seed_curves({c: (error_curves[c], rate_curves[c]) for c in shown},
+                                 block=curve_block, switches=switches)
+
+# %% [markdown]
+# ## Why plain cosine annealing blows up
+#
+# The stored runs separate the three suspects the chapter's history pointed at: the learning
+# rate at the curriculum switch, gradient clipping, and the amplitude term of the loss.
+
+# %%
+if show_stored:
+    cause = avi.config_overview(per_config, ["worst_jump", "peak_iteration", "lr_at_peak",
+                                             "grad_norm_at_peak", "clipped_fraction",
+                                             "amplitude_share_at_peak"])
+    display(cause)
+    for config in ("random", "plain_cosine", "plain_cosine_no_amplitude"):
+        for key, value in avi.instability_summary(per_config, config).items():
+            glue(f"{config}_{key}", value, display=False)
+    glue("switch_it", sum(n for _, n in curriculum[:-1]), display=False)
+
+# %% [markdown]
+# With every stage at the annealed rate, {glue:text}`plain_cosine_blown:.0f` of
+# {glue:text}`plain_cosine_seeds:.0f` seeds blew up (a stage's worst batch at least ten times the
+# previous stage's final error; the largest ratio was {glue:text}`plain_cosine_jump_max:.0f`),
+# on average at iteration {glue:text}`plain_cosine_peak_it:.0f`, shortly after the switch to
+# full-length sequences at iteration {glue:text}`switch_it`. With the last stage at
+# {glue:text}`last_factor` times the rate, {glue:text}`random_blown:.0f` of
+# {glue:text}`random_seeds:.0f` seeds did (largest ratio {glue:text}`random_jump_max:.1f`). The
+# three suspects:
+#
+# * **Clipping.** Once the error had jumped, the gradient norm at the worst batch reached
+#   {glue:text}`plain_cosine_gn_peak:.1f`, and clipping (at norm `grad_clip` = 1) acted on up to
+#   {glue:text}`plain_cosine_clipped:.0f`% of the iterations after the first stage: it acted,
+#   and the runs blew up all the same. It cannot prevent this kind of jump: Adam divides each
+#   gradient coordinate by a running estimate of its size, so a gradient scaled down by clipping
+#   gives almost the same step. The size of an Adam step is set by the learning rate, not by the
+#   gradient's norm.
+# * **The amplitude term.** At the worst batch it made at most
+#   {glue:text}`plain_cosine_amp_share:.1f`% of the loss: the jump is an error in the bump's
+#   position, which the heading term measures, not in its size. Without the term
+#   (`plain_cosine_no_amplitude`), {glue:text}`plain_cosine_no_amplitude_blown:.0f` of
+#   {glue:text}`plain_cosine_no_amplitude_seeds:.0f` seeds blew up all the same.
+# * **The learning rate at the switch.** The two schedules differ only in the rate of the last
+#   stage, and only the one with the full rate blows up. A step that was harmless on 20- and
+#   40-step sequences is too large once the loss is summed over 120 steps of compounding bump
+#   dynamics: the loss is sharper in the recurrent weights there, and the same Adam step moves
+#   the ring off its attractor.
+#
+# The learning rate at the switch is the cause, and a smaller rate on long sequences the cure.
+
+# %% [markdown]
+# ## What the document claims, and what we measured
+#
+# Each row is a claim of the document (`002` and its section) or a target this book sets
+# (`book`), made measurable by the threshold in brackets and judged over the stored seeds by the
+# book's rule (`hdlib.book.claims`): the 95% t-interval of the mean lies wholly on the claim's
+# side of the threshold (holds), wholly on the other side (fails), or contains it
+# (inconclusive). Unless a row names another configuration, it is about the chapter's defaults
+# (`random`). A configuration of the sweep file that has fewer than three stored seeds gets no
+# row; the sweep resumes where it stopped.
+
+# %%
+if show_stored:
+    avi.add_derived(per_config, seq_len)
+    rows = [  # claim, source, column, configuration, threshold, side, unit
+        ("The trained network tracks heading from angular velocity alone: error at the "
+         "training length in % of the null baseline", "002: Overview", "percent_of_null",
+         "random", 10.0, "below", "%"),
+        ("Tracking holds at 10x the training length: error at T = 1200", "book", "error_long",
+         "random", 2.0, "below", "deg"),
+        ("W0 keeps the bump in place with no input: drift over a training-length still period",
+         "002: Weight Evolution During Training", "drift_per_sequence", "random", 1.0, "below",
+         "deg"),
+        ("W0 keeps the bump alive with no input: amplitude after 1200 still steps",
+         "002: Weight Evolution During Training", "final_amplitude", "random", 0.5, "above", ""),
+        ("WL / WR and the gain networks turn velocity into matching bump speed: largest speed "
+         "error in the training range", "002: Weight Evolution During Training",
+         "gain_error_pct", "random", 5.0, "below", "%"),
+        ("Activity forms a localised bump: fraction of the ring above half height",
+         "002: Overview", "bump_width", "random", 0.33, "below", ""),
+        ("Argmax reads the heading as well as the population vector, up to the 1.5-deg grid: "
+         "argmax error minus population-vector error", "002: Angle Decoding", "argmax_excess",
+         "random", 1.5, "below", "deg"),
+        ("Ideal weights (debug_perfect) integrate without learning: error at T = 1200 on each "
+         "seed's test set", "002: Model Configurations", "ideal_long", "random", 2.0, "below",
+         "deg"),
+        ("Training is stable: log10 of a stage's worst batch over the previous stage's final "
+         "error (1: a tenfold jump)", "book", "log10_worst_jump", "random", 1.0, "below", ""),
+        ("Plain cosine annealing (every stage factor 1) is stable: log10 of a stage's worst "
+         "batch over the previous stage's final error", "book", "log10_worst_jump",
+         "plain_cosine", 1.0, "below", ""),
+        ("Learning from the perfect initialisation keeps integrating: error at T = 1200",
+         "002: Model Configurations", "error_long", "perfect", 2.0, "below", "deg"),
+        ("ReLU as F: trained from a random start, error at T = 1200", "002: Architecture",
+         "error_long", "relu", 2.0, "below", "deg"),
+        ("GELU as F: trained from a random start, error at T = 1200", "002: Architecture",
+         "error_long", "gelu", 2.0, "below", "deg"),
+    ]
+    measured = [(claim, source, per_config[column].get(config, []), threshold, side, unit)
+                for claim, source, column, config, threshold, side, unit in rows]
+    claims = evidence_table([Claim(*row) for row in measured if len(row[2]) >= 3])
+    display(claims.style.hide(axis="index"))
+    print("rows without three stored seeds yet:",
+          [row[0].split(":")[0] for row in measured if len(row[2]) < 3] or "none")
+    for column in ("error_long", "ideal_long", "drift_per_sequence", "bump_width",
+                   "argmax_excess", "error_short"):
+        glue(f"mean_{column}", float(pd.Series(per_config[column]["random"]).mean()),
+             display=False)
+    glue("drift_long", float(pd.Series(per_config["drift_per_sequence"]["random"]).mean())
+         * long_seq_len / seq_len, display=False)
+
+# %% [markdown]
+# **Reading the table.** At the training length the defaults track to within
+# {glue:text}`mean_error_short:.2f` degrees on average over the seeds, a few percent of the null
+# baseline, and the rotation weights with their gain networks move the bump at the input's
+# speed. At ten times the training length the mean error is {glue:text}`mean_error_long:.2f`
+# degrees, against {glue:text}`mean_ideal_long:.2f` for the ideal ring on the same test
+# sequences: the book's target of 2 degrees is judged on the interval in the table, and with
+# three seeds that interval is wide. Most of the gap to the ideal ring is drift. With no input
+# the learned bump wanders {glue:text}`mean_drift_per_sequence:.2f` degrees per training-length
+# still period, under the 1-degree threshold of the row above, but over
+# {glue:text}`long_len` steps that adds up to about {glue:text}`drift_long:.1f` degrees by the
+# last step, and an error that grows steadily to that value averages about half of it over the
+# sequence: of the order of the gap to the ideal ring. Sequences of the training length barely
+# penalise such a slow drift, which is why the long test is where it shows.
+#
+# The activity is not a localised bump: on average {glue:text}`mean_bump_width:.2f` of the
+# ring lies above half height, the "on half / off half" pattern that a saturating activation
+# produces when only the first Fourier mode is constrained, since the population vector reads
+# nothing else. On such a flat top the most active neuron is almost arbitrary, so argmax
+# decoding is worse than the population vector by {glue:text}`mean_argmax_excess:.1f` degrees,
+# far beyond the 1.5-degree grid: the document's two read-outs agree only for the ideal ring.
+#
+# The document's other configurations, learning from the perfect initialisation and the ReLU
+# and GELU activations, have rows only once three seeds of each are stored; the line under the
+# table names those still missing, and `make results` runs them (the sweep resumes). Learning
+# from the perfect initialisation is the one already attempted: the overview at the top of this
+# section lists its stored seeds, and a seed whose training stops with a non-finite gradient
+# stores nothing. The one stored run ended with an error near the null baseline's, and its
+# training curve (`perfect` in the figure above) lies far above the ideal ring's error from the
+# first block of iterations on: the first Adam steps, each about the learning rate in size for
+# every weight whatever its gradient, move the finely tuned ideal weights off the solution, and
+# training at this rate does not find its way back. Starting from the ideal ring needs a far
+# smaller learning rate than starting from silence.
 
 # %% tags=["remove-cell"]
 # NBVAL_CHECK_OUTPUT
-print_verdicts(claims)
+if show_stored:
+    print_evidence(claims)
+    print(overview.to_string())
+print(f"grid decoding bias: {grid_bias['ring grid']:.3f} deg (ring grid), "
+      f"{grid_bias['linspace grid']:.2f} deg (linspace grid)")
+print(f"live run at T = {long_seq_len} within 4 deg: {long_err < 4.0}; "
+      f"ideal ring within 2 deg: {ideal_long < 2.0}")

@@ -126,3 +126,86 @@ def test_velocity_gain_of_ideal_ring_is_close_to_one():
     nonzero = av.abs() > 0
     assert torch.allclose(speed[nonzero] / av[nonzero], torch.ones(6), atol=0.02)
     assert abs(speed[~nonzero].item()) < 1e-5
+
+
+def _history_with_a_spike():
+    # stage 0: 3 iterations, stage 1: 4 iterations with a spike at iteration 4
+    return avi.TrainingHistory(
+        error_deg=[9.0, 3.0, 2.0, 1.5, 30.0, 2.0, 1.0],
+        loss=[1.0, 0.5, 0.4, 0.3, 2.0, 0.3, 0.2],
+        heading_loss=[0.9, 0.45, 0.35, 0.25, 1.5, 0.25, 0.15],
+        learning_rate=[0.1, 0.1, 0.1, 0.05, 0.04, 0.03, 0.02],
+        grad_norm=[5.0, 2.0, 0.5, 0.5, 3.0, 0.4, 0.2],
+        seq_len=[20, 20, 20, 40, 40, 40, 40], stage=[0, 0, 0, 1, 1, 1, 1])
+
+
+def test_instability_record_by_hand():
+    record = avi.instability_record(_history_with_a_spike(), grad_clip=1.0, window=2)
+    assert record["peak_iteration"] == 4
+    assert record["peak_error"] == 30.0
+    assert record["worst_jump"] == pytest.approx(30.0 / 2.5)  # previous stage ends at (3+2)/2
+    assert record["lr_at_peak"] == 0.04
+    assert record["grad_norm_at_peak"] == 3.0
+    assert record["clipped_fraction"] == pytest.approx(1 / 4)  # only iteration 4 after stage 0
+    assert record["amplitude_share_at_peak"] == pytest.approx(0.5 / 2.0)
+
+
+def test_instability_record_needs_two_stages():
+    history = _history_with_a_spike()
+    history.stage = [0] * 7
+    with pytest.raises(ValueError, match="single curriculum stage"):
+        avi.instability_record(history)
+
+
+def test_block_means_and_stored_configurations():
+    assert avi.block_means([1.0, 3.0, 5.0, 7.0, 10.0], 2) == [2.0, 6.0, 10.0]
+    assert avi.config_of("plain_cosine_seed12") == "plain_cosine"
+    assert avi.config_of("perfect") == "perfect"
+    assert avi.config_of("x_seedy") == "x_seedy"
+    import pandas as pd
+
+    table = pd.DataFrame({"seed": [1, 0, 0], "error": [2.0, 1.0, 5.0]},
+                         index=["a_seed1", "a_seed0", "b_seed0"])
+    assert avi.by_config(table, "error") == {"a": [1.0, 2.0], "b": [5.0]}
+    with pytest.raises(KeyError, match="missing"):
+        avi.by_config(table, "missing")
+    overview = avi.config_overview({"error": avi.by_config(table, "error")}, ["error"])
+    assert overview.loc["a", "seeds"] == 2
+    assert overview.loc["a", "error"] == "1.5 [1, 2]"
+
+
+def test_derived_claim_quantities_by_hand():
+    per_config = {"error_short": {"a": [1.0, 2.0]}, "null_short": {"a": [50.0, 40.0]},
+                  "drift_deg_per_step": {"a": [0.01, 0.02]},
+                  "argmax_error": {"a": [3.0, 2.5]}, "worst_jump": {"a": [100.0, 2.0]}}
+    avi.add_derived(per_config, seq_len=100)
+    assert per_config["percent_of_null"]["a"] == pytest.approx([2.0, 5.0])
+    assert per_config["drift_per_sequence"]["a"] == pytest.approx([1.0, 2.0])
+    assert per_config["argmax_excess"]["a"] == pytest.approx([2.0, 0.5])
+    assert per_config["log10_worst_jump"]["a"] == pytest.approx([2.0, math.log10(2.0)])
+
+
+def test_instability_summary_by_hand():
+    per_config = {"worst_jump": {"a": [2.0, 12.0, 30.0]},
+                  "peak_iteration": {"a": [600, 630, 660]},
+                  "grad_norm_at_peak": {"a": [0.2, 0.5, 0.3]},
+                  "clipped_fraction": {"a": [0.0, 0.01, 0.0]},
+                  "amplitude_share_at_peak": {"a": [0.1, 0.2, 0.05]}}
+    summary = avi.instability_summary(per_config, "a")
+    assert summary == pytest.approx({"seeds": 3.0, "blown": 2.0, "jump_max": 30.0,
+                                     "peak_it": 630.0, "gn_peak": 0.5, "clipped": 1.0,
+                                     "amp_share": 20.0})
+    assert avi.instability_summary(per_config, "missing") == {}
+
+
+def test_stop_after_keeps_the_whole_curriculums_schedule():
+    whole = avi.train_integrator(LeakyRingAttractor(8, seed=0), AVIntegrationDataset(4),
+                                 [[3, 4], [5, 6]], batch_size=4, learning_rate=0.01,
+                                 min_lr_ratio=0.1, progress=False)
+    part = avi.train_integrator(LeakyRingAttractor(8, seed=0), AVIntegrationDataset(4),
+                                [[3, 4], [5, 6]], batch_size=4, learning_rate=0.01,
+                                min_lr_ratio=0.1, stop_after=6, progress=False)
+    assert part.learning_rate == whole.learning_rate[:6]
+    assert part.loss == whole.loss[:6]
+    assert part.seq_len == [3] * 4 + [5] * 2
+    assert part.snapshots[-1][0] == 6

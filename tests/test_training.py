@@ -280,3 +280,18 @@ def test_run_table_and_paired_comparison():
     assert training.seeds_where_lower(table, "sequences to target", "a", "b") == 2
     with pytest.raises(ValueError, match="reference"):
         training.run_table(runs, reference="c")
+
+
+def test_sgd_control_keeps_the_groups_rates_and_momentum():
+    model = _model()
+    trainer = training.AdamCosineTrainer(model, _config(optimizer="sgd", learning_rate=0.01),
+                                         _task(model))
+    assert isinstance(trainer.optimizer, torch.optim.SGD)
+    scales = training.DEFAULT_GROUP_LR_SCALE
+    for group in trainer.optimizer.param_groups:
+        assert group["momentum"] == 0.9
+        assert group["initial_lr"] == pytest.approx(0.01 * scales[group["name"]])
+    assert isinstance(training.AdamCosineTrainer(model, _config(), _task(model)).optimizer,
+                      torch.optim.Adam)
+    with pytest.raises(ValueError, match="optimizer"):
+        _config(optimizer="rmsprop")

@@ -89,6 +89,7 @@ ANGULAR_VELOCITY = {
     "stage_lr_factors": validate.list_of(validate.positive_float, "positive numbers"),
     "amplitude_weight": lambda n, v: validate.float_in(n, v, 0.0, math.inf),
     "grad_clip": validate.positive_float,
+    "stop_after": validate.non_negative_int,
     "eval_batch_size": validate.positive_int,
     "snapshot_every": validate.positive_int,
     "seed": validate.non_negative_int,

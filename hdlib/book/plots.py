@@ -532,3 +532,51 @@ def plot_loss_profile(profile, teacher_tau_i: float):
     ax.legend(fontsize="x-small")
     fig.tight_layout()
     return fig
+
+
+def plot_seed_curves(curves: dict, block: int, switches=(), ylabel: str = "training error (deg)"):
+    """One column per configuration: ``curves[config] = (values per seed, learning rates per
+    seed)``, each a list of block-averaged curves (``block`` iterations per point); one line per
+    seed on top, the learning rate below, ``switches`` (iterations) dotted."""
+    fig, axes = plt.subplots(2, len(curves), figsize=(3.4 * len(curves), 4.6), sharex=True,
+                             sharey="row", squeeze=False, constrained_layout=True,
+                             gridspec_kw={"height_ratios": [3, 1]})
+    for column, (name, (values, rates)) in enumerate(curves.items()):
+        top, bottom = axes[0, column], axes[1, column]
+        for seed, (curve, rate) in enumerate(zip(values, rates)):
+            x = block * (np.arange(len(curve)) + 0.5)
+            top.plot(x, curve, lw=1.0, label=f"seed {seed}")
+            bottom.plot(x, rate, lw=1.0)
+        for ax in (top, bottom):
+            for switch in switches:
+                ax.axvline(switch, color="0.5", ls=":", lw=1)
+        top.set_yscale("log")
+        bottom.set_yscale("log")
+        top.set_title(name)
+        bottom.set_xlabel("iteration")
+    axes[0, 0].set_ylabel(ylabel)
+    axes[1, 0].set_ylabel("learning rate")
+    axes[0, 0].legend(frameon=False, fontsize="small")
+    return fig
+
+
+def plot_stored_val_curves(records: list, recipes, groups: dict):
+    """Validation loss against training sequences seen, one panel per group of recipes
+    (``groups[title] = [recipe, ...]``): thin lines are seeds (``records``, one stored record per
+    seed with ``recipe/val_loss``, ``recipe/steps_per_epoch`` and ``recipe/batch_size``), thick
+    lines their mean."""
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 3.8), sharey=True,
+                             squeeze=False, constrained_layout=True)
+    colours = dict(zip(recipes, sns.color_palette(n_colors=len(recipes))))
+    for ax, (title, names) in zip(axes[0], groups.items()):
+        for name in names:
+            curves = np.array([record[f"{name}/val_loss"] for record in records], dtype=float)
+            per_epoch = records[0][f"{name}/steps_per_epoch"] * records[0][f"{name}/batch_size"]
+            x = per_epoch * np.arange(1, curves.shape[1] + 1)
+            for curve in curves:
+                ax.plot(x, curve, color=colours[name], lw=0.6, alpha=0.5)
+            ax.plot(x, curves.mean(axis=0), color=colours[name], lw=2, label=name)
+        ax.set(title=title, xlabel="training sequences seen", yscale="log")
+        ax.legend(frameon=False, fontsize="small")
+    axes[0, 0].set_ylabel("validation loss")
+    return fig

@@ -65,7 +65,7 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
                      stage_lr_factors=None, weight_decay: float = 0.0,
                      amplitude_weight: float = 0.1, target_amplitude: float = 1.0,
                      grad_clip: float = 1.0, snapshot_every: int = 50, seed: int = 0,
-                     progress: bool = True) -> TrainingHistory:
+                     stop_after: int | None = None, progress: bool = True) -> TrainingHistory:
     """Train with AdamW (decoupled ``weight_decay``), a cosine-annealed learning rate scaled per
     curriculum stage, and gradient-norm clipping, on :class:`hdlib.train.Trainer`.
 
@@ -82,6 +82,8 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
     a trained ring off its attractor on long ones; a factor below 1 for the long stages keeps
     the steps small there. Step ``t`` draws its batch from a generator seeded by ``(seed, t)``.
     A non-finite loss stops training with ``FloatingPointError`` before the weights are updated.
+    ``stop_after`` ends the run after that many iterations, on the schedule of the whole
+    curriculum (a diagnostic run that only needs the first part of training).
     """
     stages = validate.curriculum("curriculum", curriculum)
     batch_size = validate.positive_int("batch_size", batch_size)
@@ -97,6 +99,8 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
     seq_lens = [seq_len for seq_len, iterations in stages for _ in range(iterations)]
     stage_of = [s for s, (_, iterations) in enumerate(stages) for _ in range(iterations)]
     total = len(seq_lens)
+    run_for = total if stop_after is None else min(
+        total, validate.positive_int("stop_after", stop_after))
 
     def rate_factor(t: int) -> float:
         t = min(t, total - 1)
@@ -119,14 +123,14 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
 
     class Snapshots:
         def on_step_end(self, engine):
-            if engine.step % snapshot_every == 0 or engine.step == total:
+            if engine.step % snapshot_every == 0 or engine.step == run_for:
                 history.snapshots.append((engine.step, weight_snapshot(model)))
 
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate_factor)
     engine = Trainer(model, optimizer, step, scheduler=scheduler, grad_clip=grad_clip,
                      callbacks=[Snapshots()], seed=seed, progress=progress)
-    engine.run(total)
+    engine.run(run_for)
     model.eval()
     steps = engine.history
     history.loss, history.learning_rate = steps["loss"], steps["lr"]
@@ -165,6 +169,113 @@ def stage_summary(history: TrainingHistory, window: int = 50) -> list[dict]:
                      "max_grad_norm": max(history.grad_norm[start:stop])})
         start = stop
     return rows
+
+
+def instability_record(history: TrainingHistory, grad_clip: float = 1.0,
+                       window: int = 50) -> dict:
+    """What a run's training record says about a blow-up, for the stored-runs comparison.
+
+    ``worst_jump`` is the largest ``peak_vs_previous`` of :func:`stage_summary` (how far a
+    stage's worst batch rose above the previous stage's final error); ``peak_iteration`` the
+    iteration of the worst batch after the first stage; ``lr_at_peak`` and ``grad_norm_at_peak``
+    the learning rate and gradient norm (before clipping) there; ``clipped_fraction`` the
+    fraction of iterations after the first stage whose gradient norm exceeded ``grad_clip``
+    (clipping acted); ``amplitude_share_at_peak`` the amplitude term's share of the loss at the
+    worst batch, ``a / (h + a)`` with ``a = amplitude_weight * amplitude_loss`` recovered as
+    ``loss - heading_loss``.
+    """
+    grad_clip = validate.positive_float("grad_clip", grad_clip)
+    rows = stage_summary(history, window=window)
+    first_stage_end = rows[0]["iterations"]
+    later = range(first_stage_end, len(history.error_deg))
+    if not later:
+        raise ValueError("history has a single curriculum stage; nothing to compare")
+    peak = max(later, key=lambda t: history.error_deg[t])
+    amplitude = history.loss[peak] - history.heading_loss[peak]
+    return {"worst_jump": max(r["peak_vs_previous"] for r in rows[1:]),
+            "peak_iteration": peak, "peak_error": history.error_deg[peak],
+            "lr_at_peak": history.learning_rate[peak],
+            "grad_norm_at_peak": history.grad_norm[peak],
+            "clipped_fraction": sum(history.grad_norm[t] > grad_clip for t in later) / len(later),
+            "amplitude_share_at_peak": amplitude / history.loss[peak]}
+
+
+def block_means(values, block: int) -> list[float]:
+    """Means of consecutive blocks of ``block`` values (a last, shorter block included): a
+    training curve short enough to store with a run."""
+    block = validate.positive_int("block", block)
+    values = list(values)
+    return [sum(values[i:i + block]) / len(values[i:i + block])
+            for i in range(0, len(values), block)]
+
+
+def config_of(run_name: str) -> str:
+    """The configuration of a sweep run named ``CONFIG_seedS`` (``CONFIG`` itself otherwise)."""
+    head, sep, tail = run_name.rpartition("_seed")
+    return head if sep and tail.isdigit() else run_name
+
+
+def by_config(table, column: str) -> dict[str, list[float]]:
+    """``{config: [value of column, one per seed in seed order]}`` from a stored-results table
+    (:func:`hdlib.book.results.load_results`, index ``CONFIG_seedS``)."""
+    if column not in table:
+        raise KeyError(f"stored results have no column {column!r}")
+    out: dict[str, list[float]] = {}
+    for name, row in table.sort_values("seed").iterrows():
+        out.setdefault(config_of(str(name)), []).append(row[column])
+    return out
+
+
+def config_overview(per_config: dict, columns):
+    """One row per configuration: the number of seeds and, for each of ``columns``, the mean
+    over seeds with the smallest and largest seed in brackets (text, 3 significant digits).
+    ``per_config[column][config]`` lists one value per seed (:func:`by_config`)."""
+    import pandas as pd
+
+    configs = list(per_config[columns[0]])
+    rows = {}
+    for config in configs:
+        row = {"seeds": len(per_config[columns[0]][config])}
+        for column in columns:
+            values = pd.Series(per_config[column][config], dtype=float)
+            row[column] = f"{values.mean():.3g} [{values.min():.3g}, {values.max():.3g}]"
+        rows[config] = row
+    return pd.DataFrame(rows).T
+
+
+def add_derived(per_config: dict, seq_len: int) -> dict:
+    """Add the per-seed quantities the chapter's claims use to ``per_config`` (in place, and
+    returned): ``percent_of_null`` (``100 * error_short / null_short``),
+    ``drift_per_sequence`` (``drift_deg_per_step * seq_len``), ``argmax_excess``
+    (``argmax_error - error_short``) and ``log10_worst_jump`` (a ratio judged on a log scale,
+    where seeds that jump 60- and 160-fold are alike)."""
+    def combine(name, fn, *columns):
+        per_config[name] = {config: [fn(*values) for values in
+                                     zip(*(per_config[c][config] for c in columns))]
+                            for config in per_config[columns[0]]}
+
+    combine("percent_of_null", lambda e, n: 100.0 * e / n, "error_short", "null_short")
+    combine("drift_per_sequence", lambda d: d * seq_len, "drift_deg_per_step")
+    combine("argmax_excess", lambda a, e: a - e, "argmax_error", "error_short")
+    combine("log10_worst_jump", math.log10, "worst_jump")
+    return per_config
+
+
+def instability_summary(per_config: dict, config: str, blow_up: float = 10.0) -> dict:
+    """Plain floats about one configuration's stored runs (``{}`` if it has none): ``seeds``,
+    ``blown`` (seeds whose ``worst_jump`` reached ``blow_up``), ``jump_max``, ``peak_it``
+    (mean iteration of the worst batch after the first stage), ``gn_peak`` (largest gradient
+    norm there), ``clipped`` (largest percentage of clipped iterations) and ``amp_share``
+    (largest percentage of the loss from the amplitude term at the worst batch)."""
+    jumps = per_config["worst_jump"].get(config)
+    if not jumps:
+        return {}
+    iterations = per_config["peak_iteration"][config]
+    return {"seeds": float(len(jumps)), "blown": float(sum(j >= blow_up for j in jumps)),
+            "jump_max": float(max(jumps)), "peak_it": float(sum(iterations) / len(iterations)),
+            "gn_peak": float(max(per_config["grad_norm_at_peak"][config])),
+            "clipped": 100.0 * float(max(per_config["clipped_fraction"][config])),
+            "amp_share": 100.0 * float(max(per_config["amplitude_share_at_peak"][config]))}
 
 
 # --------------------------------------------------------------------------- evaluation
