@@ -18,6 +18,7 @@ def _optional_path(name, value):
 #: Where a run writes its metrics (``hdlib.book.results``); every chapter has it.
 RESULT_PATH = {"result_path": _optional_path}
 
+
 def _at_least_three(name, value):
     """An integer >= 3 (the random cases of a deterministic check)."""
     if validate.positive_int(name, value) < 3:

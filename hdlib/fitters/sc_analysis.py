@@ -503,8 +503,8 @@ def main_effects(table: pd.DataFrame, column: str = "worst_error") -> dict[str, 
     both trial counts). Cells are named ``trials_{n}_lr_{k}x``."""
     cells = {name: g[column].mean() for name, g in by_configuration(table).items()}
 
-    def mean(names):
-        return float(np.mean([cells[n] for n in names]))
+    def mean(names):  # NaN while a cell is missing
+        return float(np.mean([cells.get(n, math.nan) for n in names]))
 
     return {"trials": mean(["trials_1043_lr_1x", "trials_1043_lr_10x"])
             - mean(["trials_400_lr_1x", "trials_400_lr_10x"]),
