@@ -4,8 +4,10 @@ import json
 from hdlib.book import sphinx_results
 
 TABLE = ("<table><thead><tr><th>claim</th><th>source</th><th>measured</th><th>n</th>"
-         "<th>verdict</th></tr></thead><tbody><tr><td>a</td><td>book</td><td>1</td><td>3</td>"
-         "<td>holds</td></tr><tr><td>b</td><td>000: R</td><td>2</td><td>3</td>"
+         "<th class=\"col_heading\">verdict</th></tr></thead><tbody><tr><td>a</td>"
+         "<td>book</td><td>1</td><td>3</td>"
+         "<td id=\"T_0_row0_col4\" class=\"data\">holds</td></tr><tr><td>b</td><td>000: R</td>"
+         "<td>2</td><td>3</td>"
          "<td>fails</td></tr><tr><td>c</td><td>book</td><td>3</td><td>5</td>"
          "<td>holds</td></tr></tbody></table>")
 

@@ -22,7 +22,7 @@ from docutils.nodes import make_id
 
 MARKER = "<!-- chapter results -->"
 PAGE = "book/results"
-VERDICT_CELL = re.compile(r"<td>\s*(holds|fails|inconclusive|True|False)\s*</td>")
+VERDICT_CELL = re.compile(r"<td[^>]*>\s*(holds|fails|inconclusive)\s*</td>")
 
 
 def _text(value) -> str:
@@ -51,7 +51,7 @@ def chapter_summary(path: Path) -> dict:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
             html = _text(data.get("text/html"))
-            if "<table" in html and re.search(r"<th>\s*verdict\s*</th>", html):
+            if "<table" in html and re.search(r"<th[^>]*>\s*verdict\s*</th>", html):
                 table, section = html, _heading_before(cells, index)
             if "image/png" in data:
                 figures.append(("key-figure" in cell["metadata"].get("tags", []),
