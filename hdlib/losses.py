@@ -259,6 +259,17 @@ def psth_corr_pooled(rates, target) -> float:
 
 
 @torch.no_grad()
+def stratified_half(condition, rng: np.random.Generator) -> torch.Tensor:
+    """A random half of the trials of every condition: a boolean mask over trials, ``True`` for
+    ``floor(n_c / 2)`` of the ``n_c`` trials of each condition ``c``."""
+    cond = condition.numpy()
+    half = np.zeros(len(cond), dtype=bool)
+    for c in np.unique(cond):
+        trials = rng.permutation(np.flatnonzero(cond == c))
+        half[trials[: len(trials) // 2]] = True
+    return torch.as_tensor(half)
+
+
 def split_half_ceiling(target, mask, condition, n_splits: int = 20, seed: int = 0) -> dict:
     """The best PSTH correlation a noise-free model can reach on these trials.
 
@@ -269,14 +280,9 @@ def split_half_ceiling(target, mask, condition, n_splits: int = 20, seed: int = 
     ``D = S + e``, ``corr(S, D) = sqrt(var S / var D)``).
     """
     rng = np.random.default_rng(seed)
-    cond = condition.numpy()
     values = []
     for _ in range(n_splits):
-        half = np.zeros(len(cond), dtype=bool)
-        for c in np.unique(cond):
-            trials = rng.permutation(np.flatnonzero(cond == c))
-            half[trials[: len(trials) // 2]] = True
-        half = torch.as_tensor(half)
+        half = stratified_half(condition, rng)
         labels = torch.unique(condition)
         a, counts_a, _ = psth(target[half], mask[half], condition[half], labels)
         b, counts_b, _ = psth(target[~half], mask[~half], condition[~half], labels)

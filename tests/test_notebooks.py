@@ -6,7 +6,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from hdlib.book import runs
+from hdlib.book import results, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,3 +64,12 @@ def test_chapter_explains_at_least_as_much_as_it_computes(source):
 def test_parameter_files_name_known_parameters(params):
     chapter = next(ROOT.glob(f"notebooks/{params.stem[:2]}_*.py"))
     assert runs.collect_parameters(chapter, files=[params])
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_stored_outputs_were_made_by_this_library(source):
+    stored = source.with_suffix(".ipynb")
+    stamp = json.loads(stored.read_text())["metadata"].get("hdlib", {}).get("source_hash")
+    assert stamp == results.source_hash(), (
+        f"{stored.name} was executed with another version of hdlib (stamp {stamp}, library "
+        f"{results.source_hash()}): run `make execute`")

@@ -233,15 +233,10 @@ def unit_ceilings(target, mask, condition, n_splits: int = 20, seed: int = 0) ->
     ``n_splits`` splits (``r``), corrected to the full trial count, ``sqrt(2r / (1 + r))``
     (0 where ``r <= 0``); :func:`hdlib.losses.split_half_ceiling` per unit."""
     rng = np.random.default_rng(seed)
-    cond = condition.numpy()
     labels = torch.unique(condition)
     total = torch.zeros(target.shape[-1], dtype=torch.float64)
     for _ in range(n_splits):
-        half = np.zeros(len(cond), dtype=bool)
-        for c in np.unique(cond):
-            trials = rng.permutation(np.flatnonzero(cond == c))
-            half[trials[: len(trials) // 2]] = True
-        half = torch.as_tensor(half)
+        half = fl.stratified_half(condition, rng)
         a, counts_a, _ = fl.psth(target[half], mask[half], condition[half], labels)
         b, counts_b, _ = fl.psth(target[~half], mask[~half], condition[~half], labels)
         valid = ((counts_a >= 1) & (counts_b >= 1))[..., None].expand_as(a)
