@@ -640,3 +640,10 @@ print(per_seed.set_index("seed").round(3).to_string())
 
 # %% tags=["remove-cell"]
 stored_file = results.write_result(result_path, metrics, params)
+
+# %% [markdown]
+# The line below records how this page was made: the commit and the hash of `hdlib` it ran
+# on, the versions of Python, PyTorch and NumPy, the thread count and the running time.
+
+# %% tags=["remove-input"]
+print(results.provenance_line())

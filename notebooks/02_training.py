@@ -458,3 +458,10 @@ if show_stored:
     print(paired.round(1).T.to_string())
 print(f"live run: constraints respected: {not violations}; resumed run repeats the "
       f"uninterrupted one: {resume_ok}; truncated checkpoint refused: {refused}")
+
+# %% [markdown]
+# The line below records how this page was made: the commit and the hash of `hdlib` it ran
+# on, the versions of Python, PyTorch and NumPy, the thread count and the running time.
+
+# %% tags=["remove-input"]
+print(result_files.provenance_line())

@@ -652,3 +652,10 @@ print(f"grid decoding bias: {grid_bias['ring grid']:.3f} deg (ring grid), "
       f"{grid_bias['linspace grid']:.2f} deg (linspace grid)")
 print(f"live run at T = {long_seq_len} within 4 deg: {long_err < 4.0}; "
       f"ideal ring within 2 deg: {ideal_long < 2.0}")
+
+# %% [markdown]
+# The line below records how this page was made: the commit and the hash of `hdlib` it ran
+# on, the versions of Python, PyTorch and NumPy, the thread count and the running time.
+
+# %% tags=["remove-input"]
+print(result_files.provenance_line())

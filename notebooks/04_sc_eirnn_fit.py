@@ -510,3 +510,10 @@ results.write_result(result_path, {
     "psth_corr_pooled": live["psth_corr_pooled"], "psth_corr": live["psth_corr"],
     "fraction_of_ceiling": live["fraction_of_ceiling"], "ceiling": ceiling["ceiling"],
     "loss_curve": history["loss"]}, params)
+
+# %% [markdown]
+# The line below records how this page was made: the commit and the hash of `hdlib` it ran
+# on, the versions of Python, PyTorch and NumPy, the thread count and the running time.
+
+# %% tags=["remove-input"]
+print(results.provenance_line())

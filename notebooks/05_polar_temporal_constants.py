@@ -604,3 +604,10 @@ print(f"live fit misses the truth by more than {recovery_tolerance:.0%}: "
 
 # %% tags=["remove-cell"]
 results.write_result(result_path, metrics, params)
+
+# %% [markdown]
+# The line below records how this page was made: the commit and the hash of `hdlib` it ran
+# on, the versions of Python, PyTorch and NumPy, the thread count and the running time.
+
+# %% tags=["remove-input"]
+print(results.provenance_line())

@@ -42,3 +42,9 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path):
     with pytest.raises(TypeError):
         results.write_result(path, {"a": object()}, {"seed": 0})
     assert path.read_text() == before
+
+
+def test_provenance_line_names_commit_hash_versions_and_threads():
+    line = results.provenance_line()
+    assert results.source_hash() in line and torch.__version__ in line
+    assert f"{torch.get_num_threads()} torch threads" in line and "\n" not in line

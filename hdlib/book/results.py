@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,7 @@ import pandas as pd
 from .. import io
 
 PACKAGE = Path(__file__).resolve().parents[1]
+IMPORTED = time.time()
 
 
 def source_hash() -> str:
@@ -118,6 +120,19 @@ def load_results(folder) -> pd.DataFrame:
                            "commit": prov.get("commit"), "hdlib_hash": prov.get("hdlib_hash"),
                            "date": prov.get("date")}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def provenance_line() -> str:
+    """One line for the end of a chapter: the commit, hdlib's hash, the versions, the thread
+    count, the date and the seconds since this module was imported (a chapter imports it in
+    its setup cell, so: the chapter's running time)."""
+    prov = provenance()
+    seconds = time.time() - IMPORTED
+    dirty = ", with uncommitted changes" if prov["uncommitted_changes"] else ""
+    return (f"Run on commit {prov['commit']}{dirty}, hdlib {prov['hdlib_hash']}; Python "
+            f"{prov['python']}, torch {prov['torch']}, numpy {prov['numpy']}; "
+            f"{prov['torch_threads']} torch threads on {prov['machine']}; "
+            f"{prov['date'][:10]}; {seconds:.0f} s from the chapter's setup to this line.")
 
 
 def describe_provenance(table: pd.DataFrame) -> str:
