@@ -54,8 +54,9 @@
 # while training and off in `eval()` mode; every score below asks for it explicitly, with its
 # own seeded generator, because the published metric was measured with it.
 #
-# **The losses.** $L = L_{\mathrm{neuron}} + w_p L_{\mathrm{pooled}} + c\,L_{\mathrm{trial}}
-# + L_{\mathrm{reg}}$. $L_{\mathrm{neuron}}$ is one minus the PSTH correlation per neuron and
+# **The losses.** The fit minimises
+# $L = L_{\mathrm{neuron}} + w_p L_{\mathrm{pooled}} + c\,L_{\mathrm{trial}} + L_{\mathrm{reg}}$.
+# $L_{\mathrm{neuron}}$ is one minus the PSTH correlation per neuron and
 # condition over recorded bins, plus $0.1\times$ a scale term and $0.05\times$ a variance term.
 # $L_{\mathrm{pooled}}$ is one minus the published metric (defined below). $L_{\mathrm{trial}}$
 # smooths each trial's population-average trajectory over 100 ms, matches model and recorded

@@ -93,6 +93,7 @@ def browser_pages(site):
                 rel = path.relative_to(site).as_posix()
                 errors.clear()
                 page.goto(base + rel, wait_until="networkidle")
+                page.evaluate(MATHJAX_DONE)
                 page.screenshot(path=str(SCREENSHOTS / rel.replace("/", "__").replace(
                     ".html", ".png")), full_page=True)
                 findings[rel] = page.evaluate(INSPECT) | {"errors": list(errors)}
@@ -101,6 +102,9 @@ def browser_pages(site):
         server.shutdown()
     return findings
 
+
+MATHJAX_DONE = """() => window.MathJax && window.MathJax.startup
+  ? window.MathJax.startup.promise.then(() => true) : false"""
 
 INSPECT = """() => {
   const visible = e => e.offsetParent !== null;
@@ -115,8 +119,16 @@ INSPECT = """() => {
     text: document.querySelector('article') ? document.querySelector('article').innerText : '',
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
     ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id),
+    math: [document.querySelectorAll('article .math').length,
+           document.querySelectorAll('article mjx-container').length],
   };
 }"""
+
+
+def test_math_is_typeset(browser_pages):
+    for page, found in browser_pages.items():
+        written, typeset = found["math"]
+        assert typeset >= written, f"{page}: {written} equations, {typeset} typeset by MathJax"
 
 
 def test_no_console_errors(browser_pages):
