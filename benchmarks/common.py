@@ -15,6 +15,7 @@ matrix product).
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import ctypes
 import datetime
@@ -32,6 +33,17 @@ try:
     _LIBC = ctypes.CDLL("libc.so.6")
 except OSError:
     _LIBC = None
+
+
+def arguments(description: str, argv=None) -> argparse.Namespace:
+    """The options every size sweep takes (``--repeats``, ``--no-save``); the benchmark then
+    runs on one thread."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    single_thread()
+    return args
 
 
 def single_thread() -> None:

@@ -15,7 +15,6 @@ Sizes: 800 E / 200 I, B = 32, T = 100 (the document's) and two others. Results g
 """
 from __future__ import annotations
 
-import argparse
 import math
 
 import torch
@@ -96,11 +95,7 @@ def measure(n_exc: int, n_inh: int, batch: int, steps: int, repeats: int,
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-save", action="store_true", help="print only")
-    args = parser.parse_args(argv)
-    common.single_thread()
+    args = common.arguments(__doc__.splitlines()[0], argv)
     flops_per_second = common.matmul_flops_per_second()
     rows = []
     for size in SIZES:

@@ -17,8 +17,6 @@ Sizes: N = 120, B = 128, T = 120 (the document's) and two smaller ones. Results 
 """
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 from benchmarks import common
@@ -65,11 +63,7 @@ def measure(form: str, neurons: int, batch: int, steps: int, repeats: int):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-save", action="store_true", help="print only")
-    args = parser.parse_args(argv)
-    common.single_thread()
+    args = common.arguments(__doc__.splitlines()[0], argv)
     flops_per_second = common.matmul_flops_per_second()
     rows = []
     for neurons, batch, steps in SIZES:

@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks.common import RESULTS  # noqa: E402
+from benchmarks.polar_speed import summarise  # noqa: E402
 from hdlib.models import polar as polar_module  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,23 +39,6 @@ SETTINGS = ["all frames, x requires grad: fwd+bwd", "all frames, x fixed: fwd",
 
 def load(name: str) -> dict:
     return json.loads((RESULTS / f"{name}.json").read_text())
-
-
-def summarizer_pairs(rows: list[dict]) -> list[dict]:
-    """One entry per size and setting with both forms side by side."""
-    pairs = []
-    for row in rows:
-        if row["form"] != "hdlib":
-            continue
-        loop = next(r for r in rows if r["form"] == "loop" and r["size"] == row["size"]
-                    and r["setting"] == row["setting"])
-        pairs.append({"size": row["size"], "elements": row["elements"],
-                      "setting": row["setting"], "loop_ms": 1e3 * loop["seconds"],
-                      "hdlib_ms": 1e3 * row["seconds"], "speedup": loop["seconds"] / row["seconds"],
-                      "loop_mb": loop["peak_mb"], "hdlib_mb": row["peak_mb"],
-                      "floor_ms": 1e3 * row["floor_seconds"],
-                      "floor_fraction": row["floor_fraction"]})
-    return pairs
 
 
 def goal(pair: dict) -> tuple[str, bool]:
@@ -122,7 +106,7 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 
 
 def page(polar: dict, leaky: dict, ei: dict) -> str:
-    pairs = summarizer_pairs(polar["rows"])
+    pairs = summarise(polar["rows"])
     for pair in pairs:
         pair["goal"], met = goal(pair)
         pair["met"] = "yes" if met else "**no**"
@@ -268,7 +252,7 @@ Speed-up over each document's own form: the leaky ring's training iteration (lef
 def main() -> None:
     polar, leaky, ei = load("polar_summarizer"), load("leaky_ring"), load("ei_ring")
     IMAGES.mkdir(exist_ok=True)
-    plot_summarizer(summarizer_pairs(polar["rows"]), IMAGES / "performance_summarizer.png")
+    plot_summarizer(summarise(polar["rows"]), IMAGES / "performance_summarizer.png")
     plot_rings(leaky["rows"], ei["rows"], IMAGES / "performance_rings.png")
     PAGE.write_text(page(polar, leaky, ei))
     print("wrote", PAGE.relative_to(ROOT), "and its figures")

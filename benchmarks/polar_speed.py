@@ -166,7 +166,8 @@ def summarise(rows: list[dict]) -> list[dict]:
             continue
         loop = next(r for r in rows if r["form"] == "loop" and r["size"] == row["size"]
                     and r["setting"] == row["setting"])
-        table.append({"size": row["size"], "setting": row["setting"],
+        table.append({"size": row["size"], "elements": row["elements"],
+                      "setting": row["setting"],
                       "loop_ms": 1e3 * loop["seconds"], "hdlib_ms": 1e3 * row["seconds"],
                       "speedup": loop["seconds"] / row["seconds"],
                       "loop_mb": loop["peak_mb"], "hdlib_mb": row["peak_mb"],
