@@ -29,6 +29,11 @@ averages (5 reads) and, when x requires a gradient, writes it (1 write). The las
 read of x. Results go to
 ``benchmarks/results/polar_summarizer.{csv,json}``.
 
+The amplitude relaxation of :class:`~hdlib.models.polar.PolarDynamics` gets the same treatment
+on feature maps (``benchmarks/results/polar_relaxation``): the document's frame loop
+``A = a[:, :, t] + (A - a[:, :, t]) * exp(-lambda[:, t] dt)``, every frame kept, against hdlib's
+frame-by-frame pass, with the drive requiring a gradient and fixed.
+
 It also times the Polar V1 model's amplitude relaxation against the document's frame loop, and
 one training step with the four temporal constants frozen and learnable (what learning them
 costs), at 32 trials x 240 frames x 48 features (``benchmarks/results/polar_model``).
@@ -117,6 +122,62 @@ def measure(channels: int, height: int, width: int, batch: int, frames: int,
     return rows
 
 
+def relaxation_loop(dynamics: PolarDynamics, amplitude: torch.Tensor,
+                    gate: torch.Tensor) -> torch.Tensor:
+    """The document's relaxation on feature maps, frame by frame, every frame kept:
+    ``A = a[:, :, t] + (A - a[:, :, t]) * exp(-lambda[:, t] dt)``."""
+    rate = (1 - gate) * dynamics.lambda_fix + gate * dynamics.lambda_sac
+    decay = torch.exp(-rate * dynamics.dt)
+    state, frames = amplitude[:, :, 0], []
+    for t in range(amplitude.shape[2]):
+        frame = amplitude[:, :, t]
+        state = frame + (state - frame) * decay[:, t, None, None, None]
+        frames.append(state)
+    return torch.stack(frames, dim=2)
+
+
+def measure_relaxation(channels: int, height: int, width: int, batch: int, frames: int,
+                       repeats: int) -> list[dict]:
+    """:class:`PolarDynamics` on a feature map ``(B, C, T, H, W)`` against
+    :func:`relaxation_loop`, with the saccade gate of each trial and frame (10% of frames).
+
+    Floors: the forward pass reads the drive and writes the relaxed amplitudes (1 read + 1
+    write); the backward pass reads the output gradient, the drive and the amplitudes (3 reads)
+    and, when the drive requires a gradient, writes it (1 write)."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (batch, channels, frames, height, width)
+    x = torch.rand(shape, generator=generator)
+    gate = (torch.rand(batch, frames, generator=generator) < 0.1).float()
+    grad = torch.rand(shape, generator=generator)
+    dynamics = PolarDynamics()
+    x_grad = x.clone().requires_grad_()
+    forms = {"loop": lambda a: relaxation_loop(dynamics, a, gate),
+             "hdlib": lambda a: dynamics(a, gate)}
+
+    def trained(form):
+        form(x_grad).backward(grad)
+        x_grad.grad = None
+        dynamics.zero_grad()
+
+    def rates_only(form):
+        form(x).backward(grad)
+        dynamics.zero_grad()
+
+    settings = [("x requires grad: fwd+bwd", trained, 4, 2),
+                ("x fixed: fwd", lambda form: form(x), 1, 1),
+                ("x fixed: fwd+bwd", rates_only, 4, 1)]
+    rows = []
+    for setting, work, reads, writes in settings:
+        for name, form in forms.items():
+            seconds, peak = common.cpu_seconds(lambda work=work, form=form: work(form), repeats)
+            floor = reads * common.read_seconds(x) + writes * common.write_seconds(x)
+            rows.append({"benchmark": "004 relaxation", "size": f"{channels}x{height}x{width}",
+                         "elements": x.numel(), "setting": setting, "form": name,
+                         "seconds": seconds, "peak_mb": peak, "floor_seconds": floor,
+                         "floor_fraction": floor / seconds})
+    return rows
+
+
 def model_step_costs(repeats: int, trials: int = 32, frames: int = 240,
                      features: int = 48) -> list[dict]:
     """The Polar V1 model's relaxation against the document's frame loop
@@ -184,16 +245,22 @@ def main(argv=None) -> None:
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
     common.single_thread()
-    rows = []
+    columns = [("size", "C x H x W", ""), ("setting", "setting", ""),
+               ("loop_ms", "loop ms", ".1f"), ("hdlib_ms", "hdlib ms", ".1f"),
+               ("speedup", "speed-up", ".1f"), ("loop_mb", "loop MB", ".0f"),
+               ("hdlib_mb", "hdlib MB", ".0f"), ("floor_ms", "floor ms", ".1f"),
+               ("floor_fraction", "of floor", ".2f")]
+    rows, relaxation_rows = [], []
     for channels, height, width in SIZES:
         rows += measure(channels, height, width, args.batch, args.frames, args.repeats)
+        relaxation_rows += measure_relaxation(channels, height, width, args.batch, args.frames,
+                                              args.repeats)
     print(f"004 temporal summariser, B = {args.batch}, T = {args.frames}, "
           f"{torch.get_num_threads()} thread, CPU ms (best of {args.repeats})")
-    common.print_table(summarise(rows), [
-        ("size", "C x H x W", ""), ("setting", "setting", ""), ("loop_ms", "loop ms", ".1f"),
-        ("hdlib_ms", "hdlib ms", ".1f"), ("speedup", "speed-up", ".1f"),
-        ("loop_mb", "loop MB", ".0f"), ("hdlib_mb", "hdlib MB", ".0f"),
-        ("floor_ms", "floor ms", ".1f"), ("floor_fraction", "of floor", ".2f")])
+    common.print_table(summarise(rows), columns)
+    print(f"\n004 amplitude relaxation on feature maps, B = {args.batch}, T = {args.frames}, "
+          f"CPU ms (best of {args.repeats})")
+    common.print_table(summarise(relaxation_rows), columns)
     model_rows = model_step_costs(args.repeats)
     seconds = {row["form"]: row["seconds"] for row in model_rows}
     print(f"\nPolar V1 model, {model_rows[0]['size']}, CPU seconds")
@@ -207,6 +274,7 @@ def main(argv=None) -> None:
     if not args.no_save:
         print("saved", common.save("polar_summarizer", rows, {}))
         print("saved", common.save("polar_model", model_rows, {}))
+        print("saved", common.save("polar_relaxation", relaxation_rows, {}))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,24 @@ def test_non_finite_loss_stops_training():
         avi.train_integrator(model, AVIntegrationDataset(8), [[5, 3]], batch_size=8, progress=False)
 
 
+def test_stop_on_nonfinite_keeps_the_run_up_to_the_bad_step():
+    # The forward pass turns non-finite from its fourth call on: steps 0-2 update the weights,
+    # step 3 does not, and the history ends after three steps with the reason recorded.
+    model = LeakyRingAttractor(16, seed=0)
+    calls = []
+
+    def poison(module, inputs, output):
+        calls.append(1)
+        return output * float("nan") if len(calls) > 3 else output
+
+    model.register_forward_hook(poison)
+    history = avi.train_integrator(model, AVIntegrationDataset(8), [[5, 6]], batch_size=8,
+                                   stop_on_nonfinite=True, progress=False)
+    assert len(history.loss) == 3
+    assert "at step 3" in history.stopped
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 @pytest.mark.parametrize("curriculum", [[], "fast", [[10]], [[0, 5]], [[10, -1]]])
 def test_bad_curriculum(curriculum):
     with pytest.raises(ValueError, match="curriculum"):

@@ -1,4 +1,6 @@
 """The losses of the superior-colliculus fit and the metrics that judge it (hdlib.losses)."""
+import math
+
 import ot
 import pytest
 import torch
@@ -150,3 +152,22 @@ def test_pooled_psth_correlation_on_a_hand_made_case():
                                  torch.tensor([[True] * 3, [True, True, False]]),
                                  torch.tensor([0, 0]))
     assert masked != pytest.approx(r0, abs=1e-3)
+
+
+def test_bump_amplitude_loss_is_finite_and_exact_on_a_silent_ring():
+    # A silent ring has length 0, so the loss is target^2 = 4 for target 2; the plain length
+    # (torch.hypot) would give a NaN gradient there and poison every weight of the batch.
+    activity = torch.zeros(3, 5, 12, requires_grad=True)
+    loss = fl.bump_amplitude_loss(activity, target=2.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(4.0)
+    assert torch.isfinite(activity.grad).all()
+
+
+def test_bump_amplitude_loss_matches_the_cosine_bump_by_hand():
+    # r_i = 1 + cos(theta_i - 0.3) on N = 8: sum_i r_i e^{i theta_i} = (N / 2) e^{0.3 i}, so
+    # the length is (2 / N) * (N / 2) = 1 and the loss against target 0.25 is 0.75^2.
+    theta = 2 * math.pi * torch.arange(8, dtype=torch.float64) / 8
+    activity = (1 + torch.cos(theta - 0.3)).expand(2, 4, 8)
+    loss = fl.bump_amplitude_loss(activity, target=0.25)
+    assert loss.item() == pytest.approx(0.75 ** 2, rel=1e-12)

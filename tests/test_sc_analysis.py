@@ -149,3 +149,20 @@ def test_a_predictor_that_knows_only_trial_ends_scores_high_on_the_pooled_metric
     assert abs(on["psth_corr"]) < 0.01
     # on the recording it passes the published 0.3608 (measured 0.876 at split seed 0)
     assert on["psth_corr_pooled"] == pytest.approx(0.876, abs=0.005)
+
+
+def test_recording_figure_rasters_show_counts_of_face_trials(session):
+    # The raster of a unit holds every face-target trial (condition // 4 == 0), grouped by
+    # location, as spike counts rate * bin / 1000, with the unrecorded bins masked.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = sc_analysis.recording_figure(session, [0, 1], torch.rand(session.n_neurons))
+    raster = fig.axes[len([0, 1]) + 1].images[0].get_array()  # bottom row, first unit
+    face = sorted(set(session.condition.tolist()) & {0, 1, 2, 3})
+    trials = torch.cat([torch.nonzero(session.condition == c).flatten() for c in face])
+    expected = session.rates[trials, :, 0] * session.bin_size_ms / 1000
+    assert raster.shape == tuple(expected.shape)
+    recorded = session.mask[trials].numpy()
+    np.testing.assert_allclose(raster.data[recorded], expected.numpy()[recorded], rtol=1e-6)
+    assert raster.mask[~recorded].all()

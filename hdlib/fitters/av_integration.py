@@ -39,6 +39,8 @@ class TrainingHistory:
     grad_norm: list[float] = field(default_factory=list)
     stage: list[int] = field(default_factory=list)
     snapshots: list[tuple[int, dict[str, torch.Tensor]]] = field(default_factory=list)
+    #: why training stopped early (a non-finite loss or gradient), or "" when it ran to the end
+    stopped: str = ""
 
 
 def validate_stage_factors(factors, num_stages: int) -> list[float]:
@@ -65,7 +67,8 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
                      stage_lr_factors=None, weight_decay: float = 0.0,
                      amplitude_weight: float = 0.1, target_amplitude: float = 1.0,
                      grad_clip: float = 1.0, snapshot_every: int = 50, seed: int = 0,
-                     stop_after: int | None = None, progress: bool = True) -> TrainingHistory:
+                     stop_after: int | None = None, stop_on_nonfinite: bool = False,
+                     progress: bool = True) -> TrainingHistory:
     """Train with AdamW (decoupled ``weight_decay``), a cosine-annealed learning rate scaled per
     curriculum stage, and gradient-norm clipping, on :class:`hdlib.train.Trainer`.
 
@@ -81,7 +84,9 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
     loss sharper in the recurrent weights, so a rate that is safe on short sequences can throw
     a trained ring off its attractor on long ones; a factor below 1 for the long stages keeps
     the steps small there. Step ``t`` draws its batch from a generator seeded by ``(seed, t)``.
-    A non-finite loss stops training with ``FloatingPointError`` before the weights are updated.
+    A non-finite loss or gradient stops training with ``FloatingPointError`` before the weights
+    are updated; with ``stop_on_nonfinite`` the run ends there instead, the model keeps its last
+    finite weights, and ``history.stopped`` holds the message (a diverged run is a result too).
     ``stop_after`` ends the run after that many iterations, on the schedule of the whole
     curriculum (a diagnostic run that only needs the first part of training).
     """
@@ -130,7 +135,12 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate_factor)
     engine = Trainer(model, optimizer, step, scheduler=scheduler, grad_clip=grad_clip,
                      callbacks=[Snapshots()], seed=seed, progress=progress)
-    engine.run(run_for)
+    try:
+        engine.run(run_for)
+    except FloatingPointError as error:
+        if not stop_on_nonfinite:
+            raise
+        history.stopped = str(error)
     model.eval()
     steps = engine.history
     history.loss, history.learning_rate = steps["loss"], steps["lr"]

@@ -351,30 +351,50 @@ def paired_changes(table: pd.DataFrame, name: str, baseline: str = "baseline",
 
 # ---------------------------------------------------------------------------- figures
 def recording_figure(session: sessions.Session, units, ceilings: torch.Tensor):
-    """Left: the PSTHs of ``units`` per target location (face targets, all trials of the
-    session, recorded bins only); right: the per-unit split-half ceilings, E and I apart."""
+    """Top row: the PSTHs of ``units`` per target location (face targets, all trials of the
+    session, recorded bins only), and the per-unit split-half ceilings, E and I apart. Bottom
+    row: each unit's raster, spike counts per bin (``rate * bin_size_ms / 1000``) of every
+    face-target trial, grouped by location (white lines between groups), unrecorded bins blank.
+    """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(units) + 1, figsize=(4 * (len(units) + 1), 3.4))
+    fig, axes = plt.subplots(2, len(units) + 1, figsize=(4 * (len(units) + 1), 6.4),
+                             gridspec_kw={"height_ratios": [1, 1.2]})
     psths, counts, labels = fl.psth(session.rates, session.mask, session.condition)
     time_s = session.time_ms / 1000
-    for ax, unit in zip(axes, units):
-        for c, label in enumerate(labels.tolist()):
-            if label // 4 == 0:  # face targets, one line per location
-                shown = counts[c] >= 2
-                ax.plot(time_s[shown], psths[c, shown, unit], label=f"location {label % 4 + 1}")
+    face = [label for label in labels.tolist() if label // 4 == 0]  # one per location
+    for ax, unit in zip(axes[0], units):
+        for label in face:
+            c = labels.tolist().index(label)
+            shown = counts[c] >= 2
+            ax.plot(time_s[shown], psths[c, shown, unit], label=f"location {label % 4 + 1}")
         kind = "E" if session.is_excitatory[unit] else "I"
         ax.set_title(f"unit {unit} ({kind})", fontsize=10)
+    axes[0, 0].set_ylabel("spikes/s")
+    axes[0, 0].legend(fontsize=7)
+    trials = torch.cat([torch.nonzero(session.condition == label).flatten() for label in face])
+    bounds = np.cumsum([int((session.condition == label).sum()) for label in face])[:-1]
+    spikes = session.rates[trials] * (session.bin_size_ms / 1000)
+    blank = ~session.mask[trials]
+    extent = (time_s[0], time_s[-1], len(trials), 0)
+    for ax, top, unit in zip(axes[1], axes[0], units):
+        counts_shown = np.ma.masked_array(spikes[:, :, unit].numpy(), blank.numpy())
+        image = ax.imshow(counts_shown, aspect="auto", cmap="Greys", interpolation="nearest",
+                          extent=extent, vmin=0, vmax=max(1.0, float(counts_shown.max())))
+        for bound in bounds:
+            ax.axhline(bound, color="tab:red", lw=0.6)
+        ax.set_xlim(top.get_xlim())
         ax.set_xlabel("time in trial (s)")
-    axes[0].set_ylabel("spikes/s")
-    axes[0].legend(fontsize=7)
+        fig.colorbar(image, ax=ax, label="spikes per bin", fraction=0.05)
+    axes[1, 0].set_ylabel("face-target trials, by location")
     exc = session.is_excitatory
     bins = np.linspace(0, 1, 21)
-    axes[-1].hist([ceilings[exc].numpy(), ceilings[~exc].numpy()], bins=bins,
-                  label=["E units", "I units"], stacked=True)
-    axes[-1].set_xlabel("split-half ceiling of the per-condition correlation")
-    axes[-1].set_ylabel("units")
-    axes[-1].legend(fontsize=8)
+    axes[0, -1].hist([ceilings[exc].numpy(), ceilings[~exc].numpy()], bins=bins,
+                     label=["E units", "I units"], stacked=True)
+    axes[0, -1].set_xlabel("split-half ceiling of the per-condition correlation")
+    axes[0, -1].set_ylabel("units")
+    axes[0, -1].legend(fontsize=8)
+    axes[1, -1].axis("off")
     fig.tight_layout()
     return fig
 

@@ -117,10 +117,14 @@ class PolarDynamics(nn.Module):
 
     def forward(self, amplitude: torch.Tensor, gate: torch.Tensor,
                 initial: torch.Tensor | None = None) -> torch.Tensor:
-        """Relaxed amplitudes ``(..., T, F)`` for drive ``amplitude (..., T, F)`` and gate
-        ``(..., T)``; ``initial`` is the amplitude before the first frame (default: the first
-        frame's drive, i.e. the model starts at rest)."""
-        validate.tensor("amplitude", amplitude, ndim=(2, 3))
+        """Relaxed amplitudes of ``amplitude``'s shape, for a drive ``(..., T, F)`` with gate
+        ``(..., T)``, or a feature map ``(B, C, T, H, W)`` (time on its own axis) with gate
+        ``(B, T)`` shared by the channels and positions of each trial. ``initial`` is the
+        amplitude before the first frame, of the drive's shape without its time axis (default:
+        the first frame's drive, i.e. the model starts at rest)."""
+        validate.tensor("amplitude", amplitude, ndim=(2, 3, 5))
+        if amplitude.dim() == 5:
+            return self._feature_map(amplitude, gate, initial)
         validate.tensor("gate", gate, ndim=amplitude.dim() - 1)
         if gate.shape != amplitude.shape[:-1]:
             raise ValueError(f"gate must have shape {tuple(amplitude.shape[:-1])} to match "
@@ -128,6 +132,22 @@ class PolarDynamics(nn.Module):
         start = amplitude[..., 0, :] if initial is None else initial
         log_d = self.log_decay(gate)
         return linear_recurrence(log_d, -torch.expm1(log_d)[..., None] * amplitude, start)
+
+    def _feature_map(self, amplitude: torch.Tensor, gate: torch.Tensor,
+                     initial: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`forward` on ``(B, C, T, H, W)`` in its own layout, frame by frame in place
+        (:class:`_FrameRelaxation`), with the decay ``(B, 1, T, 1, 1)`` broadcast over channels
+        and positions."""
+        B, C, T, H, W = amplitude.shape
+        if gate.shape != (B, T):
+            raise ValueError(f"gate must have shape {(B, T)} (trials, frames) for a feature map "
+                             f"of shape {tuple(amplitude.shape)}; got {tuple(gate.shape)}")
+        if initial is not None and initial.shape != (B, C, H, W):
+            raise ValueError(f"initial must have shape {(B, C, H, W)}; got "
+                             f"{tuple(initial.shape)}")
+        start = amplitude[:, :, 0] if initial is None else initial
+        decay = self.log_decay(gate).exp()[:, None, :, None, None]  # (B, 1, T, 1, 1)
+        return _FrameRelaxation.apply(amplitude, decay.to(amplitude.dtype), start, 2)
 
     @torch.no_grad()
     def step_response(self, n_frames: int, gate: float = 0.0) -> torch.Tensor:
@@ -229,6 +249,60 @@ class _ExponentialAverages(torch.autograd.Function):
                     else:
                         grad_x_frames[t].add_(lam, alpha=1.0 - a[t])
         return grad_x, None if grad_a is None else grad_a.to(coefficients.dtype), None
+
+
+class _FrameRelaxation(torch.autograd.Function):
+    """``s[t] = d[t] s[t-1] + (1 - d[t]) x[t]`` with ``s[-1] = initial``, frame by frame along
+    axis ``dim`` of ``x``, in place on views of ``x``'s own layout. ``decay`` has ``x``'s number
+    of axes, size ``T`` on ``dim`` and size 1 or ``x``'s size elsewhere (a decay per trial and
+    frame, shared by channels and positions). The backward pass is the adjoint recurrence,
+
+        lam[t] = g[t] + d[t+1] lam[t+1],
+        dL/dx[t] = (1 - d[t]) lam[t],   dL/dd[t] = sum <lam[t], s[t-1] - x[t]>,
+        dL/dinitial = d[0] lam[0],
+
+    the sum running over the axes that ``decay`` broadcasts along.
+    """
+
+    @staticmethod
+    def forward(ctx, x, decay, initial, dim):
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        ctx.dim = dim
+        ctx.save_for_backward(x, decay, initial, out)
+        frames, weights, states = x.unbind(dim), (1 - decay).unbind(dim), out.unbind(dim)
+        torch.lerp(initial, frames[0], weights[0], out=states[0])
+        for t in range(1, len(frames)):
+            torch.lerp(states[t - 1], frames[t], weights[t], out=states[t])
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, decay, initial, out = ctx.saved_tensors
+        dim = ctx.dim
+        need_x, need_d, need_initial = ctx.needs_input_grad[:3]
+        frames, states, g = x.unbind(dim), out.unbind(dim), grad.unbind(dim)
+        decays = decay.unbind(dim)
+        T = len(frames)
+        reduce = [i for i, (a, b) in enumerate(zip(decays[0].shape, frames[0].shape)) if a != b]
+        grad_x = torch.empty_like(x) if need_x else None
+        grad_d = torch.zeros_like(decay) if need_d else None
+        lam = g[T - 1].clone(memory_format=torch.contiguous_format)
+        difference = torch.empty_like(lam)
+        for t in range(T - 1, -1, -1):
+            if t < T - 1:
+                torch.addcmul(g[t], decays[t + 1], lam, out=lam)
+            if need_d:
+                torch.sub(states[t - 1] if t else initial, frames[t], out=difference)
+                difference.mul_(lam)
+                grad_d.select(dim, t).copy_(difference.sum(reduce, keepdim=True)
+                                            if reduce else difference)
+            if need_x:
+                torch.mul(lam, 1 - decays[t], out=grad_x.select(dim, t))
+        grad_initial = decays[0] * lam if need_initial else None
+        if grad_initial is not None and grad_initial.shape != initial.shape:
+            grad_initial = grad_initial.sum_to_size(initial.shape)
+        return grad_x, grad_d, grad_initial, None
 
 
 #: Frames of at least this many elements go through :class:`_ExponentialAverages` (one pass,

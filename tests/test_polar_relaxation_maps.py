@@ -1,0 +1,101 @@
+"""PolarDynamics on feature maps (B, C, T, H, W): the frame-by-frame relaxation and its adjoint.
+
+The reference is the document's frame loop written out here,
+``A = a[:, :, t] + (A - a[:, :, t]) * exp(-lambda[:, t] dt)``, with the rate of each trial and
+frame ``lambda = (1 - q) lambda_fix + q lambda_sac`` broadcast over channels and positions.
+"""
+import math
+
+import pytest
+import torch
+
+from hdlib.models.polar import PolarDynamics
+
+F64 = torch.float64
+
+
+def frame_loop(dynamics, amplitude, gate, initial=None):
+    rate = (1 - gate) * dynamics.lambda_fix + gate * dynamics.lambda_sac
+    decay = torch.exp(-rate * dynamics.dt)
+    state = amplitude[:, :, 0] if initial is None else initial
+    frames = []
+    for t in range(amplitude.shape[2]):
+        frame = amplitude[:, :, t]
+        state = frame + (state - frame) * decay[:, t, None, None, None]
+        frames.append(state)
+    return torch.stack(frames, dim=2)
+
+
+def case(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    B, C, T, H, W = shape
+    amplitude = torch.rand(shape, generator=g, dtype=F64)
+    gate = (torch.rand(B, T, generator=g, dtype=F64) < 0.3).to(F64)
+    initial = torch.rand(B, C, H, W, generator=g, dtype=F64)
+    return amplitude, gate, initial
+
+
+def relative_gap(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
+
+
+SHAPES = [(2, 3, 30, 4, 5), (1, 2, 1, 3, 3), (3, 5, 12, 1, 1)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("with_initial", [False, True])
+def test_relaxation_matches_the_document_loop(shape, with_initial):
+    dynamics = PolarDynamics(lambda_fix=7.0, lambda_sac=55.0).to(F64)
+    amplitude, gate, initial = case(shape, seed=len(shape) + shape[2])
+    initial = initial if with_initial else None
+    assert relative_gap(dynamics(amplitude, gate, initial),
+                        frame_loop(dynamics, amplitude, gate, initial)) < 1e-10
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gradients_match_the_document_loop(shape):
+    dynamics = PolarDynamics(lambda_fix=12.0, lambda_sac=30.0).to(F64)
+    amplitude, gate, initial = case(shape, seed=3)
+    amplitude.requires_grad_()
+    initial.requires_grad_()
+    weights = torch.rand(amplitude.shape, generator=torch.Generator().manual_seed(9), dtype=F64)
+    inputs = [amplitude, initial, dynamics.log_lambda_fix, dynamics.log_lambda_sac]
+    ours = torch.autograd.grad((dynamics(amplitude, gate, initial) * weights).sum(), inputs)
+    loop = torch.autograd.grad((frame_loop(dynamics, amplitude, gate, initial) * weights).sum(),
+                               inputs)
+    for a, b in zip(ours, loop):
+        assert relative_gap(a, b) < 1e-10
+
+
+def test_two_frames_by_hand():
+    # One trial at fixation, starting at rest on frame 0's drive 2: A[0] = 2 and
+    # A[1] = 5 + (2 - 5) exp(-10 / 120) (rates are stored as float32 logarithms, hence 1e-6).
+    dynamics = PolarDynamics(lambda_fix=10.0, lambda_sac=40.0).to(F64)
+    amplitude = torch.tensor([2.0, 5.0], dtype=F64).view(1, 1, 2, 1, 1)
+    out = dynamics(amplitude, torch.zeros(1, 2, dtype=F64))
+    assert out.flatten().tolist() == pytest.approx([2.0, 5.0 - 3.0 * math.exp(-10 / 120)],
+                                                   rel=1e-6)
+
+
+def test_feature_map_agrees_with_the_trials_by_features_layout():
+    dynamics = PolarDynamics().to(F64)
+    amplitude, gate, _ = case((3, 4, 9, 1, 1), seed=5)
+    flat = dynamics(amplitude[..., 0, 0].transpose(1, 2), gate)  # (B, T, C)
+    assert relative_gap(dynamics(amplitude, gate)[..., 0, 0], flat.transpose(1, 2)) < 1e-12
+
+
+def test_fixed_input_still_trains_the_rates():
+    dynamics = PolarDynamics()
+    amplitude, _, _ = case((2, 2, 6, 2, 2), seed=1)
+    gate = torch.tensor([[0.0, 1.0, 0.5, 0.0, 1.0, 0.2]] * 2)
+    dynamics(amplitude.float(), gate).square().sum().backward()
+    assert dynamics.log_lambda_fix.grad.abs() > 0 and dynamics.log_lambda_sac.grad.abs() > 0
+
+
+@pytest.mark.parametrize("gate_shape, initial_shape, name", [
+    ((2, 7), None, "gate"), ((2, 6, 1), None, "gate"), ((2, 6), (2, 3, 4, 4), "initial")])
+def test_bad_shapes_are_named(gate_shape, initial_shape, name):
+    amplitude = torch.rand(2, 3, 6, 4, 5)
+    initial = None if initial_shape is None else torch.rand(initial_shape)
+    with pytest.raises(ValueError, match=name):
+        PolarDynamics()(amplitude, torch.zeros(gate_shape), initial)
