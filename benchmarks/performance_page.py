@@ -34,6 +34,12 @@ RINGS_ALT = (
     "document's per-sample effective-matrix form at three sizes, with a dashed line at 20x. "
     "Right, the speed-up of hdlib's batched E/I ring over the document's per-sample loop at "
     "three sizes, forward and forward plus backward.")
+#: Columns of the loop-against-hdlib tables (summariser and relaxation), with the goal.
+PAIR_COLUMNS = [("size", "C x H x W", ""), ("setting", "setting", ""),
+                ("loop_ms", "loop ms", ".1f"), ("hdlib_ms", "hdlib ms", ".1f"),
+                ("speedup", "speed-up", ".1f"), ("loop_mb", "loop MB", ".0f"),
+                ("hdlib_mb", "hdlib MB", ".0f"), ("floor_ms", "floor ms", ".1f"),
+                ("floor_fraction", "of floor", ".2f"), ("goal", "goal", ""), ("met", "met", "")]
 SETTINGS = ["all frames, x requires grad: fwd+bwd", "all frames, x fixed: fwd",
             "all frames, x fixed: fwd+bwd", "last frame, x fixed: fwd"]
 
@@ -186,12 +192,7 @@ Left: speed-up over the document's loop (dashed: the 20x goal; dotted: equal spe
 fraction of the memory floor reached (dashed: within 2x of the floor).
 ```
 
-{table(summary_rows, [("size", "C x H x W", ""), ("setting", "setting", ""),
-                      ("loop_ms", "loop ms", ".1f"), ("hdlib_ms", "hdlib ms", ".1f"),
-                      ("speedup", "speed-up", ".1f"), ("loop_mb", "loop MB", ".0f"),
-                      ("hdlib_mb", "hdlib MB", ".0f"), ("floor_ms", "floor ms", ".1f"),
-                      ("floor_fraction", "of floor", ".2f"), ("goal", "goal", ""),
-                      ("met", "met", "")])}
+{table(summary_rows, PAIR_COLUMNS)}
 
 What made the difference. With the input requiring a gradient, the loop's backward pass writes a
 gradient the size of the whole input for every frame it sliced (`x[:, :, t]`), then adds them up:
@@ -222,12 +223,7 @@ and of both rates. Sizes and floors as above: the forward pass reads the drive a
 amplitudes, the backward pass reads three tensors and, when the drive requires a gradient,
 writes it.
 
-{table(relaxation_rows, [("size", "C x H x W", ""), ("setting", "setting", ""),
-                         ("loop_ms", "loop ms", ".1f"), ("hdlib_ms", "hdlib ms", ".1f"),
-                         ("speedup", "speed-up", ".1f"), ("loop_mb", "loop MB", ".0f"),
-                         ("hdlib_mb", "hdlib MB", ".0f"), ("floor_ms", "floor ms", ".1f"),
-                         ("floor_fraction", "of floor", ".2f"), ("goal", "goal", ""),
-                         ("met", "met", "")])}
+{table(relaxation_rows, PAIR_COLUMNS)}
 
 At the smallest size a frame holds a few hundred numbers, and the frames' few operations each cost
 more in call overhead than in arithmetic, in both forms alike.

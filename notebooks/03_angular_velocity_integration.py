@@ -231,7 +231,10 @@ history = avi.train_integrator(
     network, make_dataset(seed + 1), curriculum, batch_size=batch_size,
     learning_rate=learning_rate, min_lr_ratio=min_lr_ratio, stage_lr_factors=stage_lr_factors,
     amplitude_weight=amplitude_weight, grad_clip=grad_clip, snapshot_every=snapshot_every,
-    seed=seed, stop_after=stop_after or None)
+    seed=seed, stop_after=stop_after or None, stop_on_nonfinite=True)
+if history.stopped:
+    print(f"Training diverged and stopped early; the network keeps its last finite weights. "
+          f"{history.stopped}")
 
 # %% mystnb={"image": {"alt": "Loss, heading error on the training batch, and learning rate with gradient norm against iteration, curriculum switches dotted"}} tags=["hide-input"]
 fig = plots.plot_training_history(history)
@@ -435,6 +438,7 @@ metrics = {
     "stage_peak_error": stages["peak_error"].tolist(),
     "training_error_curve": avi.block_means(history.error_deg, curve_block),
     "learning_rate_curve": avi.block_means(history.learning_rate, curve_block),
+    "diverged": float(bool(history.stopped)), "iterations_run": len(history.loss),
 }
 result_files.write_result(result_path, metrics, params)
 show_stored = not result_path

@@ -135,11 +135,13 @@ glue("recorded_share", float(100 * session.mask.float().mean()), display=False)
 # correlate the halves' PSTHs ($r$, per unit, averaged over conditions and 20 splits), correct
 # to the full trial count (Spearman-Brown, $2r/(1+r)$) and take the square root: the
 # correlation a noise-free model would reach with the recorded PSTH, the **ceiling** of the
-# book's metric. The figure shows the PSTHs of three units for the face targets at the four
-# locations (the E unit and the I unit with the highest ceiling, and the unit with the median
-# ceiling), and the ceiling of every unit.
+# book's metric. The figure shows, for three units (the E unit and the I unit with the highest
+# ceiling, and the unit with the median ceiling), the PSTHs for the face targets at the four
+# locations and, below, the raster they are averaged from: the spike count of every bin of
+# every face-target trial, trials grouped by location (red lines), bins after a trial's end
+# left blank. The histogram gives the ceiling of every unit.
 
-# %% mystnb={"image": {"alt": "PSTHs of three recorded units for face targets at four locations, and a histogram of the per-unit split-half ceilings of excitatory and inhibitory units"}} tags=["hide-input"]
+# %% mystnb={"image": {"alt": "PSTHs of three recorded units for face targets at four locations with the spike-count raster of every face-target trial below each, and a histogram of the per-unit split-half ceilings of excitatory and inhibitory units"}} tags=["hide-input"]
 val = session.trials(session.val_idx)
 unit_ceiling = sc_analysis.unit_ceilings(val["rates"], val["mask"], val["condition"], seed=seed)
 ceiling = fl.split_half_ceiling(val["rates"], val["mask"], val["condition"], seed=seed)
