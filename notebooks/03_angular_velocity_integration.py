@@ -463,23 +463,30 @@ show_stored = not result_path
 # amplitude term, both stopped 400 iterations after the switch to full-length sequences
 # (`stop_after`, on the schedule of the whole curriculum), so that their held-out errors are
 # those of a network in mid-training; and the document's items that the live run does not
-# cover (`perfect`: learning from the ideal ring; `relu` and `gelu`: the other two activation
-# functions, from a random start). A sweep resumes where it stopped, so configurations are
-# stored in that order; the first line below says how many runs are stored, and the tables show
-# which. Everything below is read from those files, not recomputed.
+# cover: `perfect`, learning from the ideal ring, and `perfect_small_lr`, the same at a tenth of
+# the learning rate; `relu` (from random recurrent weights, `init_scale` = 0.1, see below why
+# not from the chapter's silent start, which `relu_silent_start` keeps) and `gelu`, the other
+# two activation functions. A run whose gradient becomes non-finite stops there, keeps its last
+# finite weights and is scored like any other, with `diverged` = 1 in its record. A sweep
+# resumes where it stopped; the first line below says how many runs are stored, and the tables
+# show which. Everything below is read from those files, not recomputed.
 
 # %%
 if show_stored:
     stored = result_files.load_results(stored_results)
+    # runs stored before the record had these columns ran to the end: a non-finite gradient
+    # then stopped the notebook, and a stopped notebook stores nothing
+    stored["diverged"] = stored.get("diverged", pd.Series(0.0, stored.index)).fillna(0.0)
     print(result_files.describe_provenance(stored))
     columns = ("error_short", "error_long", "null_short", "null_long", "ideal_long",
                "drift_deg_per_step", "final_amplitude", "gain_error_pct", "bump_width",
                "argmax_error", "worst_jump", "peak_error", "peak_iteration", "lr_at_peak",
-               "grad_norm_at_peak", "clipped_fraction", "amplitude_share_at_peak")
+               "grad_norm_at_peak", "clipped_fraction", "amplitude_share_at_peak", "diverged")
     per_config = {column: avi.by_config(stored, column) for column in columns}
     overview = avi.config_overview(per_config, ["error_short", "error_long", "worst_jump",
                                                 "peak_error", "peak_iteration",
-                                                "grad_norm_at_peak", "clipped_fraction"])
+                                                "grad_norm_at_peak", "clipped_fraction",
+                                                "diverged"])
     display(overview)
 
 # %% [markdown]
@@ -497,7 +504,8 @@ if show_stored:
 
 # %% mystnb={"image": {"alt": "Training error against iteration, one line per seed, for the chapter's schedule, plain cosine annealing with and without the amplitude term, and training from the ideal ring, with each learning rate below"}} tags=["hide-input"]
 if show_stored:
-    shown = [c for c in ("random", "plain_cosine", "plain_cosine_no_amplitude", "perfect")
+    shown = [c for c in ("random", "plain_cosine", "plain_cosine_no_amplitude", "perfect",
+                         "perfect_small_lr")
              if c in per_config["error_long"]]
     error_curves = avi.by_config(stored, "training_error_curve")
     rate_curves = avi.by_config(stored, "learning_rate_curve")
@@ -595,8 +603,15 @@ if show_stored:
          "plain_cosine", 1.0, "below", ""),
         ("Learning from the perfect initialisation keeps integrating: error at T = 1200",
          "002: Model Configurations", "error_long", "perfect", 2.0, "below", "deg"),
-        ("ReLU as F: trained from a random start, error at T = 1200", "002: Architecture",
-         "error_long", "relu", 2.0, "below", "deg"),
+        ("Learning from the perfect initialisation runs to the end: diverged (1) or not (0)",
+         "book", "diverged", "perfect", 0.5, "below", ""),
+        ("Learning from the perfect initialisation at a tenth of the rate keeps integrating: "
+         "error at T = 1200", "book", "error_long", "perfect_small_lr", 2.0, "below", "deg"),
+        ("ReLU as F: trained from random recurrent weights (init_scale 0.1), error at "
+         "T = 1200", "002: Architecture", "error_long", "relu", 2.0, "below", "deg"),
+        ("ReLU as F from the chapter's silent start learns: error at the training length in % "
+         "of the null baseline", "002: Architecture", "percent_of_null", "relu_silent_start",
+         10.0, "below", "%"),
         ("GELU as F: trained from a random start, error at T = 1200", "002: Architecture",
          "error_long", "gelu", 2.0, "below", "deg"),
     ]
@@ -612,6 +627,42 @@ if show_stored:
              display=False)
     glue("drift_long", float(pd.Series(per_config["drift_per_sequence"]["random"]).mean())
          * long_seq_len / seq_len, display=False)
+    nan = [float("nan")]
+    for config in ("perfect", "perfect_small_lr", "relu", "relu_silent_start", "gelu"):
+        for column in ("error_long", "error_short", "percent_of_null", "ideal_long",
+                       "iterations_run", "diverged"):
+            values = pd.Series(per_config[column].get(config, nan), dtype=float)
+            glue(f"{config}_{column}", float(values.mean()), display=False)
+        glue(f"{config}_seeds", len(per_config["error_long"].get(config, [])), display=False)
+        jumps = per_config["worst_jump"].get(config, [])
+        glue(f"{config}_blown", sum(j >= 10 for j in jumps), display=False)
+    glue("perfect_diverged_seeds", int(sum(per_config["diverged"].get("perfect", []))),
+         display=False)
+    relu_amplitude = per_config["final_amplitude"].get("relu", [])
+    glue("relu_amp_grown", sum(a > 10 for a in relu_amplitude), display=False)
+    glue("relu_amp_died", sum(a < 0.01 for a in relu_amplitude), display=False)
+    for config in ("relu", "random"):
+        glue(f"{config}_bump_width", float(pd.Series(per_config["bump_width"].get(config, nan),
+                                                     dtype=float).mean()), display=False)
+    glue("total_iterations", sum(n for _, n in curriculum), display=False)
+    glue("ideal_long_tanh", float(pd.Series(per_config["ideal_long"]["random"]).mean()),
+         display=False)
+
+# %% [markdown]
+# Why the ReLU ring needs another start: the largest gradient any parameter receives on the
+# first batch, from the chapter's silent start (`init_scale = 0`) and from random recurrent
+# weights (`init_scale = 0.1`), computed here (`avi.largest_first_gradient`).
+
+# %%
+first_gradient = {
+    f"{name}, init_scale {scale}": avi.largest_first_gradient(
+        LeakyRingAttractor(num_neurons, alpha=alpha, activation=name, init_scale=scale,
+                           hidden_gain_neurons=hidden_gain_neurons, seed=seed),
+        make_dataset(seed + 2), seq_len, seed=seed)
+    for name, scale in (("relu", 0.0), ("relu", 0.1), ("tanh", 0.0))}
+for name, value in first_gradient.items():
+    print(f"{name}: largest first gradient {value:.3g}")
+glue("relu_silent_gradient", first_gradient["relu, init_scale 0.0"], display=False)
 
 # %% [markdown]
 # **Reading the table.** At the training length the defaults track to within
@@ -635,23 +686,51 @@ if show_stored:
 # decoding is worse than the population vector by {glue:text}`mean_argmax_excess:.1f` degrees,
 # far beyond the 1.5-degree grid: the document's two read-outs agree only for the ideal ring.
 #
-# The document's other configurations, learning from the perfect initialisation and the ReLU
-# and GELU activations, have rows only once three seeds of each are stored; the line under the
-# table names those still missing, and `make results` runs them (the sweep resumes). Learning
-# from the perfect initialisation is the one already attempted: the overview at the top of this
-# section lists its stored seeds, and a seed whose training stops with a non-finite gradient
-# stores nothing. The one stored run ended with an error near the null baseline's, and its
-# training curve (`perfect` in the figure above) lies far above the ideal ring's error from the
-# first block of iterations on: the first Adam steps, each about the learning rate in size for
-# every weight whatever its gradient, move the finely tuned ideal weights off the solution, and
-# training at this rate does not find its way back. Starting from the ideal ring needs a far
-# smaller learning rate than starting from silence.
+# **The document's other configurations.**
+#
+# * **Learning from the perfect initialisation** at the chapter's rate fails: in
+#   {glue:text}`perfect_diverged_seeds` of {glue:text}`perfect_seeds` seeds the gradient became
+#   non-finite (after {glue:text}`perfect_iterations_run:.0f` of
+#   {glue:text}`total_iterations` iterations on average; the run then stops and the network
+#   keeps its last finite weights, which are scored), and the error at ten times the training
+#   length is {glue:text}`perfect_error_long:.0f` degrees, no better than the null baseline.
+#   Its training curve (`perfect` in the figure above) lies far above the ideal ring's error from
+#   the first block on: each early Adam step moves every weight by about the learning rate
+#   whatever its gradient, which throws the finely tuned ideal weights off the solution. At a
+#   tenth of the rate (`perfect_small_lr`, a configuration this book adds) no seed diverged, but
+#   training still degrades the ring: {glue:text}`perfect_small_lr_error_long:.1f` degrees at
+#   ten times the training length, against {glue:text}`ideal_long_tanh:.2f` for the same ideal
+#   weights left alone. The loss at the training length does not reward what the ideal ring
+#   does best (no drift over long stretches), so learning trades it away.
+# * **ReLU.** From the chapter's silent start every unit's input is exactly 0, where ReLU's
+#   gradient is 0: the largest gradient any parameter receives is
+#   {glue:text}`relu_silent_gradient:.3g` (computed above), so training cannot move the
+#   network, and the stored runs (`relu_silent_start`) end at
+#   {glue:text}`relu_silent_start_percent_of_null:.0f`% of the null baseline. From random
+#   recurrent weights (`init_scale` = 0.1), ReLU learns the task at the training length
+#   ({glue:text}`relu_error_short:.2f` degrees) with a localised bump
+#   ({glue:text}`relu_bump_width:.2f` of the ring above half height, against
+#   {glue:text}`random_bump_width:.2f` with tanh), but not beyond it:
+#   {glue:text}`relu_error_long:.0f` degrees at ten times the training length. With no input
+#   the learned bump does not keep its size: after 1200 still steps its amplitude had grown
+#   without bound in {glue:text}`relu_amp_grown` seeds and died in {glue:text}`relu_amp_died`.
+#   ReLU has no saturation to hold the bump's size, so any imbalance of the recurrent gain
+#   compounds over a long sequence.
+# * **GELU** trains about as well as tanh: {glue:text}`gelu_error_long:.2f` degrees at ten
+#   times the training length, with {glue:text}`gelu_blown` of {glue:text}`gelu_seeds` seeds
+#   showing a tenfold jump of the training error at a curriculum switch that training then
+#   recovered from. Its ideal ring (the same hand-built weights with GELU as $F$) is far better
+#   than tanh's, {glue:text}`gelu_ideal_long:.2f` against {glue:text}`ideal_long_tanh:.2f`
+#   degrees, and the trained GELU ring stays as far from its ideal as the tanh ring does from
+#   its own.
 
 # %% tags=["remove-cell"]
 # NBVAL_CHECK_OUTPUT
 if show_stored:
     print_evidence(claims)
     print(overview.to_string())
+print(f"ReLU from the silent start: largest first gradient exactly 0: "
+      f"{first_gradient['relu, init_scale 0.0'] == 0.0}")
 print(f"grid decoding bias: {grid_bias['ring grid']:.3f} deg (ring grid), "
       f"{grid_bias['linspace grid']:.2f} deg (linspace grid)")
 print(f"live run at T = {long_seq_len} within 4 deg: {long_err < 4.0}; "

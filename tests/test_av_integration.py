@@ -227,3 +227,15 @@ def test_stop_after_keeps_the_whole_curriculums_schedule():
     assert part.loss == whole.loss[:6]
     assert part.seq_len == [3] * 4 + [5] * 2
     assert part.snapshots[-1][0] == 6
+
+
+def test_relu_from_a_silent_start_has_exactly_zero_gradient():
+    # Zero recurrent weights and J0 = 0: every unit's input is exactly 0 after the first step,
+    # where ReLU's gradient is 0 (tanh's is 1), so nothing can train the ReLU ring.
+    data = AVIntegrationDataset(16, seq_len=10, seed=0)
+    relu = LeakyRingAttractor(24, activation="relu", init_scale=0.0, seed=0)
+    tanh = LeakyRingAttractor(24, activation="tanh", init_scale=0.0, seed=0)
+    assert avi.largest_first_gradient(relu, data, 10) == 0.0
+    assert avi.largest_first_gradient(tanh, data, 10) > 1e-3
+    random_relu = LeakyRingAttractor(24, activation="relu", init_scale=0.1, seed=0)
+    assert avi.largest_first_gradient(random_relu, data, 10) > 1e-3

@@ -105,6 +105,7 @@ SUPERIOR_COLLICULUS = {
     "seed": validate.non_negative_int,
     "live_steps": validate.positive_int,
     "phases_dir": validate.path_string,
+    "phases_full_dir": validate.path_string,
     "search_dir": validate.path_string,
     "recovery_dir": validate.path_string,
     "recovery_tolerance": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),

@@ -151,6 +151,25 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
     return history
 
 
+def largest_first_gradient(model, dataset: AVIntegrationDataset, seq_len: int,
+                           batch_size: int = 16, amplitude_weight: float = 0.1,
+                           seed: int = 0) -> float:
+    """``max |dL/dp|`` over every parameter ``p`` of ``model`` for the training loss of
+    :func:`train_integrator` on one batch: 0 exactly means that no optimiser can move the
+    model from where it starts (e.g. ReLU units whose input is exactly 0, where ReLU's
+    gradient is 0)."""
+    model.zero_grad(set_to_none=True)
+    generator = torch.Generator().manual_seed(seed)
+    av, angles = dataset.generate_batch(batch_size, seq_len, generator=generator)
+    activity = model(av, dataset.initial_heading(av, angles))
+    loss = (losses.heading_loss(activity, angles)
+            + amplitude_weight * losses.bump_amplitude_loss(activity))
+    loss.backward()
+    largest = max(p.grad.abs().max().item() for p in model.parameters() if p.grad is not None)
+    model.zero_grad(set_to_none=True)
+    return largest
+
+
 # --------------------------------------------------------------------------- training record
 def stage_summary(history: TrainingHistory, window: int = 50) -> list[dict]:
     """One row per curriculum stage of a run: its sequence length and iterations, the mean
