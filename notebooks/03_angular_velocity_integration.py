@@ -481,7 +481,8 @@ if show_stored:
     columns = ("error_short", "error_long", "null_short", "null_long", "ideal_long",
                "drift_deg_per_step", "final_amplitude", "gain_error_pct", "bump_width",
                "argmax_error", "worst_jump", "peak_error", "peak_iteration", "lr_at_peak",
-               "grad_norm_at_peak", "clipped_fraction", "amplitude_share_at_peak", "diverged")
+               "grad_norm_at_peak", "clipped_fraction", "amplitude_share_at_peak", "diverged",
+               "iterations_run")
     per_config = {column: avi.by_config(stored, column) for column in columns}
     overview = avi.config_overview(per_config, ["error_short", "error_long", "worst_jump",
                                                 "peak_error", "peak_iteration",
@@ -499,10 +500,11 @@ if show_stored:
 #
 # The figure shows the training error of every seed, averaged over blocks of
 # {glue:text}`curve_block` iterations, for the chapter's schedule, for plain cosine annealing
-# with and without the amplitude term, and for training from the ideal ring; the learning rate
+# with and without the amplitude term, and for training from the ideal ring at the chapter's
+# rate and at a tenth of it (a curve that ends early is a run that diverged); the learning rate
 # of each is below, and the curriculum switches are dotted.
 
-# %% mystnb={"image": {"alt": "Training error against iteration, one line per seed, for the chapter's schedule, plain cosine annealing with and without the amplitude term, and training from the ideal ring, with each learning rate below"}} tags=["hide-input"]
+# %% mystnb={"image": {"alt": "Training error against iteration, one line per seed, for the chapter's schedule, plain cosine annealing with and without the amplitude term, and training from the ideal ring at two rates, with each learning rate below"}} tags=["hide-input"]
 if show_stored:
     shown = [c for c in ("random", "plain_cosine", "plain_cosine_no_amplitude", "perfect",
                          "perfect_small_lr")
