@@ -172,8 +172,9 @@ one pass along the native time axis, frame by frame in place on views of the inp
 transposes), and its backward pass is the adjoint recurrence: an exponential average run
 backwards in time, which gives the gradients of the input and of both alphas with two
 frame-sized buffers per average. Frames smaller than
-{polar_module.FRAME_LOOP_MIN} elements go instead by blocks of {polar_module.BLOCK} frames (a
-small matrix inside each block, the block-end sums carried across blocks), so that the number of
+{polar_module.FRAME_LOOP_MIN} elements go instead by blocks of {polar_module.BLOCK} frames (one
+batched product for all blocks and both averages, with the start-up correction folded into each
+block's small matrix, and the block-end sums carried across blocks), so that the number of
 operations does not grow with the number of frames.
 {{py:meth}}`~hdlib.models.polar.TemporalSummarizer.last_frame` is one weighted sum over time.
 hdlib also applies the start-up correction `1 / (1 - alpha^(t+1))` the loop does not, so it

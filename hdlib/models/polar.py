@@ -316,36 +316,49 @@ BLOCK = 16
 def _blocked_averages(x: torch.Tensor, logits: list[torch.Tensor], dim: int) -> list[torch.Tensor]:
     """The corrected averages of :class:`TemporalSummarizer` by blocks of ``BLOCK`` frames.
 
-    With ``acc[t] = sum_{s<=t} (1 - alpha) alpha^(t-s) x[s]``, time is cut into blocks of ``K``
-    frames: inside a block, one ``K x K`` matrix of weights ``(1 - alpha) alpha^(i-j)``; across
-    blocks, the block-end sums carried by ``alpha^(K (b - b'))`` (an ``n_blocks x n_blocks``
-    matrix) and added with weight ``alpha^(i+1)``. Every power has exponent >= 0, so nothing
-    overflows; the average is ``acc[t] / (1 - alpha^(t+1))``. Autograd differentiates it.
+    With ``acc[t] = sum_{s<=t} (1 - alpha) alpha^(t-s) x[s]`` and the corrected average
+    ``y[t] = acc[t] / w[t]``, ``w[t] = 1 - alpha^(t+1)``, time is cut into blocks of ``K``
+    frames. For frame ``i`` of block ``b`` (``t = bK + i``),
+
+        y[t] = sum_{j<=i} (1 - alpha) alpha^(i-j) x[bK+j] / w[t] + alpha^(i+1) S[b-1] / w[t],
+
+    where ``S[b] = sum_{c<=b} alpha^(K(b-c)) E[c]`` is ``acc`` at the end of block ``b`` and
+    ``E[c] = sum_j (1 - alpha) alpha^(K-1-j) x[cK+j]`` the sum of block ``c`` alone. The first
+    term is one batched product per block, ``(rows, K) @ (K, k*K)``, with every average's
+    ``K x K`` kernel (the start-up correction folded in) side by side; ``E`` and ``S`` are
+    ``1/K`` of the data. Every power has exponent >= 0, so nothing overflows. Autograd
+    differentiates it.
     """
     T = x.shape[dim]
     K = min(BLOCK, T)
     n_blocks = -(-T // K)
+    k = len(logits)
     # time last, every other axis a row: (rows, T), padded to whole blocks
     rows = x.movedim(dim, -1).reshape(-1, T)
     rows = torch.nn.functional.pad(rows, (0, n_blocks * K - T)).view(-1, n_blocks, K)
+    n_rows = rows.shape[0]
     inside = torch.arange(K, dtype=x.dtype, device=x.device)
     across = torch.arange(n_blocks, dtype=x.dtype, device=x.device)
-    steps = torch.arange(1, T + 1, dtype=x.dtype, device=x.device)
     logit = torch.stack(logits).to(x.dtype)[:, None, None]  # every average at once: (k, 1, 1)
     log_alpha = torch.nn.functional.logsigmoid(logit)
     lag = inside[:, None] - inside[None, :]
-    within = torch.sigmoid(-logit) * torch.where(lag >= 0, torch.exp(log_alpha * lag.clamp(min=0)),
-                                                 0.0)  # (k, K, K)
+    kernel = torch.sigmoid(-logit) * torch.where(
+        lag >= 0, torch.exp(log_alpha * lag.clamp(min=0)), 0.0)  # (k, K, K): [i, j]
+    weight = -torch.expm1(log_alpha * (1 + inside + K * across[:, None]))  # (k, blocks, K)
+    corrected = kernel[:, None] / weight[..., None]  # (k, blocks, K, K)
+    side_by_side = corrected.permute(1, 3, 0, 2).reshape(n_blocks, K, k * K)
+    local = torch.bmm(rows.transpose(0, 1), side_by_side)  # (blocks, rows, k*K)
+    ends = rows @ kernel[:, K - 1].T  # E: (rows, blocks, k)
     gap = across[:, None] - across[None, :]
     carry = torch.where(gap >= 0, torch.exp(log_alpha * K * gap.clamp(min=0)), 0.0)
-    local = rows.unsqueeze(0) @ within.transpose(-1, -2).unsqueeze(1)  # (k, rows, blocks, K)
-    ends = local[..., -1] @ carry.transpose(-1, -2)  # state at the end of each block
-    before = torch.nn.functional.pad(ends[..., :-1], (1, 0))  # state before each block
-    acc = torch.addcmul(local, before[..., None], torch.exp(log_alpha * (inside + 1))[:, None])
-    weight = -torch.expm1(log_alpha[:, 0] * steps)  # (k, T): 1 - alpha^(t+1)
-    acc = acc.reshape(len(logits), -1, n_blocks * K)[..., :T] / weight[:, None]
+    state = torch.einsum("abc,nca->anb", carry, ends)  # S: (k, rows, blocks)
+    before = torch.nn.functional.pad(state[..., :-1], (1, 0))  # S[b-1], 0 before block 0
+    coefficient = torch.exp(log_alpha * (inside + 1)) / weight  # (k, blocks, K)
+    out = torch.addcmul(local.view(n_blocks, n_rows, k, K).permute(2, 1, 0, 3),
+                        before[..., None], coefficient[:, None])  # (k, rows, blocks, K)
+    out = out.reshape(k, n_rows, n_blocks * K)[..., :T]
     moved = x.movedim(dim, -1).shape
-    return [average.reshape(moved).movedim(-1, dim) for average in acc.unbind(0)]
+    return [average.reshape(moved).movedim(-1, dim) for average in out.unbind(0)]
 
 
 def _averages(x: torch.Tensor, logits: list[torch.Tensor], dim: int) -> list[torch.Tensor]:
