@@ -77,6 +77,27 @@ def forms(summarizer: TemporalSummarizer):
     }
 
 
+#: Columns of the printed loop-against-hdlib tables (:func:`summarise`'s keys).
+COLUMNS = [("size", "C x H x W", ""), ("setting", "setting", ""),
+           ("loop_ms", "loop ms", ".1f"), ("hdlib_ms", "hdlib ms", ".1f"),
+           ("speedup", "speed-up", ".1f"), ("loop_mb", "loop MB", ".0f"),
+           ("hdlib_mb", "hdlib MB", ".0f"), ("floor_ms", "floor ms", ".1f"),
+           ("floor_fraction", "of floor", ".2f")]
+
+
+def timed_row(benchmark: str, x: torch.Tensor, setting: str, form: str, work, reads: int,
+              writes: int, repeats: int) -> dict:
+    """One row: the CPU seconds and peak memory of ``work()``, and the floor of ``reads`` reads
+    and ``writes`` writes of a tensor of ``x``'s size, timed right after the form (on a shared
+    virtual machine the cost of new memory drifts during a run, and a floor timed minutes apart
+    would not be comparable)."""
+    seconds, peak = common.cpu_seconds(work, repeats)
+    floor = reads * common.read_seconds(x) + writes * common.write_seconds(x)
+    return {"benchmark": benchmark, "size": "x".join(map(str, (x.shape[1], *x.shape[3:]))),
+            "elements": x.numel(), "setting": setting, "form": form, "seconds": seconds,
+            "peak_mb": peak, "floor_seconds": floor, "floor_fraction": floor / seconds}
+
+
 def measure(channels: int, height: int, width: int, batch: int, frames: int,
             repeats: int) -> list[dict]:
     generator = torch.Generator().manual_seed(0)
@@ -85,19 +106,7 @@ def measure(channels: int, height: int, width: int, batch: int, frames: int,
     grads = torch.rand(shape, generator=generator), torch.rand(shape, generator=generator)
     summarizer = TemporalSummarizer()
     run = forms(summarizer)
-    size = f"{channels}x{height}x{width}"
     rows = []
-
-    def add(setting, name, work, reads, writes):
-        seconds, peak = common.cpu_seconds(work, repeats)
-        # the floor is timed right after the form: on a shared virtual machine the cost of new
-        # memory drifts during a run, and a floor timed minutes apart would not be comparable
-        floor = reads * common.read_seconds(x) + writes * common.write_seconds(x)
-        rows.append({"benchmark": "004 summariser", "size": size, "elements": x.numel(),
-                     "setting": setting, "form": name, "seconds": seconds,
-                     "peak_mb": peak, "floor_seconds": floor,
-                     "floor_fraction": floor / seconds})
-
     x_grad = x.clone().requires_grad_()
 
     def trained(form):
@@ -117,7 +126,9 @@ def measure(channels: int, height: int, width: int, batch: int, frames: int,
     for setting, output, work, reads, writes in settings:
         for name in ("loop", "hdlib"):  # side by side, so that both see the same machine
             form = run[(output, name)]
-            add(setting, name, lambda work=work, form=form: work(form), reads, writes)
+            rows.append(timed_row("004 summariser", x, setting, name,
+                                  lambda work=work, form=form: work(form), reads, writes,
+                                  repeats))
     summarizer.zero_grad()
     return rows
 
@@ -169,12 +180,9 @@ def measure_relaxation(channels: int, height: int, width: int, batch: int, frame
     rows = []
     for setting, work, reads, writes in settings:
         for name, form in forms.items():
-            seconds, peak = common.cpu_seconds(lambda work=work, form=form: work(form), repeats)
-            floor = reads * common.read_seconds(x) + writes * common.write_seconds(x)
-            rows.append({"benchmark": "004 relaxation", "size": f"{channels}x{height}x{width}",
-                         "elements": x.numel(), "setting": setting, "form": name,
-                         "seconds": seconds, "peak_mb": peak, "floor_seconds": floor,
-                         "floor_fraction": floor / seconds})
+            rows.append(timed_row("004 relaxation", x, setting, name,
+                                  lambda work=work, form=form: work(form), reads, writes,
+                                  repeats))
     return rows
 
 
@@ -245,11 +253,6 @@ def main(argv=None) -> None:
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
     common.single_thread()
-    columns = [("size", "C x H x W", ""), ("setting", "setting", ""),
-               ("loop_ms", "loop ms", ".1f"), ("hdlib_ms", "hdlib ms", ".1f"),
-               ("speedup", "speed-up", ".1f"), ("loop_mb", "loop MB", ".0f"),
-               ("hdlib_mb", "hdlib MB", ".0f"), ("floor_ms", "floor ms", ".1f"),
-               ("floor_fraction", "of floor", ".2f")]
     rows, relaxation_rows = [], []
     for channels, height, width in SIZES:
         rows += measure(channels, height, width, args.batch, args.frames, args.repeats)
@@ -257,10 +260,10 @@ def main(argv=None) -> None:
                                               args.repeats)
     print(f"004 temporal summariser, B = {args.batch}, T = {args.frames}, "
           f"{torch.get_num_threads()} thread, CPU ms (best of {args.repeats})")
-    common.print_table(summarise(rows), columns)
+    common.print_table(summarise(rows), COLUMNS)
     print(f"\n004 amplitude relaxation on feature maps, B = {args.batch}, T = {args.frames}, "
           f"CPU ms (best of {args.repeats})")
-    common.print_table(summarise(relaxation_rows), columns)
+    common.print_table(summarise(relaxation_rows), COLUMNS)
     model_rows = model_step_costs(args.repeats)
     seconds = {row["form"]: row["seconds"] for row in model_rows}
     print(f"\nPolar V1 model, {model_rows[0]['size']}, CPU seconds")

@@ -47,10 +47,18 @@ def population_vector(activity: torch.Tensor) -> torch.Tensor:
 
 
 def population_vector_length(activity: torch.Tensor) -> torch.Tensor:
-    """Amplitude of the first Fourier mode, ``(2/N) |sum_i r_i exp(i theta_i)|``."""
+    """Amplitude of the first Fourier mode, ``(2/N) sqrt(x^2 + y^2 + eps)`` with
+    ``x + iy = sum_i r_i exp(i theta_i)``.
+
+    ``eps`` (the smallest normal number of the dtype) keeps the gradient finite when the ring is
+    silent: the plain length ``hypot(x, y)`` has the gradient ``(x, y) / hypot(x, y)``, which is
+    ``0 / 0`` there, and one silent state in a batch would make every weight's gradient NaN.
+    """
     n = activity.shape[-1]
     grid = angle_grid(n, device=activity.device, dtype=activity.dtype)
-    return torch.hypot(activity @ torch.cos(grid), activity @ torch.sin(grid)) * (2.0 / n)
+    x, y = activity @ torch.cos(grid), activity @ torch.sin(grid)
+    eps = torch.finfo(activity.dtype).tiny
+    return torch.sqrt(x.square() + y.square() + eps) * (2.0 / n)
 
 
 def argmax_decode(activity: torch.Tensor) -> torch.Tensor:

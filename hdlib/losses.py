@@ -35,7 +35,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from . import validate
-from .circular import angle_grid
+from .circular import angle_grid, population_vector_length
 
 
 # ---------------------------------------------------------------------------- heading
@@ -48,18 +48,10 @@ def heading_loss(activity: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
 
 
 def bump_amplitude_loss(activity: torch.Tensor, target: float = 1.0) -> torch.Tensor:
-    """``mean((A_t - target)^2)`` with ``A_t = (2/N) sqrt(x_t^2 + y_t^2 + eps)`` the
-    population-vector length of each state, ``(x_t, y_t) = sum_i r_i (cos, sin) theta_i``.
-
-    ``eps`` (the smallest normal number of the dtype) keeps the gradient finite when the ring is
-    silent: the plain length ``hypot(x, y)`` has the gradient ``(x, y) / hypot(x, y)``, which is
-    ``0 / 0`` there, and one silent state in a batch makes every weight's gradient NaN.
-    """
-    grid = angle_grid(activity.shape[-1], device=activity.device, dtype=activity.dtype)
-    x, y = activity @ torch.cos(grid), activity @ torch.sin(grid)
-    eps = torch.finfo(activity.dtype).tiny
-    length = torch.sqrt(x.square() + y.square() + eps) * (2.0 / activity.shape[-1])
-    return ((length - target) ** 2).mean()
+    """``mean((A_t - target)^2)`` with ``A_t`` the population-vector length of each state
+    (:func:`hdlib.circular.population_vector_length`, whose gradient stays finite on a silent
+    ring)."""
+    return ((population_vector_length(activity) - target) ** 2).mean()
 
 
 def poisson_nll(mean_counts: torch.Tensor, counts: torch.Tensor, mask: torch.Tensor | None = None,

@@ -92,7 +92,7 @@ from myst_nb import glue
 from hdlib import losses as fl
 from hdlib import validate
 from hdlib.book import parameters, plots, results, sweeps
-from hdlib.book.claims import Claim, evidence_table, print_evidence
+from hdlib.book.claims import evidence_table, print_evidence
 from hdlib.datasets import sessions
 from hdlib.fitters import sc_analysis, sc_fit
 
@@ -515,11 +515,7 @@ glue("recovery_tolerance", recovery_tolerance, display=False)
 
 # %%
 claims = sc_analysis.document_claims(phases, recovery, published=published["psth_corr_pooled"],
-                                     tolerance=recovery_tolerance)
-claims += [Claim(f"{label} hurts the fit, at {full_steps} steps", "003: Phase 1 Results",
-                 sc_analysis.paired_changes(phases_full, name), 0.0, "below", digits=3)
-           for label, name in (("Poisson L_neuron", "poisson_lneuron"),
-                               ("Hybrid loss 0.5", "hybrid_0.5"))]
+                                     tolerance=recovery_tolerance, longer=phases_full)
 table = evidence_table(claims)
 display(table.style.hide(axis="index"))
 

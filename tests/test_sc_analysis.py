@@ -166,3 +166,22 @@ def test_recording_figure_rasters_show_counts_of_face_trials(session):
     recorded = session.mask[trials].numpy()
     np.testing.assert_allclose(raster.data[recorded], expected.numpy()[recorded], rtol=1e-6)
     assert raster.mask[~recorded].all()
+
+
+def test_document_claims_add_a_row_per_phase_one_loss_of_a_longer_sweep():
+    def sweep(values, **columns):
+        return pd.DataFrame.from_dict(
+            {f"{name}_seed{s}": {"psth_corr_pooled": v, "seed": s, **columns}
+             for name, per_seed in values.items() for s, v in enumerate(per_seed)},
+            orient="index")
+
+    phases = sweep({"baseline": [0.5, 0.6, 0.7]}, fraction_of_ceiling=0.3, rates_in_range=1.0)
+    recovery = pd.DataFrame.from_dict({f"cell_seed{s}": {"worst_error": 0.1, "seed": s}
+                                       for s in range(3)}, orient="index")
+    longer = sweep({"baseline": [0.5, 0.6, 0.7], "poisson_lneuron": [0.6, 0.8, 1.0]}, steps=600)
+    without = sc_analysis.document_claims(phases, recovery, published=0.36, tolerance=0.25)
+    rows = sc_analysis.document_claims(phases, recovery, published=0.36, tolerance=0.25,
+                                       longer=longer)
+    assert len(rows) == len(without) + 1  # hybrid losses are not in the longer sweep
+    assert rows[-1].claim == "Poisson L_neuron hurts the fit, at 600 steps"
+    assert rows[-1].values == pytest.approx([0.1, 0.2, 0.3])

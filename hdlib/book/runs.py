@@ -102,9 +102,7 @@ def collect_parameters(path, pairs=(), files=()) -> dict[str, object]:
         chosen.update(loaded)
     for name, value in pairs:
         chosen[name] = yaml.safe_load(value)
-    notebook = _read(Path(path))
-    _check_names(chosen, _defaults(notebook, path), path)
-    _check_values(chosen, notebook)
+    check_parameters(path, chosen)
     return chosen
 
 

@@ -114,10 +114,8 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
 
     def step(ctx) -> Step:
         seq_len = seq_lens[ctx.step]
-        av, angles = dataset.generate_batch(batch_size, seq_len, generator=ctx.generator)
-        activity = model(av, dataset.initial_heading(av, angles))
-        h_loss = losses.heading_loss(activity, angles)
-        a_loss = losses.bump_amplitude_loss(activity, target_amplitude)
+        activity, angles, h_loss, a_loss = batch_losses(
+            model, dataset, batch_size, seq_len, ctx.generator, target_amplitude)
         error = circular_mae(population_vector(activity.detach()), angles)
         return Step(h_loss + amplitude_weight * a_loss,
                     {"heading_loss": h_loss.item(), "amplitude_loss": a_loss.item(),
@@ -151,6 +149,16 @@ def train_integrator(model, dataset: AVIntegrationDataset, curriculum, *, batch_
     return history
 
 
+def batch_losses(model, dataset: AVIntegrationDataset, batch_size: int, seq_len: int,
+                 generator: torch.Generator, target_amplitude: float = 1.0):
+    """One batch of the task through ``model``, started from a bump on each sequence's initial
+    heading: ``(activity, angles, heading_loss, bump_amplitude_loss)``."""
+    av, angles = dataset.generate_batch(batch_size, seq_len, generator=generator)
+    activity = model(av, dataset.initial_heading(av, angles))
+    return (activity, angles, losses.heading_loss(activity, angles),
+            losses.bump_amplitude_loss(activity, target_amplitude))
+
+
 def largest_first_gradient(model, dataset: AVIntegrationDataset, seq_len: int,
                            batch_size: int = 16, amplitude_weight: float = 0.1,
                            seed: int = 0) -> float:
@@ -159,12 +167,9 @@ def largest_first_gradient(model, dataset: AVIntegrationDataset, seq_len: int,
     model from where it starts (e.g. ReLU units whose input is exactly 0, where ReLU's
     gradient is 0)."""
     model.zero_grad(set_to_none=True)
-    generator = torch.Generator().manual_seed(seed)
-    av, angles = dataset.generate_batch(batch_size, seq_len, generator=generator)
-    activity = model(av, dataset.initial_heading(av, angles))
-    loss = (losses.heading_loss(activity, angles)
-            + amplitude_weight * losses.bump_amplitude_loss(activity))
-    loss.backward()
+    _, _, h_loss, a_loss = batch_losses(model, dataset, batch_size, seq_len,
+                                        torch.Generator().manual_seed(seed))
+    (h_loss + amplitude_weight * a_loss).backward()
     largest = max(p.grad.abs().max().item() for p in model.parameters() if p.grad is not None)
     model.zero_grad(set_to_none=True)
     return largest

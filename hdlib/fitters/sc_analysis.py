@@ -354,7 +354,7 @@ def recording_figure(session: sessions.Session, units, ceilings: torch.Tensor):
     """Top row: the PSTHs of ``units`` per target location (face targets, all trials of the
     session, recorded bins only), and the per-unit split-half ceilings, E and I apart. Bottom
     row: each unit's raster, spike counts per bin (``rate * bin_size_ms / 1000``) of every
-    face-target trial, grouped by location (white lines between groups), unrecorded bins blank.
+    face-target trial, grouped by location (red lines between groups), unrecorded bins blank.
     """
     import matplotlib.pyplot as plt
 
@@ -362,18 +362,18 @@ def recording_figure(session: sessions.Session, units, ceilings: torch.Tensor):
                              gridspec_kw={"height_ratios": [1, 1.2]})
     psths, counts, labels = fl.psth(session.rates, session.mask, session.condition)
     time_s = session.time_ms / 1000
-    face = [label for label in labels.tolist() if label // 4 == 0]  # one per location
+    face = [(c, label) for c, label in enumerate(labels.tolist()) if label // 4 == 0]  # locations
     for ax, unit in zip(axes[0], units):
-        for label in face:
-            c = labels.tolist().index(label)
+        for c, label in face:
             shown = counts[c] >= 2
             ax.plot(time_s[shown], psths[c, shown, unit], label=f"location {label % 4 + 1}")
         kind = "E" if session.is_excitatory[unit] else "I"
         ax.set_title(f"unit {unit} ({kind})", fontsize=10)
     axes[0, 0].set_ylabel("spikes/s")
     axes[0, 0].legend(fontsize=7)
-    trials = torch.cat([torch.nonzero(session.condition == label).flatten() for label in face])
-    bounds = np.cumsum([int((session.condition == label).sum()) for label in face])[:-1]
+    groups = [torch.nonzero(session.condition == label).flatten() for _, label in face]
+    trials = torch.cat(groups)
+    bounds = np.cumsum([len(group) for group in groups])[:-1]
     spikes = session.rates[trials] * (session.bin_size_ms / 1000)
     blank = ~session.mask[trials]
     extent = (time_s[0], time_s[-1], len(trials), 0)
@@ -528,14 +528,16 @@ def main_effects(table: pd.DataFrame, column: str = "worst_error") -> dict[str, 
 
 
 def document_claims(phases: pd.DataFrame, recovery: pd.DataFrame, *, published: float,
-                    tolerance: float) -> list:
+                    tolerance: float, longer: pd.DataFrame | None = None) -> list:
     """The claims table of the chapter (:class:`hdlib.book.claims.Claim` rows): the book's
     targets on the baseline's seeds; each Phase-1 and Phase-2 item of the document by its
     per-seed change of the published metric against the baseline (relative change for "breaks
     training", absolute change of the frozen tau); the rates' plausibility; and, per cell of
     the recovery design (``recovery`` from :func:`recovery_errors`), whether both time
-    constants end within ``tolerance``. Items whose configuration is not in ``phases`` are left
-    out (see :func:`missing_configurations`)."""
+    constants end within ``tolerance``. ``longer`` (a sweep of some of the same configurations
+    at more steps, its step count in the column ``steps``) adds a row for each of the Phase-1
+    loss items it holds. Items whose configuration is not in their sweep are left out (see
+    :func:`missing_configurations`)."""
     from ..book.claims import Claim
 
     groups = by_configuration(phases)
@@ -579,4 +581,12 @@ def document_claims(phases: pd.DataFrame, recovery: pd.DataFrame, *, published: 
         rows.append(Claim(f"Learnable alpha recovers tau_E and tau_I within {tolerance:.0%} "
                           f"({name.replace('_', ' ')})", "book", list(group["worst_error"]),
                           tolerance, "below", digits=2))
+    if longer is not None:
+        steps, held = int(longer["steps"].iloc[0]), by_configuration(longer)
+        for label, name in (("Poisson L_neuron", "poisson_lneuron"),
+                            ("Hybrid loss 0.3", "hybrid_0.3"), ("Hybrid loss 0.5", "hybrid_0.5")):
+            if name in held:
+                rows.append(Claim(f"{label} hurts the fit, at {steps} steps",
+                                  "003: Phase 1 Results", paired_changes(longer, name), 0.0,
+                                  "below", digits=3))
     return rows

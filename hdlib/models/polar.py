@@ -282,7 +282,7 @@ class _FrameRelaxation(torch.autograd.Function):
         dim = ctx.dim
         need_x, need_d, need_initial = ctx.needs_input_grad[:3]
         frames, states, g = x.unbind(dim), out.unbind(dim), grad.unbind(dim)
-        decays = decay.unbind(dim)
+        decays, weights = decay.unbind(dim), (1 - decay).unbind(dim)
         T = len(frames)
         reduce = [i for i, (a, b) in enumerate(zip(decays[0].shape, frames[0].shape)) if a != b]
         grad_x = torch.empty_like(x) if need_x else None
@@ -298,7 +298,7 @@ class _FrameRelaxation(torch.autograd.Function):
                 grad_d.select(dim, t).copy_(difference.sum(reduce, keepdim=True)
                                             if reduce else difference)
             if need_x:
-                torch.mul(lam, 1 - decays[t], out=grad_x.select(dim, t))
+                torch.mul(lam, weights[t], out=grad_x.select(dim, t))
         grad_initial = decays[0] * lam if need_initial else None
         if grad_initial is not None and grad_initial.shape != initial.shape:
             grad_initial = grad_initial.sum_to_size(initial.shape)
