@@ -10,7 +10,7 @@ high-water mark ``VmHWM`` is reset through ``/proc/self/clear_refs`` before it, 
 the growth). Elsewhere it is NaN.
 
 Floors, measured on this machine: ``read_seconds`` (one read of a tensor: its sum),
-``write_seconds`` (one write of a new tensor) and ``matmul_flops_per_second`` (a dense float32
+``write_seconds`` (writes of new tensors) and ``matmul_flops_per_second`` (a dense float32
 matrix product).
 """
 from __future__ import annotations
@@ -92,11 +92,14 @@ def peak_megabytes(fn) -> float:
         return math.nan
 
 
-def write_seconds(like: torch.Tensor, repeats: int = 5) -> float:
-    """One write of a new tensor of ``like``'s size and dtype (allocated, then filled): what
-    any form pays for each output it returns, the operating system's first touch of the new
-    pages included."""
-    return cpu_seconds(lambda: torch.ones_like(like), repeats)[0]
+def write_seconds(like: torch.Tensor, count: int = 1, repeats: int = 5) -> float:
+    """``count`` writes of new tensors of ``like``'s size and dtype, all alive at once
+    (allocated, then filled): what any form pays for the outputs it returns, the operating
+    system's first touch of the new pages included. Timed together, because the allocator
+    recycles one freed block cheaply but hands larger totals back to the system."""
+    if count == 0:
+        return 0.0
+    return cpu_seconds(lambda: [torch.ones_like(like) for _ in range(count)], repeats)[0]
 
 
 def read_seconds(like: torch.Tensor, repeats: int = 5) -> float:

@@ -19,7 +19,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks.common import RESULTS  # noqa: E402
 from benchmarks.polar_speed import COLUMNS, summarise  # noqa: E402
-from hdlib.models import polar as polar_module  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "performance.md"
@@ -159,16 +158,15 @@ half a minute on its own); forms that take more than half a second per call are 
 The document's model holds features as `(B, C, T, H, W)` and keeps a fast and a slow
 exponential average, `acc = alpha * acc + (1 - alpha) * x[:, :, t]`, frame by frame. The
 reference is that loop, once per average, keeping every frame (*all frames*) or only the final
-one (*last frame*). {{py:class}}`~hdlib.models.polar.TemporalSummarizer` runs both averages in
-one pass along the native time axis, frame by frame in place on views of the input (no
-transposes), and its backward pass is the adjoint recurrence: an exponential average run
-backwards in time, which gives the gradients of the input and of both alphas with two
-frame-sized buffers per average. Frames smaller than
-{polar_module.FRAME_LOOP_MIN} elements go instead by blocks of {polar_module.BLOCK} frames (one
-batched product for all blocks and both averages, with the start-up correction folded into each
-block's small matrix, and the block-end sums carried across blocks), so that the number of
-operations does not grow with the number of frames.
-{{py:meth}}`~hdlib.models.polar.TemporalSummarizer.last_frame` is one weighted sum over time.
+one (*last frame*). On the CPU, {{py:class}}`~hdlib.models.polar.TemporalSummarizer` runs
+both averages through compiled kernels ({{py:mod}}`hdlib.models.scans`, numba): the input is
+viewed where it lies as rows x frames x features (no transposes, no copies), one pass forward
+reads each frame once and writes both averages, and the backward pass is the adjoint recurrence,
+an exponential average run backwards in time, which in one pass gives the gradients of the input
+and of both alphas. The rows (trials and channels) are shared between threads.
+{{py:meth}}`~hdlib.models.polar.TemporalSummarizer.last_frame` is one weighted sum over time
+in the same layout, one read of the input. On other devices the same recurrences run frame by
+frame through PyTorch operations.
 hdlib also applies the start-up correction `1 / (1 - alpha^(t+1))` the loop does not, so it
 does slightly more work. Sizes: B = 8, T = 240 (2 s at 120 Hz), C x H x W in 48 x 1 x 1,
 64 x 8 x 8 and 64 x 16 x 16. The floor is the memory traffic a setting cannot avoid, timed on this
@@ -190,18 +188,18 @@ fraction of the memory floor reached (dashed: within 2x of the floor).
 What made the difference. With the input requiring a gradient, the loop's backward pass writes a
 gradient the size of the whole input for every frame it sliced (`x[:, :, t]`), then adds them up:
 its cost grows with the square of the sequence length. hdlib's backward pass writes the input's
-gradient once, frame by frame. Without an input gradient the loop is cheap: hdlib still does each
-frame in one operation (`lerp`) for both averages while the frame is in cache, but at the largest
-size both forms spend most of their time having the operating system supply the pages of their two
-new 126 MB outputs (the floor's writes: first touch of new memory is slow on this virtual machine),
-so there the ratio depends on the moment it was measured: it ranged from below 1 to several-fold
-over the runs made while writing this page. At the smallest size (48 features, 370 kB) a loop over
-240 frames is all per-operation cost (a few microseconds per call), which the blocks avoid; but the
-floor there is a read and a write that fit in cache, tens of microseconds, and the few dozen
-operations of any PyTorch form cost more than that. The last-frame summary is one batched matrix
-product with two rows of weights, applied to the input where it lies (`torch.matmul` would have
-copied the input when the weights need a gradient; `bmm` on an expanded view does not); the BLAS
-library runs a product with two rows well below the speed of a plain read.
+gradient once, frame by frame. Without an input gradient the loop is cheap, and what separates
+the forms is memory traffic and the cost per call. Each PyTorch operation of the loop reads and
+writes a whole frame, and a frame of 48 features makes that a few microseconds of call overhead
+for almost no arithmetic. The compiled pass reads each frame once for both averages and keeps the
+running state in registers or cache. At the largest size both forms spend most of their time
+having the operating system supply the pages of their two new 126 MB outputs (the floor's writes:
+first touch of new memory is slow on this virtual machine), so the ratio there depends on the
+moment it was measured. At the smallest size (48 features, 370 kB) the floor is a read and two
+writes that fit in cache, tens of microseconds, about the cost of calling PyTorch's autograd
+machinery once. hdlib's whole call is a few of those, so it does not reach the floor there. With
+one feature per frame, time is contiguous in memory and each row is a chain of dependent updates;
+the kernel advances four rows at once, which keeps eight updates in flight.
 
 ## Amplitude relaxation on feature maps (document 004)
 

@@ -91,8 +91,9 @@ def timed_row(benchmark: str, x: torch.Tensor, setting: str, form: str, work, re
     and ``writes`` writes of a tensor of ``x``'s size, timed right after the form (on a shared
     virtual machine the cost of new memory drifts during a run, and a floor timed minutes apart
     would not be comparable)."""
+    work()  # the first call compiles hdlib's kernels (once per machine; numba caches them)
     seconds, peak = common.cpu_seconds(work, repeats)
-    floor = reads * common.read_seconds(x) + writes * common.write_seconds(x)
+    floor = reads * common.read_seconds(x) + common.write_seconds(x, writes)
     return {"benchmark": benchmark, "size": "x".join(map(str, (x.shape[1], *x.shape[3:]))),
             "elements": x.numel(), "setting": setting, "form": form, "seconds": seconds,
             "peak_mb": peak, "floor_seconds": floor, "floor_fraction": floor / seconds}

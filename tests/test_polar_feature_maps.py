@@ -30,15 +30,18 @@ def relative_gap(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
 
 
-@pytest.fixture(params=["blocks", "frame loop"], autouse=True)
+@pytest.fixture(params=["compiled", "torch frame loop"], autouse=True)
 def form(request, monkeypatch):
-    """Every test runs through both forms: blocks of frames and the frame-by-frame pass."""
-    monkeypatch.setattr(polar, "FRAME_LOOP_MIN", 10 ** 9 if request.param == "blocks" else 1)
+    """Every test runs through both forms: the compiled kernels (the CPU's) and the torch
+    frame-by-frame pass (every other device's)."""
+    monkeypatch.setattr(polar, "COMPILED", request.param == "compiled")
     return request.param
 
 
+# (B, C, T, H, W): several features per frame; one frame; two features; one feature per frame
+# with a number of rows (B C = 9) that the four-row kernel does not divide
 CASES = [((2, 3, 40, 4, 5), 0.74, 0.95, 0), ((1, 2, 1, 3, 3), 0.5, 0.9, 1),
-         ((3, 1, 97, 2, 1), 0.1, 0.99, 2)]
+         ((3, 1, 97, 2, 1), 0.1, 0.99, 2), ((3, 3, 50, 1, 1), 0.8, 0.97, 3)]
 
 
 @pytest.mark.parametrize("shape, fast, slow, seed", CASES)
@@ -104,7 +107,7 @@ def test_the_adjoint_passes_gradcheck():
                                           summarizer.alpha_slow_logit))
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 50, 4, 5), (4, 60, 6), (60, 3)])
+@pytest.mark.parametrize("shape", [(2, 3, 50, 4, 5), (4, 60, 6), (60, 3), (5, 60, 1)])
 def test_last_frame_is_the_last_of_all_frames(shape):
     x = torch.randn(shape, dtype=F64, generator=torch.Generator().manual_seed(6))
     summarizer = summarizer64(0.74, 0.95)
@@ -132,6 +135,56 @@ def test_last_frame_gradients_reach_the_alphas():
     assert torch.autograd.gradcheck(
         lambda x, lf, ls: summarizer.last_frame(x), (x, summarizer.alpha_fast_logit,
                                                      summarizer.alpha_slow_logit))
+
+
+def test_the_compiled_adjoint_passes_gradcheck():
+    g = torch.Generator().manual_seed(9)
+    logits = torch.randn(2, dtype=F64, generator=g, requires_grad=True)
+    for shape in [(2, 3, 6, 2, 2), (5, 1, 6, 1, 1)]:
+        x = torch.randn(shape, dtype=F64, generator=g, requires_grad=True)
+        assert torch.autograd.gradcheck(
+            lambda x, a: polar._CompiledAverages.apply(x, a, 2), (x, logits))
+        assert torch.autograd.gradcheck(  # one average
+            lambda x, a: polar._CompiledAverages.apply(x, a, 2), (x, logits[:1]))
+    weights = torch.rand(2, 6, dtype=F64, generator=g, requires_grad=True)
+    x = torch.randn(2, 3, 6, 2, 2, dtype=F64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w: polar._CompiledWeightedSums.apply(x, w, 2), (x, weights))
+
+
+def test_vmap_and_vectorised_jacobians_see_the_same_averages(form):
+    # torch.func cannot look into compiled kernels: batched calls take plain torch operations
+    if form != "compiled":
+        pytest.skip("the torch frame loop (other devices) writes in place: no vmap")
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(3, 2, 2, 7, 2, 1, dtype=F64, generator=g)  # a batch of feature maps
+    summarizer = summarizer64(0.7, 0.9)
+    batched = torch.func.vmap(summarizer)(x)
+    for got, alpha in zip(batched, (summarizer.alpha_fast, summarizer.alpha_slow)):
+        assert relative_gap(got, torch.stack([frame_loop(xi, alpha) for xi in x])) < 1e-10
+    jacobian = torch.autograd.functional.jacobian(lambda v: summarizer(v)[1], x[0],
+                                                  vectorize=True)
+    expected = torch.autograd.functional.jacobian(
+        lambda v: frame_loop(v, summarizer.alpha_slow), x[0])
+    assert relative_gap(jacobian, expected) < 1e-10
+
+
+def test_compiled_results_do_not_depend_on_the_number_of_threads():
+    x = torch.randn(4, 40, 60, 3, 3, generator=torch.Generator().manual_seed(11),
+                    requires_grad=True)
+    summarizer = polar.TemporalSummarizer()
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            fast, slow = summarizer(x)
+            grads = torch.autograd.grad((fast * slow).sum(), [x, summarizer.alpha_fast_logit])
+            results.append([fast, slow, *grads])
+    finally:
+        torch.set_num_threads(before)
+    for one, two in zip(*results):
+        assert torch.equal(one, two)
 
 
 def test_a_four_dimensional_input_is_refused():

@@ -23,6 +23,7 @@ import yaml
 from torch import nn
 
 from .. import validate
+from . import scans
 
 #: Frames per block of :func:`linear_recurrence` (a ``chunk x chunk`` matrix per trial).
 CHUNK = 64
@@ -305,68 +306,127 @@ class _FrameRelaxation(torch.autograd.Function):
         return grad_x, grad_d, grad_initial, None
 
 
-#: Frames of at least this many elements go through :class:`_ExponentialAverages` (one pass,
-#: frame by frame); smaller ones through :func:`_blocked_averages`, where a loop over frames
-#: would cost more in per-operation overhead than in arithmetic.
-FRAME_LOOP_MIN = 1024
-#: Frames per block of :func:`_blocked_averages`.
-BLOCK = 16
+class _CompiledAverages(torch.autograd.Function):
+    """The corrected averages of :class:`TemporalSummarizer` on the CPU, through the compiled
+    kernels of :mod:`hdlib.models.scans`: one pass over ``x`` forward and one backward (the
+    adjoint recurrence of :class:`_ExponentialAverages`), on ``x`` viewed as ``(rows, T,
+    features)`` in its own memory layout. ``logits`` is ``(K,)``, ``K`` 1 or 2; the decays'
+    gradient reaches the logits through :func:`_bias_corrected_decays`."""
+
+    @staticmethod
+    def forward(ctx, x, logits, dim):
+        shape, T = x.shape, x.shape[dim]
+        columns = x.contiguous().view(math.prod(shape[:dim]), T, math.prod(shape[dim + 1:]))
+        a = scans.corrected_decays(logits.detach().double().numpy(), T)
+        averages = scans.average_frames(columns, a)
+        ctx.set_materialize_grads(False)
+        ctx.a, ctx.shape = a, shape
+        ctx.save_for_backward(columns, logits, *averages)
+        return tuple(y.view(shape) for y in averages[:logits.shape[0]])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        columns, logits, *averages = ctx.saved_tensors
+        need_x, need_logits = ctx.needs_input_grad[:2]
+        if all(g is None for g in grads):
+            return None, None, None
+        if any(_transformed(g) for g in grads):  # torch.func (vmap): differentiate the loop
+            return _loop_gradients(columns, logits, grads, ctx.shape, need_x, need_logits)
+        grads = [torch.zeros_like(columns) if g is None else g.contiguous().view(columns.shape)
+                 for g in grads]
+        grads = grads + [torch.zeros_like(columns)] * (2 - len(grads))
+        grad_x, grad_a = scans.average_adjoint(columns, averages, grads, ctx.a, need_x)
+        grad_x = None if grad_x is None else grad_x.view(ctx.shape)
+        grad_logits = None
+        if need_logits:
+            with torch.enable_grad():
+                leaf = logits.detach().requires_grad_()
+                decays = torch.stack([_bias_corrected_decays(logit, columns.shape[1])
+                                      for logit in leaf.unbind()])
+                grad_logits, = torch.autograd.grad(
+                    decays, leaf, torch.from_numpy(grad_a[:len(leaf)]))
+        return grad_x, grad_logits, None
 
 
-def _blocked_averages(x: torch.Tensor, logits: list[torch.Tensor], dim: int) -> list[torch.Tensor]:
-    """The corrected averages of :class:`TemporalSummarizer` by blocks of ``BLOCK`` frames.
+def _transformed(tensor: torch.Tensor | None) -> bool:
+    """Whether ``tensor`` is batched by ``vmap`` (``torch.func``, or
+    ``torch.autograd.functional.jacobian(..., vectorize=True)``), which compiled kernels cannot
+    see into."""
+    functorch = torch._C._functorch
+    return tensor is not None and (functorch.is_functorch_wrapped_tensor(tensor)
+                                   or functorch.is_legacy_batchedtensor(tensor))
 
-    With ``acc[t] = sum_{s<=t} (1 - alpha) alpha^(t-s) x[s]`` and the corrected average
-    ``y[t] = acc[t] / w[t]``, ``w[t] = 1 - alpha^(t+1)``, time is cut into blocks of ``K``
-    frames. For frame ``i`` of block ``b`` (``t = bK + i``),
 
-        y[t] = sum_{j<=i} (1 - alpha) alpha^(i-j) x[bK+j] / w[t] + alpha^(i+1) S[b-1] / w[t],
+def _loop_gradients(columns, logits, grads, shape, need_x, need_logits):
+    """The gradients of :class:`_CompiledAverages` by differentiating :func:`ema_loop`, for
+    output gradients that a ``torch.func`` transform has wrapped (slow, but made of plain
+    torch operations)."""
+    with torch.enable_grad():
+        x = columns.detach().requires_grad_(need_x)
+        leaf = logits.detach().requires_grad_(need_logits)
+        outputs, wanted = [], []
+        for logit, g in zip(leaf.unbind(), grads):
+            if g is not None:
+                outputs.append(ema_loop(x, torch.sigmoid(logit)))
+                wanted.append(g.reshape(columns.shape))
+        inputs = [t for t, need in ((x, need_x), (leaf, need_logits)) if need]
+        found = iter(torch.autograd.grad(outputs, inputs, wanted, allow_unused=True))
+    grad_x = next(found).reshape(shape) if need_x else None
+    return grad_x, (next(found) if need_logits else None), None
 
-    where ``S[b] = sum_{c<=b} alpha^(K(b-c)) E[c]`` is ``acc`` at the end of block ``b`` and
-    ``E[c] = sum_j (1 - alpha) alpha^(K-1-j) x[cK+j]`` the sum of block ``c`` alone. The first
-    term is one batched product per block, ``(rows, K) @ (K, k*K)``, with every average's
-    ``K x K`` kernel (the start-up correction folded in) side by side; ``E`` and ``S`` are
-    ``1/K`` of the data. Every power has exponent >= 0, so nothing overflows. Autograd
-    differentiates it.
-    """
-    T = x.shape[dim]
-    K = min(BLOCK, T)
-    n_blocks = -(-T // K)
-    k = len(logits)
-    # time last, every other axis a row: (rows, T), padded to whole blocks
-    rows = x.movedim(dim, -1).reshape(-1, T)
-    rows = torch.nn.functional.pad(rows, (0, n_blocks * K - T)).view(-1, n_blocks, K)
-    n_rows = rows.shape[0]
-    inside = torch.arange(K, dtype=x.dtype, device=x.device)
-    across = torch.arange(n_blocks, dtype=x.dtype, device=x.device)
-    logit = torch.stack(logits).to(x.dtype)[:, None, None]  # every average at once: (k, 1, 1)
-    log_alpha = torch.nn.functional.logsigmoid(logit)
-    lag = inside[:, None] - inside[None, :]
-    kernel = torch.sigmoid(-logit) * torch.where(
-        lag >= 0, torch.exp(log_alpha * lag.clamp(min=0)), 0.0)  # (k, K, K): [i, j]
-    weight = -torch.expm1(log_alpha * (1 + inside + K * across[:, None]))  # (k, blocks, K)
-    corrected = kernel[:, None] / weight[..., None]  # (k, blocks, K, K)
-    side_by_side = corrected.permute(1, 3, 0, 2).reshape(n_blocks, K, k * K)
-    local = torch.bmm(rows.transpose(0, 1), side_by_side)  # (blocks, rows, k*K)
-    ends = rows @ kernel[:, K - 1].T  # E: (rows, blocks, k)
-    gap = across[:, None] - across[None, :]
-    carry = torch.where(gap >= 0, torch.exp(log_alpha * K * gap.clamp(min=0)), 0.0)
-    state = torch.einsum("abc,nca->anb", carry, ends)  # S: (k, rows, blocks)
-    before = torch.nn.functional.pad(state[..., :-1], (1, 0))  # S[b-1], 0 before block 0
-    coefficient = torch.exp(log_alpha * (inside + 1)) / weight  # (k, blocks, K)
-    out = torch.addcmul(local.view(n_blocks, n_rows, k, K).permute(2, 1, 0, 3),
-                        before[..., None], coefficient[:, None])  # (k, rows, blocks, K)
-    out = out.reshape(k, n_rows, n_blocks * K)[..., :T]
-    moved = x.movedim(dim, -1).shape
-    return [average.reshape(moved).movedim(-1, dim) for average in out.unbind(0)]
+
+class _CompiledWeightedSums(torch.autograd.Function):
+    """``s[k] = sum_t weights[k, t] x[t]`` along axis ``dim`` of ``x`` for ``weights (2, T)``,
+    through :func:`hdlib.models.scans.weighted_sums` (one read of ``x``). Backward:
+    ``dL/dx[t] = sum_k weights[k, t] g_k`` and ``dL/dweights[k, t] = <g_k, x[t]>``."""
+
+    @staticmethod
+    def forward(ctx, x, weights, dim):
+        shape, T = x.shape, x.shape[dim]
+        columns = x.contiguous().view(math.prod(shape[:dim]), T, math.prod(shape[dim + 1:]))
+        sums = scans.weighted_sums(columns, weights.detach().numpy())
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(columns, weights)
+        ctx.x_shape, ctx.shape = shape, shape[:dim] + shape[dim + 1:]
+        return tuple(s.view(ctx.shape) for s in sums)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_fast, grad_slow):
+        columns, weights = ctx.saved_tensors
+        if grad_fast is None and grad_slow is None:
+            return None, None, None
+        g = torch.stack([torch.zeros(ctx.shape, dtype=columns.dtype) if gk is None else gk
+                         for gk in (grad_fast, grad_slow)]).view(2, columns.shape[0], -1)
+        w = weights.to(columns.dtype)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.einsum("kt,krf->rtf", w, g).view(ctx.x_shape)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.einsum("krf,rtf->kt", g, columns).to(weights.dtype)
+        return grad_x, grad_w, None
+
+
+#: Run the summariser's averages through the compiled kernels when ``x`` is a float tensor on
+#: the CPU (tests switch it off to check the torch frame loop, which serves every other device).
+COMPILED = True
+
+
+def _compiled(x: torch.Tensor) -> bool:
+    return (COMPILED and x.device.type == "cpu" and not x.is_meta and not _transformed(x)
+            and x.dtype in (torch.float32, torch.float64))
 
 
 def _averages(x: torch.Tensor, logits: list[torch.Tensor], dim: int) -> list[torch.Tensor]:
-    """Both corrected averages of ``x`` along ``dim``, by the form that suits its frame size."""
-    T = x.shape[dim]
-    if T and x.numel() // T < FRAME_LOOP_MIN:
-        return _blocked_averages(x, logits, dim)
-    decays = torch.stack([_bias_corrected_decays(logit, T) for logit in logits])
+    """Both corrected averages of ``x`` along ``dim``: compiled on the CPU, the torch frame
+    loop elsewhere, the reference loop under ``vmap``."""
+    if _compiled(x) and x.numel():
+        return list(_CompiledAverages.apply(x, torch.stack(logits), dim))
+    if _transformed(x):  # vmap: plain torch operations only
+        return [ema_loop(x.movedim(dim, -2), torch.sigmoid(logit)).movedim(-2, dim)
+                for logit in logits]
+    decays = torch.stack([_bias_corrected_decays(logit, x.shape[dim]) for logit in logits])
     return list(_ExponentialAverages.apply(x, decays, dim))
 
 
@@ -398,11 +458,11 @@ class TemporalSummarizer(nn.Module):
     first ``t + 1`` frames carry, so that a constant input is summarised as itself from frame 0.
 
     Inputs are ``(..., T, F)`` or feature maps ``(B, C, T, H, W)`` with time on its own axis.
-    :meth:`forward` returns every frame of both averages: for frames of at least
-    :data:`FRAME_LOOP_MIN` elements in one pass over the input, frame by frame along the native
-    time axis, with the adjoint recurrence as its backward pass (:class:`_ExponentialAverages`);
-    for smaller frames by blocks of frames (:func:`_blocked_averages`);
-    :meth:`last_frame` returns only the last frame of each, one weighted sum over time.
+    :meth:`forward` returns every frame of both averages, in one pass over the input along its
+    native time axis, with the adjoint recurrence as its backward pass: on the CPU through the
+    compiled kernels of :mod:`hdlib.models.scans` (:class:`_CompiledAverages`), elsewhere frame
+    by frame through torch operations (:class:`_ExponentialAverages`). :meth:`last_frame`
+    returns only the last frame of each, one weighted sum over time.
     """
 
     def __init__(self, alpha_fast: float = 0.74, alpha_slow: float = 0.95,
@@ -449,8 +509,8 @@ class TemporalSummarizer(nn.Module):
         """``(fast, slow)`` at the last frame only, ``x``'s shape without the time axis.
 
         ``y[T-1] = sum_t (1 - alpha) alpha^(T-1-t) x[t] / (1 - alpha^T)``: one weighted sum
-        over time (a batched matrix product against the two weight rows), a single read of the
-        input in its own layout.
+        over time, a single read of the input in its own layout (compiled on the CPU, a batched
+        matrix product against the two weight rows elsewhere).
         """
         dim = _time_axis(x)
         T = x.shape[dim]
@@ -460,7 +520,10 @@ class TemporalSummarizer(nn.Module):
             log_alpha = torch.nn.functional.logsigmoid(logit.double())
             rows.append(torch.sigmoid(-logit.double()) * torch.exp(log_alpha * lag)
                         / -torch.expm1(log_alpha * T))
-        weights = torch.stack(rows).to(x.dtype)  # (2, T)
+        weights = torch.stack(rows)  # (2, T)
+        if _compiled(x) and x.numel():
+            return _CompiledWeightedSums.apply(x, weights, dim)
+        weights = weights.to(x.dtype)
         lead, trail = x.shape[:dim], x.shape[dim + 1:]
         columns = x.reshape(math.prod(lead), T, math.prod(trail))
         if columns.shape[-1] == 1:  # time is the last axis that varies: one matrix product
