@@ -8,9 +8,10 @@ Written from that description, the reference forms are
   frame's summary needs);
 - *last frame*: the loop keeps only the final ``acc`` (the document's summary collapses time).
 
-hdlib's :class:`~hdlib.models.polar.TemporalSummarizer` computes both averages frame by frame in
-place along the native time axis (its backward pass is the adjoint recurrence run backwards in
-time), and :meth:`~hdlib.models.polar.TemporalSummarizer.last_frame` one weighted sum over time.
+hdlib's :class:`~hdlib.models.polar.TemporalSummarizer` computes both averages in one compiled
+pass over the input in its own layout (:mod:`hdlib.models.scans`; its backward pass is the
+adjoint recurrence run backwards in time), and
+:meth:`~hdlib.models.polar.TemporalSummarizer.last_frame` one weighted sum over time.
 It also divides by the start-up weight ``1 - alpha^(t+1)``, which the document's loop does not:
 hdlib does slightly more work.
 
@@ -22,12 +23,11 @@ Settings, at B = 8, T = 240 (2 s at 120 Hz) and C x H x W in {48 x 1 x 1, 64 x 8
 - ``last frame, x fixed``: forward.
 
 The floor of each setting is the memory traffic it cannot avoid, timed on this machine as reads
-of x (a sum) and writes of new tensors of x's size (allocated and filled, the first touch of the
-new pages included, since every form must return new outputs): all-frames forward reads x and
-writes two averages (1 read + 2 writes); its backward reads both output gradients, x and both
-averages (5 reads) and, when x requires a gradient, writes it (1 write). The last frame needs one
-read of x. Results go to
-``benchmarks/results/polar_summarizer.{csv,json}``.
+of x (a sum) and writes of new tensors of x's size (allocated together and filled, the first
+touch of the new pages included, since every form must return new outputs): all-frames forward
+reads x and writes two averages (1 read + 2 writes); its backward reads both output gradients, x
+and both averages (5 reads) and, when x requires a gradient, writes it (1 write). The last frame
+needs one read of x. Results go to ``benchmarks/results/polar_summarizer.{csv,json}``.
 
 The amplitude relaxation of :class:`~hdlib.models.polar.PolarDynamics` gets the same treatment
 on feature maps (``benchmarks/results/polar_relaxation``): the document's frame loop
@@ -88,15 +88,25 @@ COLUMNS = [("size", "C x H x W", ""), ("setting", "setting", ""),
 def timed_row(benchmark: str, x: torch.Tensor, setting: str, form: str, work, reads: int,
               writes: int, repeats: int) -> dict:
     """One row: the CPU seconds and peak memory of ``work()``, and the floor of ``reads`` reads
-    and ``writes`` writes of a tensor of ``x``'s size, timed right after the form (on a shared
-    virtual machine the cost of new memory drifts during a run, and a floor timed minutes apart
-    would not be comparable)."""
-    work()  # the first call compiles hdlib's kernels (once per machine; numba caches them)
+    of a tensor of ``x``'s size and ``writes`` new ones allocated together, timed right after
+    the form (on a shared virtual machine the cost of new memory drifts during a run, and a
+    floor timed minutes apart would not be comparable)."""
     seconds, peak = common.cpu_seconds(work, repeats)
     floor = reads * common.read_seconds(x) + common.write_seconds(x, writes)
     return {"benchmark": benchmark, "size": "x".join(map(str, (x.shape[1], *x.shape[3:]))),
             "elements": x.numel(), "setting": setting, "form": form, "seconds": seconds,
             "peak_mb": peak, "floor_seconds": floor, "floor_fraction": floor / seconds}
+
+
+def compile_kernels() -> None:
+    """Call every compiled kernel of the summariser once on a tiny input (one feature and
+    several per frame; forward, backward, last frame), so that no timing includes numba's
+    first compilation (or its loading from the on-disk cache)."""
+    summarizer = TemporalSummarizer()
+    for shape in [(1, 1, 3, 1, 1), (1, 1, 3, 2, 2)]:
+        x = torch.rand(shape, requires_grad=True)
+        for output in (summarizer(x), summarizer.last_frame(x)):
+            sum(y.sum() for y in output).backward()
 
 
 def measure(channels: int, height: int, width: int, batch: int, frames: int,
@@ -254,6 +264,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
     common.single_thread()
+    compile_kernels()
     rows, relaxation_rows = [], []
     for channels, height, width in SIZES:
         rows += measure(channels, height, width, args.batch, args.frames, args.repeats)

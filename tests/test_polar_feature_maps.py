@@ -5,6 +5,9 @@ Every check compares against the document's frame loop written out here,
 ``1 - alpha^(t+1)`` as :class:`~hdlib.models.polar.TemporalSummarizer` documents.
 """
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -185,6 +188,17 @@ def test_compiled_results_do_not_depend_on_the_number_of_threads():
         torch.set_num_threads(before)
     for one, two in zip(*results):
         assert torch.equal(one, two)
+
+
+def test_the_kernels_leave_torch_thread_count_alone():
+    # numba's OpenMP pool, started by the first kernel, shares torch's OpenMP runtime; in a
+    # fresh process (where the pool has not started yet) torch must keep its one thread
+    script = ("import torch; torch.set_num_threads(1); from hdlib.models import polar; "
+              "polar.TemporalSummarizer()(torch.rand(2, 3, 10, 4, 4)); "
+              "print(torch.get_num_threads())")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["1"]
 
 
 def test_a_four_dimensional_input_is_refused():

@@ -316,8 +316,9 @@ class _CompiledAverages(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, logits, dim):
         shape, T = x.shape, x.shape[dim]
-        columns = x.contiguous().view(math.prod(shape[:dim]), T, math.prod(shape[dim + 1:]))
-        a = scans.corrected_decays(logits.detach().double().numpy(), T)
+        columns = _columns(x.contiguous(), dim)
+        a = _bias_corrected_decays(logits.detach(), T).T.numpy()  # (T, K)
+        a = a.repeat(2, axis=1) if a.shape[1] == 1 else a  # one average: run it twice
         averages = scans.average_frames(columns, a)
         ctx.set_materialize_grads(False)
         ctx.a, ctx.shape = a, shape
@@ -342,11 +343,17 @@ class _CompiledAverages(torch.autograd.Function):
         if need_logits:
             with torch.enable_grad():
                 leaf = logits.detach().requires_grad_()
-                decays = torch.stack([_bias_corrected_decays(logit, columns.shape[1])
-                                      for logit in leaf.unbind()])
-                grad_logits, = torch.autograd.grad(
-                    decays, leaf, torch.from_numpy(grad_a[:len(leaf)]))
+                decays = _bias_corrected_decays(leaf, columns.shape[1])
+                grad_logits, = torch.autograd.grad(decays, leaf,
+                                                   torch.from_numpy(grad_a[:len(leaf)]))
         return grad_x, grad_logits, None
+
+
+def _columns(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``x`` as ``(rows, T, features)``: every axis before ``dim`` a row, every axis after it a
+    feature (a view when ``x`` is contiguous)."""
+    shape = x.shape
+    return x.reshape(math.prod(shape[:dim]), shape[dim], math.prod(shape[dim + 1:]))
 
 
 def _transformed(tensor: torch.Tensor | None) -> bool:
@@ -383,8 +390,8 @@ class _CompiledWeightedSums(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weights, dim):
-        shape, T = x.shape, x.shape[dim]
-        columns = x.contiguous().view(math.prod(shape[:dim]), T, math.prod(shape[dim + 1:]))
+        shape = x.shape
+        columns = _columns(x.contiguous(), dim)
         sums = scans.weighted_sums(columns, weights.detach().numpy())
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(columns, weights)
@@ -426,7 +433,7 @@ def _averages(x: torch.Tensor, logits: list[torch.Tensor], dim: int) -> list[tor
     if _transformed(x):  # vmap: plain torch operations only
         return [ema_loop(x.movedim(dim, -2), torch.sigmoid(logit)).movedim(-2, dim)
                 for logit in logits]
-    decays = torch.stack([_bias_corrected_decays(logit, x.shape[dim]) for logit in logits])
+    decays = _bias_corrected_decays(torch.stack(logits), x.shape[dim])
     return list(_ExponentialAverages.apply(x, decays, dim))
 
 
@@ -436,17 +443,18 @@ def _time_axis(x: torch.Tensor) -> int:
     return 2 if x.dim() == 5 else x.dim() - 2
 
 
-def _bias_corrected_decays(logit: torch.Tensor, n_frames: int) -> torch.Tensor:
-    """``a[t] = alpha (1 - alpha^t) / (1 - alpha^(t+1))`` (float64, shape ``(T,)``).
+def _bias_corrected_decays(logits: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """``a[k, t] = alpha_k (1 - alpha_k^t) / (1 - alpha_k^(t+1))`` (float64, shape
+    ``logits.shape + (T,)``) for ``alpha_k = sigmoid(logits[k])``.
 
     With ``w[t] = 1 - alpha^(t+1)``, the corrected average ``y[t] = acc[t] / w[t]`` of
     ``acc[t] = alpha acc[t-1] + (1 - alpha) x[t]`` obeys ``y[t] = a[t] y[t-1] + (1 - a[t]) x[t]``
     (``w[t] = alpha w[t-1] + 1 - alpha``), one recurrence with ``a[0] = 0``.
     """
-    log_alpha = torch.nn.functional.logsigmoid(logit.double())
-    steps = torch.arange(n_frames + 1, dtype=torch.float64, device=logit.device)
+    log_alpha = torch.nn.functional.logsigmoid(logits.double())[..., None]
+    steps = torch.arange(n_frames + 1, dtype=torch.float64, device=logits.device)
     kept = -torch.expm1(log_alpha * steps)
-    return log_alpha.exp() * kept[:-1] / kept[1:]
+    return log_alpha.exp() * kept[..., :-1] / kept[..., 1:]
 
 
 class TemporalSummarizer(nn.Module):
@@ -525,7 +533,7 @@ class TemporalSummarizer(nn.Module):
             return _CompiledWeightedSums.apply(x, weights, dim)
         weights = weights.to(x.dtype)
         lead, trail = x.shape[:dim], x.shape[dim + 1:]
-        columns = x.reshape(math.prod(lead), T, math.prod(trail))
+        columns = _columns(x, dim)
         if columns.shape[-1] == 1:  # time is the last axis that varies: one matrix product
             summary = (columns[..., 0] @ weights.T)[..., None]
         else:  # bmm on an expanded view; matmul would copy x when the weights need a gradient

@@ -21,19 +21,10 @@ of waiting on each other.
 """
 from __future__ import annotations
 
-import math
-import os
-
 import numba
 import numpy as np
 import torch
 from numba import njit, prange
-
-# numba's own thread pool: its OpenMP layer would share torch's OpenMP runtime and change the
-# number of threads torch uses. Kernels hold the GIL, so two Python threads never launch at
-# once (which this pool does not allow).
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
 
 #: Rows per group of the sums over rows in :func:`average_adjoint` (fixed, so that the order
 #: of additions, hence the result, does not depend on the number of threads).
@@ -41,25 +32,14 @@ ROW_GROUPS = 32
 
 
 def use_torch_threads() -> None:
-    """Run the kernels on as many threads as torch uses (``torch.set_num_threads``)."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    """Run the kernels on as many threads as torch uses (``torch.set_num_threads``).
 
-
-@njit(cache=True)
-def corrected_decays(logits, T):
-    """``a[t, k] = alpha_k (1 - alpha_k^t) / (1 - alpha_k^(t+1))`` (float64 ``(T, 2)``) for
-    ``alpha_k = sigmoid(logits[k])``: the per-frame decay of the start-up-corrected average
-    (:func:`hdlib.models.polar._bias_corrected_decays`, which autograd differentiates). One
-    logit gives its decays in both columns."""
-    a = np.empty((T, 2))
-    for k in range(2):
-        logit = logits[min(k, logits.shape[0] - 1)]
-        log_alpha = -math.log1p(math.exp(-logit)) if logit > 0 else logit - math.log1p(
-            math.exp(logit))
-        alpha = math.exp(log_alpha)
-        for t in range(T):
-            a[t, k] = alpha * -math.expm1(log_alpha * t) / -math.expm1(log_alpha * (t + 1))
-    return a
+    The first call starts numba's thread pool. With its OpenMP layer, that pool shares torch's
+    OpenMP runtime and sets its thread count to numba's, so torch's count is put back."""
+    threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 @njit(parallel=True, cache=True)
@@ -71,10 +51,13 @@ def _frames_wide(x, a, b, y0, y1):
             y1[r, 0, f] = b[0, 1] * x[r, 0, f]
         for t in range(1, T):
             a0, b0, a1, b1 = a[t, 0], b[t, 0], a[t, 1], b[t, 1]
+            # frames as 1-D views: the inner loop then indexes by f alone and vectorises
+            xt, now0, now1 = x[r, t], y0[r, t], y1[r, t]
+            before0, before1 = y0[r, t - 1], y1[r, t - 1]
             for f in range(F):
-                v = x[r, t, f]
-                y0[r, t, f] = a0 * y0[r, t - 1, f] + b0 * v
-                y1[r, t, f] = a1 * y1[r, t - 1, f] + b1 * v
+                v = xt[f]
+                now0[f] = a0 * before0[f] + b0 * v
+                now1[f] = a1 * before1[f] + b1 * v
 
 
 @njit(parallel=True, cache=True)
@@ -119,35 +102,30 @@ def _adjoint(x, y0, y1, g0, g1, a, b, grad_x, need_x, grad_a):
     for group in prange(groups):
         lam0 = np.empty(F, dtype=x.dtype)
         lam1 = np.empty(F, dtype=x.dtype)
+        zero = np.zeros(F, dtype=x.dtype)  # y[-1]
         for r in range(group * R // groups, (group + 1) * R // groups):
+            lam0[:] = 0
+            lam1[:] = 0
             for t in range(T - 1, -1, -1):
                 a0 = a[t + 1, 0] if t < T - 1 else a.dtype.type(0)
                 a1 = a[t + 1, 1] if t < T - 1 else a.dtype.type(0)
-                if t == T - 1:
-                    lam0[:] = 0
-                    lam1[:] = 0
-                sum0 = sum1 = 0.0
-                if t > 0:
-                    for f in range(F):
-                        l0 = g0[r, t, f] + a0 * lam0[f]
-                        l1 = g1[r, t, f] + a1 * lam1[f]
-                        lam0[f] = l0
-                        lam1[f] = l1
-                        v = x[r, t, f]
-                        sum0 += l0 * (y0[r, t - 1, f] - v)
-                        sum1 += l1 * (y1[r, t - 1, f] - v)
-                else:  # y[-1] = 0
-                    for f in range(F):
-                        l0 = g0[r, 0, f] + a0 * lam0[f]
-                        l1 = g1[r, 0, f] + a1 * lam1[f]
-                        lam0[f] = l0
-                        lam1[f] = l1
-                        sum0 -= l0 * x[r, 0, f]
-                        sum1 -= l1 * x[r, 0, f]
+                # frames as 1-D views: the inner loop then indexes by f alone and vectorises
+                xt, h0, h1 = x[r, t], g0[r, t], g1[r, t]
+                before0 = y0[r, t - 1] if t > 0 else zero
+                before1 = y1[r, t - 1] if t > 0 else zero
+                sum0 = sum1 = x.dtype.type(0)
+                for f in range(F):
+                    l0 = h0[f] + a0 * lam0[f]
+                    l1 = h1[f] + a1 * lam1[f]
+                    lam0[f] = l0
+                    lam1[f] = l1
+                    v = xt[f]
+                    sum0 += l0 * (before0[f] - v)
+                    sum1 += l1 * (before1[f] - v)
                 if need_x:
-                    b0, b1 = b[t, 0], b[t, 1]
+                    out, b0, b1 = grad_x[r, t], b[t, 0], b[t, 1]
                     for f in range(F):
-                        grad_x[r, t, f] = b0 * lam0[f] + b1 * lam1[f]
+                        out[f] = b0 * lam0[f] + b1 * lam1[f]
                 grad_a[group, 0, t] += sum0
                 grad_a[group, 1, t] += sum1
 
@@ -206,13 +184,17 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().numpy()
 
 
+def _coefficients(a: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, 1 - a)`` in the input's dtype, C-contiguous (one compiled version per dtype)."""
+    return np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(1 - a, dtype=dtype)
+
+
 def average_frames(x: torch.Tensor, a: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Both averages of every frame of ``x (R, T, F)`` (contiguous) for coefficients
     ``a (T, 2)``; each output is ``x``'s shape."""
     use_torch_threads()
     y0, y1 = torch.empty_like(x), torch.empty_like(x)
-    a = a.astype(_array(x).dtype)
-    b = (1 - a).astype(a.dtype)
+    a, b = _coefficients(a, _array(x).dtype)
     if x.shape[2] == 1:
         _frames_single_feature(_array(x)[..., 0], a, b, _array(y0)[..., 0], _array(y1)[..., 0])
     else:
@@ -228,7 +210,7 @@ def average_adjoint(x: torch.Tensor, outputs: tuple[torch.Tensor, torch.Tensor],
     use_torch_threads()
     R, T, _ = x.shape
     dtype = _array(x).dtype
-    a, b = a.astype(dtype), (1 - a).astype(dtype)
+    a, b = _coefficients(a, dtype)
     grad_x = torch.empty_like(x) if need_x else x.new_empty(1, 1, 1)
     partial = np.zeros((min(R, ROW_GROUPS), 2, T))
     if x.shape[2] == 1:
