@@ -52,16 +52,14 @@ def single_thread() -> None:
 
 
 def cpu_seconds(fn, repeats: int = 3, slow: float = 0.5) -> tuple[float, float]:
-    """``(seconds, peak MB)`` of ``fn``: its best CPU time over ``repeats`` calls after a first
-    call that measures its peak memory (:func:`peak_megabytes`); when that first call takes
-    more than ``slow`` seconds, it is the only one."""
+    """``(seconds, peak MB)`` of ``fn``: its best CPU time over a first call that measures its
+    peak memory (:func:`peak_megabytes`) and ``repeats`` more; when the first call takes more
+    than ``slow`` seconds, over it and one more (never a single sample: on a shared virtual
+    machine one call can be several times slower than the next)."""
     start = time.process_time()
     peak = peak_megabytes(fn)
     best = time.process_time() - start
-    if best > slow:
-        return best, peak
-    best = math.inf
-    for _ in range(repeats):
+    for _ in range(1 if best > slow else repeats):
         start = time.process_time()
         fn()
         best = min(best, time.process_time() - start)

@@ -99,14 +99,14 @@ def timed_row(benchmark: str, x: torch.Tensor, setting: str, form: str, work, re
 
 
 def compile_kernels() -> None:
-    """Call every compiled kernel of the summariser once on a tiny input (one feature and
-    several per frame; forward, backward, last frame), so that no timing includes numba's
-    first compilation (or its loading from the on-disk cache)."""
-    summarizer = TemporalSummarizer()
+    """Call every compiled kernel of the summariser and the relaxation once on a tiny input
+    (one feature and several per frame; forward, backward, last frame), so that no timing
+    includes numba's first compilation (or its loading from the on-disk cache)."""
+    summarizer, dynamics = TemporalSummarizer(), PolarDynamics()
     for shape in [(1, 1, 3, 1, 1), (1, 1, 3, 2, 2)]:
         x = torch.rand(shape, requires_grad=True)
-        for output in (summarizer(x), summarizer.last_frame(x)):
-            sum(y.sum() for y in output).backward()
+        outputs = [*summarizer(x), *summarizer.last_frame(x), dynamics(x, torch.zeros(1, 3))]
+        sum(y.sum() for y in outputs).backward()
 
 
 def measure(channels: int, height: int, width: int, batch: int, frames: int,

@@ -103,13 +103,14 @@ def tensor(name: str, value, *, ndim: int | tuple[int, ...], size: dict[int, int
     """A torch tensor with the given number of dimensions (and sizes along some of them)."""
     if not isinstance(value, torch.Tensor):
         _fail(name, "a torch.Tensor", value, got=f"a {type(value).__name__}")
-    shape = f"shape {tuple(value.shape)}"
     dims = (ndim,) if isinstance(ndim, int) else ndim
     if value.dim() not in dims:
-        _fail(name, f"a {' or '.join(f'{d}-D' for d in dims)} tensor", value, got=shape)
+        _fail(name, f"a {' or '.join(f'{d}-D' for d in dims)} tensor", value,
+              got=f"shape {tuple(value.shape)}")
     for axis, n in (size or {}).items():
         if value.shape[axis] != n:
-            _fail(name, f"of size {n} along dimension {axis}", value, got=shape)
+            _fail(name, f"of size {n} along dimension {axis}", value,
+                  got=f"shape {tuple(value.shape)}")
     if floating and not value.is_floating_point():
         _fail(name, "a floating-point tensor", value, got=f"dtype {value.dtype}")
     return value

@@ -9,6 +9,14 @@ from hdlib import circular
 from hdlib.models import polar, polar_v1
 
 
+@pytest.fixture(params=["compiled", "torch"], autouse=True)
+def form(request, monkeypatch):
+    """Every test runs through the compiled kernels (the CPU's) and the torch forms (every
+    other device's: the chunked matrix form for ``(..., T, F)``)."""
+    monkeypatch.setattr(polar, "COMPILED", request.param == "compiled")
+    return request.param
+
+
 def loop_relaxation(amplitude, gate, lam_fix, lam_sac, dt):
     state, out = amplitude[:, 0], []
     for t in range(amplitude.shape[1]):

@@ -142,17 +142,15 @@ def test_last_frame_gradients_reach_the_alphas():
 
 def test_the_compiled_adjoint_passes_gradcheck():
     g = torch.Generator().manual_seed(9)
-    logits = torch.randn(2, dtype=F64, generator=g, requires_grad=True)
+    fast, slow = torch.randn(2, dtype=F64, generator=g, requires_grad=True).unbind()
     for shape in [(2, 3, 6, 2, 2), (5, 1, 6, 1, 1)]:
         x = torch.randn(shape, dtype=F64, generator=g, requires_grad=True)
         assert torch.autograd.gradcheck(
-            lambda x, a: polar._CompiledAverages.apply(x, a, 2), (x, logits))
+            lambda x, f, s: polar._CompiledAverages.apply(x, 2, f, s), (x, fast, slow))
         assert torch.autograd.gradcheck(  # one average
-            lambda x, a: polar._CompiledAverages.apply(x, a, 2), (x, logits[:1]))
-    weights = torch.rand(2, 6, dtype=F64, generator=g, requires_grad=True)
-    x = torch.randn(2, 3, 6, 2, 2, dtype=F64, generator=g, requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda x, w: polar._CompiledWeightedSums.apply(x, w, 2), (x, weights))
+            lambda x, f: polar._CompiledAverages.apply(x, 2, f), (x, fast))
+        assert torch.autograd.gradcheck(
+            lambda x, f, s: polar._CompiledWeightedSums.apply(x, 2, f, s), (x, fast, slow))
 
 
 def test_vmap_and_vectorised_jacobians_see_the_same_averages(form):
@@ -204,3 +202,18 @@ def test_the_kernels_leave_torch_thread_count_alone():
 def test_a_four_dimensional_input_is_refused():
     with pytest.raises(ValueError, match="x"):
         polar.TemporalSummarizer()(torch.rand(2, 3, 4, 5))
+
+
+@pytest.mark.parametrize("logit", [-3.0, 0.3, 2.94, 5.0])
+def test_closed_form_slopes_match_autograd(logit):
+    # the compiled path's logit gradients use closed-form slopes of the decays and weights
+    leaf = torch.tensor([logit], dtype=F64, requires_grad=True)
+    T = 60
+    for values, slopes in [
+            (polar._bias_corrected_decays(leaf, T)[0],
+             polar._bias_corrected_decay_slopes(leaf.detach(), T)[0]),
+            (polar._last_frame_weights(leaf, T)[0],
+             torch.from_numpy(polar._last_frame_table((logit, 0.0), T, F64)[1][0]))]:
+        expected = torch.stack([torch.autograd.grad(v, leaf, retain_graph=True)[0][0]
+                                for v in values])
+        assert relative_gap(slopes, expected) < 1e-12

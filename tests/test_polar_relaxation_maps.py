@@ -9,9 +9,18 @@ import math
 import pytest
 import torch
 
+from hdlib.models import polar
 from hdlib.models.polar import PolarDynamics
 
 F64 = torch.float64
+
+
+@pytest.fixture(params=["compiled", "torch frame loop"], autouse=True)
+def form(request, monkeypatch):
+    """Every test runs through both forms: the compiled kernels (the CPU's) and the torch
+    frame-by-frame pass (every other device's)."""
+    monkeypatch.setattr(polar, "COMPILED", request.param == "compiled")
+    return request.param
 
 
 def frame_loop(dynamics, amplitude, gate, initial=None):
@@ -39,7 +48,9 @@ def relative_gap(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
 
 
-SHAPES = [(2, 3, 30, 4, 5), (1, 2, 1, 3, 3), (3, 5, 12, 1, 1)]
+# several features per frame; one frame; one feature per frame with 15 rows (the compiled
+# kernel runs four rows at once); two features per frame
+SHAPES = [(2, 3, 30, 4, 5), (1, 2, 1, 3, 3), (3, 5, 12, 1, 1), (2, 1, 9, 2, 1)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -99,3 +110,48 @@ def test_bad_shapes_are_named(gate_shape, initial_shape, name):
     initial = None if initial_shape is None else torch.rand(initial_shape)
     with pytest.raises(ValueError, match=name):
         PolarDynamics()(amplitude, torch.zeros(gate_shape), initial)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 2, 2), (3, 3, 5, 1, 1)])
+def test_the_compiled_relaxation_passes_gradcheck(shape):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(shape, dtype=F64, generator=g, requires_grad=True)
+    decay = torch.rand(shape[0], shape[2], dtype=F64, generator=g, requires_grad=True)
+    initial = torch.randn(shape[:2] + shape[3:], dtype=F64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, d, i: polar._CompiledRelaxation.apply(x, d, i, 2), (x, decay, initial))
+
+
+def test_compiled_relaxation_does_not_depend_on_the_number_of_threads(form):
+    if form != "compiled":
+        pytest.skip("the thread split is the compiled kernels'")
+    dynamics = PolarDynamics()
+    amplitude, gate, _ = case((4, 6, 40, 3, 3), seed=6)
+    amplitude = amplitude.float().requires_grad_()
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out = dynamics(amplitude, gate.float())
+            grads = torch.autograd.grad(out.square().sum(),
+                                        [amplitude, dynamics.log_lambda_fix])
+            results.append([out, *grads])
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_vectorised_jacobians_see_the_same_relaxation(form):
+    # torch.func cannot look into compiled kernels: a batched backward differentiates a loop
+    if form != "compiled":
+        pytest.skip("the torch frame loop (other devices) writes in place: no vmap")
+    dynamics = PolarDynamics(lambda_fix=9.0, lambda_sac=50.0).to(F64)
+    amplitude, gate, initial = case((2, 2, 6, 2, 1), seed=11)
+    got = torch.autograd.functional.jacobian(
+        lambda a, i: dynamics(a, gate, i), (amplitude, initial), vectorize=True)
+    expected = torch.autograd.functional.jacobian(
+        lambda a, i: frame_loop(dynamics, a, gate, i), (amplitude, initial))
+    for a, b in zip(got, expected):
+        assert relative_gap(a, b) < 1e-10

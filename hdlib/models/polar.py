@@ -15,9 +15,11 @@ overflows); chunks pass their last state on, so a long video costs memory linear
 """
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -132,6 +134,9 @@ class PolarDynamics(nn.Module):
                              f"amplitude; got {tuple(gate.shape)}")
         start = amplitude[..., 0, :] if initial is None else initial
         log_d = self.log_decay(gate)
+        if _compiled(amplitude) and amplitude.numel():  # one trial per row
+            decay = log_d.exp().to(amplitude.dtype).reshape(-1, amplitude.shape[-2])
+            return _CompiledRelaxation.apply(amplitude, decay, start, amplitude.dim() - 2)
         return linear_recurrence(log_d, -torch.expm1(log_d)[..., None] * amplitude, start)
 
     def _feature_map(self, amplitude: torch.Tensor, gate: torch.Tensor,
@@ -147,8 +152,10 @@ class PolarDynamics(nn.Module):
             raise ValueError(f"initial must have shape {(B, C, H, W)}; got "
                              f"{tuple(initial.shape)}")
         start = amplitude[:, :, 0] if initial is None else initial
-        decay = self.log_decay(gate).exp()[:, None, :, None, None]  # (B, 1, T, 1, 1)
-        return _FrameRelaxation.apply(amplitude, decay.to(amplitude.dtype), start, 2)
+        decay = self.log_decay(gate).exp().to(amplitude.dtype)  # (B, T)
+        if _compiled(amplitude) and amplitude.numel():
+            return _CompiledRelaxation.apply(amplitude, decay, start, 2)
+        return _FrameRelaxation.apply(amplitude, decay[:, None, :, None, None], start, 2)
 
     @torch.no_grad()
     def step_response(self, n_frames: int, gate: float = 0.0) -> torch.Tensor:
@@ -306,47 +313,146 @@ class _FrameRelaxation(torch.autograd.Function):
         return grad_x, grad_d, grad_initial, None
 
 
+class _CompiledRelaxation(torch.autograd.Function):
+    """:class:`_FrameRelaxation` on the CPU through the compiled kernels
+    :func:`hdlib.models.scans.relax` and :func:`hdlib.models.scans.relax_adjoint`, on ``x``
+    viewed as ``(rows, T, features)`` in its own layout. ``decay`` is ``(trials, T)``, shared by
+    the ``rows / trials`` consecutive rows of each trial (the channels of a feature map);
+    ``initial`` is ``s[-1]``, ``x``'s shape without the time axis."""
+
+    @staticmethod
+    def forward(ctx, x, decay, initial, dim):
+        x, initial = x.contiguous(), initial.contiguous()
+        padded = np.zeros((decay.shape[0], decay.shape[1] + 1), dtype=_numpy_dtype(x.dtype))
+        padded[:, :-1] = decay.detach().numpy()
+        out = torch.empty_like(x)
+        columns = _grid(x, dim)
+        start = initial.detach().numpy().reshape(columns.shape[0], -1)
+        scans.relax(columns, padded, start, _grid(out, dim))
+        ctx.dim, ctx.padded = dim, padded
+        ctx.save_for_backward(x, decay, initial, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, decay, initial, out = ctx.saved_tensors
+        dim = ctx.dim
+        need_x, need_d, need_initial = ctx.needs_input_grad[:3]
+        if _transformed(grad):  # torch.func (vmap): differentiate the loop
+            return (*_relaxation_loop_gradients(x, decay, initial, dim, grad,
+                                                ctx.needs_input_grad[:3]), None)
+        grad_x = torch.empty_like(x) if need_x else None
+        columns = _grid(x, dim)
+        start = initial.detach().numpy().reshape(columns.shape[0], -1)
+        grad_d, grad_start = scans.relax_adjoint(
+            columns, ctx.padded, start, _grid(out, dim), _grid(grad.contiguous(), dim),
+            None if grad_x is None else _grid(grad_x, dim))
+        return (grad_x, torch.from_numpy(grad_d).to(decay.dtype) if need_d else None,
+                torch.from_numpy(grad_start).view(initial.shape) if need_initial else None,
+                None)
+
+
+def _relaxation_loop_gradients(x, decay, initial, dim, grad, needed):
+    """The gradients of :class:`_CompiledRelaxation` by differentiating the frame loop
+    ``s[t] = d[t] s[t-1] + (1 - d[t]) x[t]`` written in plain torch operations, for an output
+    gradient that a ``torch.func`` transform has wrapped (slow)."""
+    with torch.enable_grad():
+        leaves = [t.detach().requires_grad_(need) for t, need in zip((x, decay, initial), needed)]
+        columns = _columns(leaves[0], dim)
+        d = leaves[1].repeat_interleave(columns.shape[0] // leaves[1].shape[0], dim=0)[..., None]
+        state, frames = leaves[2].reshape(columns.shape[0], -1), []
+        for t in range(columns.shape[1]):
+            state = d[:, t] * state + (1 - d[:, t]) * columns[:, t]
+            frames.append(state)
+        out = torch.stack(frames, dim=1).reshape(x.shape)
+        wanted = [leaf for leaf, need in zip(leaves, needed) if need]
+        found = iter(torch.autograd.grad(out, wanted, grad))
+    return tuple(next(found) if need else None for need in needed)
+
+
+@functools.lru_cache(maxsize=32)
+def _decay_table(logits: tuple[float, ...], n_frames: int, dtype: torch.dtype):
+    """The compiled kernels' coefficients (:func:`hdlib.models.scans.coefficients`) of the
+    averages with these logits over ``n_frames`` frames, and their slopes
+    (:func:`_bias_corrected_decay_slopes`). Cached by value: between two optimiser steps,
+    every call reuses them."""
+    values = torch.tensor(logits, dtype=torch.float64)
+    decays = _bias_corrected_decays(values, n_frames).numpy()
+    slopes = _bias_corrected_decay_slopes(values, n_frames).numpy()
+    return (*scans.coefficients(decays, _numpy_dtype(dtype)), slopes)
+
+
+@functools.lru_cache(maxsize=32)
+def _last_frame_table(logits: tuple[float, float], n_frames: int, dtype: torch.dtype):
+    """``(weights (2, T) of dtype, their slopes (2, T) float64)`` of
+    :func:`_last_frame_weights`, cached by value like :func:`_decay_table`."""
+    values = torch.tensor(logits, dtype=torch.float64)
+    weights = _last_frame_weights(values, n_frames)
+    alpha = torch.sigmoid(values)[:, None]
+    lag = torch.arange(n_frames - 1, -1, -1, dtype=torch.float64)
+    kept = -torch.expm1(n_frames * torch.log(alpha))  # 1 - alpha^T
+    # d log w / d logit = -alpha + lag (1 - alpha) + T alpha^T (1 - alpha) / (1 - alpha^T)
+    log_slope = (-alpha + (1 - alpha) * (lag + n_frames * alpha ** n_frames / kept))
+    return (np.ascontiguousarray(weights.numpy(), dtype=_numpy_dtype(dtype)),
+            (weights * log_slope).numpy())
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    return torch.empty(0, dtype=dtype).numpy().dtype
+
+
+def _logit_gradients(logits, grad_coefficients: np.ndarray, slopes: np.ndarray):
+    """``dL/dlogit_k = sum_t dL/dc_k[t] dc_k[t]/dlogit_k`` for each logit (0-d tensors)."""
+    return [torch.tensor(float(g @ s), dtype=logit.dtype)
+            for logit, g, s in zip(logits, grad_coefficients, slopes)]
+
+
 class _CompiledAverages(torch.autograd.Function):
     """The corrected averages of :class:`TemporalSummarizer` on the CPU, through the compiled
     kernels of :mod:`hdlib.models.scans`: one pass over ``x`` forward and one backward (the
     adjoint recurrence of :class:`_ExponentialAverages`), on ``x`` viewed as ``(rows, T,
-    features)`` in its own memory layout. ``logits`` is ``(K,)``, ``K`` 1 or 2; the decays'
-    gradient reaches the logits through :func:`_bias_corrected_decays`."""
+    features)`` in its own memory layout. ``logits`` are one or two 0-d tensors; their
+    gradients are the coefficients' gradients times the slopes of :func:`_decay_table`."""
 
     @staticmethod
-    def forward(ctx, x, logits, dim):
-        shape, T = x.shape, x.shape[dim]
-        columns = _columns(x.contiguous(), dim)
-        a = _bias_corrected_decays(logits.detach(), T).T.numpy()  # (T, K)
-        a = a.repeat(2, axis=1) if a.shape[1] == 1 else a  # one average: run it twice
-        averages = scans.average_frames(columns, a)
+    def forward(ctx, x, dim, *logits):
+        x = x.contiguous()
+        a, b, slopes = _decay_table(tuple(logit.item() for logit in logits), x.shape[dim],
+                                    x.dtype)
+        averages = torch.empty_like(x), torch.empty_like(x)  # one average is run twice
+        scans.average_frames(_grid(x, dim), a, b, *(_grid(y, dim) for y in averages))
         ctx.set_materialize_grads(False)
-        ctx.a, ctx.shape = a, shape
-        ctx.save_for_backward(columns, logits, *averages)
-        return tuple(y.view(shape) for y in averages[:logits.shape[0]])
+        ctx.coefficients, ctx.slopes, ctx.dim = (a, b), slopes, dim
+        ctx.save_for_backward(x, *logits, *averages)
+        return averages[:len(logits)]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):
-        columns, logits, *averages = ctx.saved_tensors
-        need_x, need_logits = ctx.needs_input_grad[:2]
+        x, *rest = ctx.saved_tensors
+        logits, averages = rest[:len(grads)], rest[len(grads):]
+        need_x, need_logits = ctx.needs_input_grad[0], any(ctx.needs_input_grad[2:])
         if all(g is None for g in grads):
-            return None, None, None
+            return (None,) * (2 + len(logits))
         if any(_transformed(g) for g in grads):  # torch.func (vmap): differentiate the loop
-            return _loop_gradients(columns, logits, grads, ctx.shape, need_x, need_logits)
-        grads = [torch.zeros_like(columns) if g is None else g.contiguous().view(columns.shape)
-                 for g in grads]
-        grads = grads + [torch.zeros_like(columns)] * (2 - len(grads))
-        grad_x, grad_a = scans.average_adjoint(columns, averages, grads, ctx.a, need_x)
-        grad_x = None if grad_x is None else grad_x.view(ctx.shape)
-        grad_logits = None
-        if need_logits:
-            with torch.enable_grad():
-                leaf = logits.detach().requires_grad_()
-                decays = _bias_corrected_decays(leaf, columns.shape[1])
-                grad_logits, = torch.autograd.grad(decays, leaf,
-                                                   torch.from_numpy(grad_a[:len(leaf)]))
-        return grad_x, grad_logits, None
+            return _loop_gradients(x, ctx.dim, logits, grads, need_x, need_logits)
+        grads = [torch.zeros_like(x) if g is None else g.contiguous() for g in grads]
+        if len(grads) == 1:  # one average was run twice: the copy gets no gradient
+            grads.append(torch.zeros_like(x))
+        grad_x = torch.empty_like(x) if need_x else None
+        grad_a = scans.average_adjoint(
+            *(_grid(t, ctx.dim) for t in (x, *averages, *grads)), *ctx.coefficients,
+            None if grad_x is None else _grid(grad_x, ctx.dim))
+        grad_logits = (_logit_gradients(logits, grad_a, ctx.slopes) if need_logits
+                       else [None] * len(logits))
+        return grad_x, None, *grad_logits
+
+
+def _grid(x: torch.Tensor, dim: int) -> np.ndarray:
+    """The memory of a contiguous CPU tensor ``x`` as a ``(rows, T, features)`` array: every
+    axis before ``dim`` a row, every axis after it a feature."""
+    return x.detach().numpy().reshape(math.prod(x.shape[:dim]), x.shape[dim], -1)
 
 
 def _columns(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -365,54 +471,64 @@ def _transformed(tensor: torch.Tensor | None) -> bool:
                                    or functorch.is_legacy_batchedtensor(tensor))
 
 
-def _loop_gradients(columns, logits, grads, shape, need_x, need_logits):
+def _loop_gradients(x, dim, logits, grads, need_x, need_logits):
     """The gradients of :class:`_CompiledAverages` by differentiating :func:`ema_loop`, for
     output gradients that a ``torch.func`` transform has wrapped (slow, but made of plain
     torch operations)."""
+    columns = _columns(x, dim)
     with torch.enable_grad():
-        x = columns.detach().requires_grad_(need_x)
-        leaf = logits.detach().requires_grad_(need_logits)
+        leaf_x = columns.detach().requires_grad_(need_x)
+        leaves = [logit.detach().requires_grad_(need_logits) for logit in logits]
         outputs, wanted = [], []
-        for logit, g in zip(leaf.unbind(), grads):
+        for leaf, g in zip(leaves, grads):
             if g is not None:
-                outputs.append(ema_loop(x, torch.sigmoid(logit)))
+                outputs.append(ema_loop(leaf_x, torch.sigmoid(leaf)))
                 wanted.append(g.reshape(columns.shape))
-        inputs = [t for t, need in ((x, need_x), (leaf, need_logits)) if need]
-        found = iter(torch.autograd.grad(outputs, inputs, wanted, allow_unused=True))
-    grad_x = next(found).reshape(shape) if need_x else None
-    return grad_x, (next(found) if need_logits else None), None
+        inputs = ([leaf_x] if need_x else []) + (leaves if need_logits else [])
+        found = list(torch.autograd.grad(outputs, inputs, wanted, allow_unused=True))
+    grad_x = found.pop(0).reshape(x.shape) if need_x else None
+    return grad_x, None, *(found if need_logits else [None] * len(logits))
 
 
 class _CompiledWeightedSums(torch.autograd.Function):
-    """``s[k] = sum_t weights[k, t] x[t]`` along axis ``dim`` of ``x`` for ``weights (2, T)``,
-    through :func:`hdlib.models.scans.weighted_sums` (one read of ``x``). Backward:
-    ``dL/dx[t] = sum_k weights[k, t] g_k`` and ``dL/dweights[k, t] = <g_k, x[t]>``."""
+    """``s_k = sum_t w_k[t] x[t]`` along axis ``dim`` of ``x`` for the last-frame weights
+    ``w (2, T)`` of the two logits (:func:`_last_frame_weights`), through
+    :func:`hdlib.models.scans.weighted_sums` (one read of ``x``). Backward:
+    ``dL/dx[t] = sum_k w_k[t] g_k`` and ``dL/dw_k[t] = <g_k, x[t]>``, times the slopes of
+    :func:`_last_frame_table` for the logits."""
 
     @staticmethod
-    def forward(ctx, x, weights, dim):
-        shape = x.shape
-        columns = _columns(x.contiguous(), dim)
-        sums = scans.weighted_sums(columns, weights.detach().numpy())
+    def forward(ctx, x, dim, logit_fast, logit_slow):
+        x = x.contiguous()
+        columns = _grid(x, dim)
+        weights, slopes = _last_frame_table((logit_fast.item(), logit_slow.item()),
+                                            x.shape[dim], x.dtype)
+        shape = x.shape[:dim] + x.shape[dim + 1:]
+        sums = x.new_empty((2, *shape))
+        scans.weighted_sums(columns, weights, sums.numpy().reshape(2, columns.shape[0], -1))
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(columns, weights)
-        ctx.x_shape, ctx.shape = shape, shape[:dim] + shape[dim + 1:]
-        return tuple(s.view(ctx.shape) for s in sums)
+        ctx.save_for_backward(x, logit_fast, logit_slow)
+        ctx.weights, ctx.slopes, ctx.dim = weights, slopes, dim
+        return sums[0], sums[1]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_fast, grad_slow):
-        columns, weights = ctx.saved_tensors
+        x, *logits = ctx.saved_tensors
         if grad_fast is None and grad_slow is None:
-            return None, None, None
-        g = torch.stack([torch.zeros(ctx.shape, dtype=columns.dtype) if gk is None else gk
-                         for gk in (grad_fast, grad_slow)]).view(2, columns.shape[0], -1)
-        w = weights.to(columns.dtype)
-        grad_x = grad_w = None
+            return None, None, None, None
+        columns = _columns(x, ctx.dim)
+        g = torch.stack([torch.zeros(x.shape[:ctx.dim] + x.shape[ctx.dim + 1:], dtype=x.dtype)
+                         if gk is None else gk for gk in (grad_fast, grad_slow)])
+        g = g.view(2, columns.shape[0], -1)
+        grad_x, grad_logits = None, [None, None]
         if ctx.needs_input_grad[0]:
-            grad_x = torch.einsum("kt,krf->rtf", w, g).view(ctx.x_shape)
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.einsum("krf,rtf->kt", g, columns).to(weights.dtype)
-        return grad_x, grad_w, None
+            w = torch.from_numpy(ctx.weights)
+            grad_x = torch.einsum("kt,krf->rtf", w, g).view(x.shape)
+        if any(ctx.needs_input_grad[2:]):
+            grad_w = torch.einsum("krf,rtf->kt", g, columns).double().numpy()
+            grad_logits = _logit_gradients(logits, grad_w, ctx.slopes)
+        return grad_x, None, *grad_logits
 
 
 #: Run the summariser's averages through the compiled kernels when ``x`` is a float tensor on
@@ -429,7 +545,7 @@ def _averages(x: torch.Tensor, logits: list[torch.Tensor], dim: int) -> list[tor
     """Both corrected averages of ``x`` along ``dim``: compiled on the CPU, the torch frame
     loop elsewhere, the reference loop under ``vmap``."""
     if _compiled(x) and x.numel():
-        return list(_CompiledAverages.apply(x, torch.stack(logits), dim))
+        return list(_CompiledAverages.apply(x, dim, *logits))
     if _transformed(x):  # vmap: plain torch operations only
         return [ema_loop(x.movedim(dim, -2), torch.sigmoid(logit)).movedim(-2, dim)
                 for logit in logits]
@@ -441,6 +557,16 @@ def _time_axis(x: torch.Tensor) -> int:
     """Time is axis 2 of a feature map ``(B, C, T, H, W)`` and axis -2 of ``(..., T, F)``."""
     validate.tensor("x", x, ndim=(2, 3, 5))
     return 2 if x.dim() == 5 else x.dim() - 2
+
+
+def _last_frame_weights(logits: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """``w[k, t] = (1 - alpha_k) alpha_k^(T-1-t) / (1 - alpha_k^T)`` (float64, shape
+    ``logits.shape + (T,)``): the weight of frame ``t`` in the last frame of the corrected
+    average of ``alpha_k = sigmoid(logits[k])``."""
+    log_alpha = torch.nn.functional.logsigmoid(logits.double())[..., None]
+    lag = torch.arange(n_frames - 1, -1, -1, dtype=torch.float64, device=logits.device)
+    return (torch.sigmoid(-logits.double())[..., None] * torch.exp(log_alpha * lag)
+            / -torch.expm1(log_alpha * n_frames))
 
 
 def _bias_corrected_decays(logits: torch.Tensor, n_frames: int) -> torch.Tensor:
@@ -455,6 +581,22 @@ def _bias_corrected_decays(logits: torch.Tensor, n_frames: int) -> torch.Tensor:
     steps = torch.arange(n_frames + 1, dtype=torch.float64, device=logits.device)
     kept = -torch.expm1(log_alpha * steps)
     return log_alpha.exp() * kept[..., :-1] / kept[..., 1:]
+
+
+def _bias_corrected_decay_slopes(logits: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """``da_k[t] / dlogit_k`` of :func:`_bias_corrected_decays` (float64, same shape).
+
+    With ``D[t] = 1 - alpha^(t+1)`` and ``S[t] = sum_{j<t} (j + 1) alpha^j (1 - alpha)``
+    (a sum of positive terms, so no cancellation),
+    ``da[t]/dalpha = (1 - alpha) S[t] / D[t]^2`` and ``dalpha/dlogit = alpha (1 - alpha)``.
+    """
+    alpha = torch.sigmoid(logits.double())[..., None]
+    rest = torch.sigmoid(-logits.double())[..., None]  # 1 - alpha
+    lag = torch.arange(n_frames, dtype=torch.float64, device=logits.device)
+    terms = (lag + 1) * alpha ** lag * rest
+    partial = torch.cumsum(terms, dim=-1) - terms  # S[t]: the terms before t
+    kept = -torch.expm1(torch.log(alpha) * (lag + 1))  # D[t]
+    return alpha * rest ** 2 * partial / kept ** 2
 
 
 class TemporalSummarizer(nn.Module):
@@ -521,16 +663,11 @@ class TemporalSummarizer(nn.Module):
         matrix product against the two weight rows elsewhere).
         """
         dim = _time_axis(x)
-        T = x.shape[dim]
-        lag = torch.arange(T - 1, -1, -1, dtype=torch.float64, device=x.device)
-        rows = []
-        for logit in (self.alpha_fast_logit, self.alpha_slow_logit):
-            log_alpha = torch.nn.functional.logsigmoid(logit.double())
-            rows.append(torch.sigmoid(-logit.double()) * torch.exp(log_alpha * lag)
-                        / -torch.expm1(log_alpha * T))
-        weights = torch.stack(rows)  # (2, T)
+        logits = self.alpha_fast_logit, self.alpha_slow_logit
         if _compiled(x) and x.numel():
-            return _CompiledWeightedSums.apply(x, weights, dim)
+            return _CompiledWeightedSums.apply(x, dim, *logits)
+        T = x.shape[dim]
+        weights = _last_frame_weights(torch.stack(logits), T)  # (2, T)
         weights = weights.to(x.dtype)
         lead, trail = x.shape[:dim], x.shape[dim + 1:]
         columns = _columns(x, dim)

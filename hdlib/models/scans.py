@@ -31,15 +31,23 @@ from numba import njit, prange
 ROW_GROUPS = 32
 
 
+#: The torch thread count the kernels were last set to run on.
+_threads = 0
+
+
 def use_torch_threads() -> None:
     """Run the kernels on as many threads as torch uses (``torch.set_num_threads``).
 
     The first call starts numba's thread pool. With its OpenMP layer, that pool shares torch's
     OpenMP runtime and sets its thread count to numba's, so torch's count is put back."""
+    global _threads
     threads = torch.get_num_threads()
+    if threads == _threads:
+        return
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    _threads = threads
 
 
 @njit(parallel=True, cache=True)
@@ -102,17 +110,17 @@ def _adjoint(x, y0, y1, g0, g1, a, b, grad_x, need_x, grad_a):
     for group in prange(groups):
         lam0 = np.empty(F, dtype=x.dtype)
         lam1 = np.empty(F, dtype=x.dtype)
-        zero = np.zeros(F, dtype=x.dtype)  # y[-1]
         for r in range(group * R // groups, (group + 1) * R // groups):
             lam0[:] = 0
             lam1[:] = 0
             for t in range(T - 1, -1, -1):
-                a0 = a[t + 1, 0] if t < T - 1 else a.dtype.type(0)
-                a1 = a[t + 1, 1] if t < T - 1 else a.dtype.type(0)
+                a0, a1 = a[t + 1, 0], a[t + 1, 1]
                 # frames as 1-D views: the inner loop then indexes by f alone and vectorises
                 xt, h0, h1 = x[r, t], g0[r, t], g1[r, t]
-                before0 = y0[r, t - 1] if t > 0 else zero
-                before1 = y1[r, t - 1] if t > 0 else zero
+                # y[t-1], and 0 for y[-1] (a mask, not a choice between two arrays, which
+                # stops the loop from vectorising)
+                before0, before1 = y0[r, max(t - 1, 0)], y1[r, max(t - 1, 0)]
+                kept = x.dtype.type(1 if t > 0 else 0)
                 sum0 = sum1 = x.dtype.type(0)
                 for f in range(F):
                     l0 = h0[f] + a0 * lam0[f]
@@ -120,8 +128,8 @@ def _adjoint(x, y0, y1, g0, g1, a, b, grad_x, need_x, grad_a):
                     lam0[f] = l0
                     lam1[f] = l1
                     v = xt[f]
-                    sum0 += l0 * (before0[f] - v)
-                    sum1 += l1 * (before1[f] - v)
+                    sum0 += l0 * (kept * before0[f] - v)
+                    sum1 += l1 * (kept * before1[f] - v)
                 if need_x:
                     out, b0, b1 = grad_x[r, t], b[t, 0], b[t, 1]
                     for f in range(F):
@@ -134,22 +142,49 @@ def _adjoint(x, y0, y1, g0, g1, a, b, grad_x, need_x, grad_a):
 def _adjoint_single_feature(x, y0, y1, g0, g1, a, b, grad_x, need_x, grad_a):
     R, T = x.shape
     groups = grad_a.shape[0]
+    zero = x.dtype.type(0)
     for group in prange(groups):
-        for r in range(group * R // groups, (group + 1) * R // groups):
-            l0 = l1 = x.dtype.type(0)
+        start, stop = group * R // groups, (group + 1) * R // groups
+        quads = start + 4 * ((stop - start) // 4)
+        for r in range(start, quads, 4):  # four rows at once: eight recurrences in flight
+            l0 = l1 = l2 = l3 = m0 = m1 = m2 = m3 = zero
             for t in range(T - 1, -1, -1):
-                if t < T - 1:
-                    l0 = g0[r, t] + a[t + 1, 0] * l0
-                    l1 = g1[r, t] + a[t + 1, 1] * l1
+                c0, c1 = a[t + 1, 0], a[t + 1, 1]
+                l0 = g0[r, t] + c0 * l0
+                l1 = g0[r + 1, t] + c0 * l1
+                l2 = g0[r + 2, t] + c0 * l2
+                l3 = g0[r + 3, t] + c0 * l3
+                m0 = g1[r, t] + c1 * m0
+                m1 = g1[r + 1, t] + c1 * m1
+                m2 = g1[r + 2, t] + c1 * m2
+                m3 = g1[r + 3, t] + c1 * m3
+                v0, v1, v2, v3 = x[r, t], x[r + 1, t], x[r + 2, t], x[r + 3, t]
+                if t > 0:
+                    grad_a[group, 0, t] += (l0 * (y0[r, t - 1] - v0) + l1 * (y0[r + 1, t - 1] - v1)
+                                            + l2 * (y0[r + 2, t - 1] - v2)
+                                            + l3 * (y0[r + 3, t - 1] - v3))
+                    grad_a[group, 1, t] += (m0 * (y1[r, t - 1] - v0) + m1 * (y1[r + 1, t - 1] - v1)
+                                            + m2 * (y1[r + 2, t - 1] - v2)
+                                            + m3 * (y1[r + 3, t - 1] - v3))
                 else:
-                    l0, l1 = g0[r, t], g1[r, t]
-                v = x[r, t]
-                before0 = y0[r, t - 1] if t > 0 else x.dtype.type(0)
-                before1 = y1[r, t - 1] if t > 0 else x.dtype.type(0)
-                grad_a[group, 0, t] += l0 * (before0 - v)
-                grad_a[group, 1, t] += l1 * (before1 - v)
+                    grad_a[group, 0, t] -= l0 * v0 + l1 * v1 + l2 * v2 + l3 * v3
+                    grad_a[group, 1, t] -= m0 * v0 + m1 * v1 + m2 * v2 + m3 * v3
                 if need_x:
-                    grad_x[r, t] = b[t, 0] * l0 + b[t, 1] * l1
+                    b0, b1 = b[t, 0], b[t, 1]
+                    grad_x[r, t] = b0 * l0 + b1 * m0
+                    grad_x[r + 1, t] = b0 * l1 + b1 * m1
+                    grad_x[r + 2, t] = b0 * l2 + b1 * m2
+                    grad_x[r + 3, t] = b0 * l3 + b1 * m3
+        for r in range(quads, stop):
+            l0 = m0 = zero
+            for t in range(T - 1, -1, -1):
+                l0 = g0[r, t] + a[t + 1, 0] * l0
+                m0 = g1[r, t] + a[t + 1, 1] * m0
+                v0 = x[r, t]
+                grad_a[group, 0, t] += l0 * ((y0[r, t - 1] if t > 0 else zero) - v0)
+                grad_a[group, 1, t] += m0 * ((y1[r, t - 1] if t > 0 else zero) - v0)
+                if need_x:
+                    grad_x[r, t] = b[t, 0] * l0 + b[t, 1] * m0
 
 
 @njit(parallel=True, cache=True)
@@ -180,57 +215,170 @@ def _weighted_sums_single_feature(x, w, out):
         out[0, r], out[1, r] = s0, s1
 
 
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().numpy()
+@njit(parallel=True, cache=True)
+def _relax(x, d, per_trial, start, out):
+    R, T, F = x.shape
+    for r in prange(R):
+        k = d[r // per_trial]
+        first, xt, begin = out[r, 0], x[r, 0], start[r]
+        for f in range(F):
+            first[f] = k[0] * begin[f] + (1 - k[0]) * xt[f]
+        for t in range(1, T):
+            c, w = k[t], 1 - k[t]
+            xt, now, before = x[r, t], out[r, t], out[r, t - 1]
+            for f in range(F):
+                now[f] = c * before[f] + w * xt[f]
 
 
-def _coefficients(a: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """``(a, 1 - a)`` in the input's dtype, C-contiguous (one compiled version per dtype)."""
+@njit(parallel=True, cache=True)
+def _relax_single_feature(x, d, per_trial, start, out):
+    R, T = x.shape
+    for q in prange((R + 3) // 4):  # four rows at once: four recurrences in flight
+        rows = min(4, R - 4 * q)
+        r = 4 * q
+        k0, k1 = d[r // per_trial], d[(r + min(1, rows - 1)) // per_trial]
+        k2, k3 = d[(r + min(2, rows - 1)) // per_trial], d[(r + rows - 1) // per_trial]
+        s0, s1 = start[r], start[r + min(1, rows - 1)]
+        s2, s3 = start[r + min(2, rows - 1)], start[r + rows - 1]
+        x0, x1, x2, x3 = x[r], x[r + min(1, rows - 1)], x[r + min(2, rows - 1)], x[r + rows - 1]
+        o0, o1, o2, o3 = out[r], out[r + min(1, rows - 1)], out[r + min(2, rows - 1)], out[
+            r + rows - 1]
+        for t in range(T):
+            s0 = k0[t] * s0 + (1 - k0[t]) * x0[t]
+            s1 = k1[t] * s1 + (1 - k1[t]) * x1[t]
+            s2 = k2[t] * s2 + (1 - k2[t]) * x2[t]
+            s3 = k3[t] * s3 + (1 - k3[t]) * x3[t]
+            o0[t], o1[t], o2[t], o3[t] = s0, s1, s2, s3
+
+
+@njit(parallel=True, cache=True)
+def _relax_adjoint_single_feature(x, d, per_trial, start, out, g, grad_x, need_x, grad_d,
+                                  grad_start):
+    R, T = x.shape
+    for trial in prange(d.shape[0]):
+        k = d[trial]
+        for r in range(trial * per_trial, (trial + 1) * per_trial):
+            lam = x.dtype.type(0)
+            for t in range(T - 1, -1, -1):
+                lam = g[r, t] + k[t + 1] * lam
+                grad_d[trial, t] += lam * ((out[r, t - 1] if t > 0 else start[r]) - x[r, t])
+                if need_x:
+                    grad_x[r, t] = (1 - k[t]) * lam
+            grad_start[r] = k[0] * lam
+
+
+@njit(inline="always", fastmath=_REORDER)
+def _relax_adjoint_frame(lam, g, c, x, before, w, grad_x, need_x):
+    """One frame of the relaxation's adjoint: ``lam = g + c lam``, ``grad_x = w lam``; returns
+    ``<lam, before - x>``."""
+    total = x.dtype.type(0)
+    for f in range(lam.shape[0]):
+        value = g[f] + c * lam[f]
+        lam[f] = value
+        total += value * (before[f] - x[f])
+    if need_x:
+        for f in range(lam.shape[0]):
+            grad_x[f] = w * lam[f]
+    return total
+
+
+@njit(parallel=True, cache=True, fastmath=_REORDER)
+def _relax_adjoint(x, d, per_trial, start, out, g, grad_x, need_x, grad_d, grad_start):
+    R, T, F = x.shape
+    for trial in prange(d.shape[0]):  # one thread per trial: grad_d[trial] has one writer
+        k = d[trial]
+        lam = np.empty(F, dtype=x.dtype)
+        for r in range(trial * per_trial, (trial + 1) * per_trial):
+            lam[:] = 0
+            gx = grad_x[r] if need_x else grad_x[0]
+            for t in range(T - 1, 0, -1):
+                grad_d[trial, t] += _relax_adjoint_frame(lam, g[r, t], k[t + 1], x[r, t],
+                                                         out[r, t - 1], 1 - k[t], gx[t], need_x)
+            grad_d[trial, 0] += _relax_adjoint_frame(lam, g[r, 0], k[1], x[r, 0], start[r],
+                                                     1 - k[0], gx[0], need_x)
+            for f in range(F):
+                grad_start[r, f] = k[0] * lam[f]
+
+
+def coefficients(decays: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The kernels' ``(a, b = 1 - a)`` from per-frame decays ``decays (K, T)`` (``K`` 1 or 2;
+    one average is run twice): ``(T + 1, 2)`` arrays of ``dtype``, C-contiguous, with
+    ``a[T] = 0`` (the adjoint's ``a[t + 1]`` at the last frame)."""
+    a = np.zeros((decays.shape[1] + 1, 2))
+    a[:-1] = decays.T
     return np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(1 - a, dtype=dtype)
 
 
-def average_frames(x: torch.Tensor, a: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both averages of every frame of ``x (R, T, F)`` (contiguous) for coefficients
-    ``a (T, 2)``; each output is ``x``'s shape."""
+def average_frames(x: np.ndarray, a: np.ndarray, b: np.ndarray, y0: np.ndarray,
+                   y1: np.ndarray) -> None:
+    """Both averages of every frame of ``x (R, T, F)`` into ``y0`` and ``y1`` (``x``'s shape;
+    all C-contiguous) for the coefficients of :func:`coefficients`."""
     use_torch_threads()
-    y0, y1 = torch.empty_like(x), torch.empty_like(x)
-    a, b = _coefficients(a, _array(x).dtype)
     if x.shape[2] == 1:
-        _frames_single_feature(_array(x)[..., 0], a, b, _array(y0)[..., 0], _array(y1)[..., 0])
+        _frames_single_feature(x[..., 0], a, b, y0[..., 0], y1[..., 0])
     else:
-        _frames_wide(_array(x), a, b, _array(y0), _array(y1))
-    return y0, y1
+        _frames_wide(x, a, b, y0, y1)
 
 
-def average_adjoint(x: torch.Tensor, outputs: tuple[torch.Tensor, torch.Tensor],
-                    grads: tuple[torch.Tensor, torch.Tensor], a: np.ndarray,
-                    need_x: bool) -> tuple[torch.Tensor | None, np.ndarray]:
-    """``(dL/dx or None, dL/da (2, T) float64)`` from the output gradients ``grads`` (each
-    ``x``'s shape, contiguous) of :func:`average_frames`."""
-    use_torch_threads()
-    R, T, _ = x.shape
-    dtype = _array(x).dtype
-    a, b = _coefficients(a, dtype)
-    grad_x = torch.empty_like(x) if need_x else x.new_empty(1, 1, 1)
-    partial = np.zeros((min(R, ROW_GROUPS), 2, T))
-    if x.shape[2] == 1:
-        _adjoint_single_feature(*(_array(t)[..., 0] for t in (x, *outputs, *grads)), a, b,
-                                _array(grad_x)[..., 0], need_x, partial)
-    else:
-        _adjoint(_array(x), *map(_array, outputs), *map(_array, grads), a, b, _array(grad_x),
-                 need_x, partial)
-    return (grad_x if need_x else None), partial.sum(axis=0)
-
-
-def weighted_sums(x: torch.Tensor, weights: np.ndarray) -> torch.Tensor:
-    """``s[k, r, f] = sum_t weights[k, t] x[r, t, f]`` for ``x (R, T, F)`` (contiguous) and
-    ``weights (2, T)``: ``(2, R, F)``."""
+def average_adjoint(x: np.ndarray, y0: np.ndarray, y1: np.ndarray, g0: np.ndarray,
+                    g1: np.ndarray, a: np.ndarray, b: np.ndarray,
+                    grad_x: np.ndarray | None) -> np.ndarray:
+    """``dL/da (2, T)`` (float64) from the output gradients ``g0, g1`` of
+    :func:`average_frames` (``y0, y1``), and ``dL/dx`` into ``grad_x`` unless it is None; all
+    arrays ``x``'s shape and C-contiguous."""
     use_torch_threads()
     R, T, F = x.shape
-    out = x.new_empty(2, R, F)
-    w = weights.astype(_array(x).dtype)
+    need_x = grad_x is not None
+    grad_x = grad_x if need_x else np.empty((1, 1, 1), x.dtype)
+    partial = np.zeros((min(R, ROW_GROUPS), 2, T))
+    arrays = (x, y0, y1, g0, g1)
     if F == 1:
-        _weighted_sums_single_feature(_array(x)[..., 0], w, _array(out)[..., 0])
+        _adjoint_single_feature(*(v[..., 0] for v in arrays), a, b, grad_x[..., 0], need_x,
+                                partial)
     else:
-        _weighted_sums(_array(x), w, _array(out))
-    return out
+        _adjoint(*arrays, a, b, grad_x, need_x, partial)
+    return partial.sum(axis=0)
+
+
+def weighted_sums(x: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    """``out[k, r, f] = sum_t weights[k, t] x[r, t, f]`` for ``x (R, T, F)`` and
+    ``weights (2, T)`` of ``x``'s dtype, ``out (2, R, F)``; all C-contiguous."""
+    use_torch_threads()
+    if x.shape[2] == 1:
+        _weighted_sums_single_feature(x[..., 0], weights, out[..., 0])
+    else:
+        _weighted_sums(x, weights, out)
+
+
+def relax(x: np.ndarray, decay: np.ndarray, start: np.ndarray, out: np.ndarray) -> None:
+    """``out[r, t] = d[t] out[r, t-1] + (1 - d[t]) x[r, t]`` from ``out[r, -1] = start[r]``,
+    for ``x (R, T, F)``, ``start (R, F)`` and ``decay (R / n, T + 1)`` (the decays of each
+    trial, shared by its ``n`` consecutive rows; the last column 0); all C-contiguous."""
+    use_torch_threads()
+    per_trial = x.shape[0] // decay.shape[0]
+    if x.shape[2] == 1:
+        _relax_single_feature(x[..., 0], decay, per_trial, start[:, 0], out[..., 0])
+    else:
+        _relax(x, decay, per_trial, start, out)
+
+
+def relax_adjoint(x: np.ndarray, decay: np.ndarray, start: np.ndarray, out: np.ndarray,
+                  g: np.ndarray, grad_x: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(dL/ddecay (R / n, T) float64, dL/dstart (R, F))`` from the output gradient ``g`` of
+    :func:`relax`, and ``dL/dx`` into ``grad_x`` unless it is None: the adjoint
+    ``lam[t] = g[t] + d[t+1] lam[t+1]``, ``dL/dx[t] = (1 - d[t]) lam[t]``,
+    ``dL/dd[t] = sum <lam[t], out[t-1] - x[t]>`` over the trial's rows and features,
+    ``dL/dstart = d[0] lam[0]``."""
+    use_torch_threads()
+    trials, T = decay.shape[0], x.shape[1]
+    need_x = grad_x is not None
+    grad_x = grad_x if need_x else np.empty((1, T, x.shape[2]), x.dtype)
+    grad_d = np.zeros((trials, T))
+    grad_start = np.empty_like(start)
+    arrays = (x, decay, x.shape[0] // trials, start, out, g, grad_x, need_x, grad_d, grad_start)
+    if x.shape[2] == 1:
+        _relax_adjoint_single_feature(*(a[..., 0] if i in (0, 3, 4, 5, 6, 9) else a
+                                        for i, a in enumerate(arrays)))
+    else:
+        _relax_adjoint(*arrays)
+    return grad_d, grad_start
