@@ -46,9 +46,29 @@ def arguments(description: str, argv=None) -> argparse.Namespace:
     return args
 
 
+#: glibc's ``mallopt`` parameters (``malloc.h``) and the largest mmap threshold it accepts.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX = -1, -3, 32 * 2 ** 20
+
+
 def single_thread() -> None:
-    """Measure with one thread."""
+    """Measure with one thread, and with memory reused from one call to the next as in a
+    training loop (:func:`steady_allocator`)."""
     torch.set_num_threads(1)
+    steady_allocator()
+
+
+def steady_allocator() -> None:
+    """Fix glibc's allocator thresholds (Linux): blocks up to 32 MB come from the heap, and
+    freed heap memory is kept instead of being handed back to the system.
+
+    By default both thresholds move with the program's history, so whether a freed 31 MB
+    output is kept or handed back (and its pages supplied anew, slowly on a virtual machine)
+    changed from one call to the next: the same form measured 5 ms or 30 ms. Fixed, every
+    form and every floor sees the same rule; blocks above 32 MB are always new pages."""
+    if _LIBC is None or not hasattr(_LIBC, "mallopt"):
+        return
+    _LIBC.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+    _LIBC.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1)
 
 
 def cpu_seconds(fn, repeats: int = 3, slow: float = 0.5) -> tuple[float, float]:

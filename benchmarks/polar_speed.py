@@ -32,7 +32,8 @@ needs one read of x. Results go to ``benchmarks/results/polar_summarizer.{csv,js
 The amplitude relaxation of :class:`~hdlib.models.polar.PolarDynamics` gets the same treatment
 on feature maps (``benchmarks/results/polar_relaxation``): the document's frame loop
 ``A = a[:, :, t] + (A - a[:, :, t]) * exp(-lambda[:, t] dt)``, every frame kept, against hdlib's
-frame-by-frame pass, with the drive requiring a gradient and fixed.
+compiled pass (:func:`hdlib.models.scans.relax` and its adjoint), with the drive requiring a
+gradient and fixed.
 
 It also times the Polar V1 model's amplitude relaxation against the document's frame loop, and
 one training step with the four temporal constants frozen and learnable (what learning them
@@ -107,6 +108,17 @@ def compile_kernels() -> None:
         x = torch.rand(shape, requires_grad=True)
         outputs = [*summarizer(x), *summarizer.last_frame(x), dynamics(x, torch.zeros(1, 3))]
         sum(y.sum() for y in outputs).backward()
+
+
+def call_costs(channels: int, batch: int, repeats: int) -> dict:
+    """CPU seconds of hdlib's calls on a single frame of ``(batch, channels, 1, 1, 1)``: what a
+    call costs beyond its arithmetic (the module, autograd's custom function, the compiled
+    kernel's dispatch, new outputs), to set against the floor at the smallest size."""
+    x = torch.rand(batch, channels, 1, 1, 1, generator=torch.Generator().manual_seed(0))
+    summarizer = TemporalSummarizer()
+    return {"all frames, x fixed: fwd": common.cpu_seconds(lambda: summarizer(x), repeats)[0],
+            "last frame, x fixed: fwd":
+                common.cpu_seconds(lambda: summarizer.last_frame(x), repeats)[0]}
 
 
 def measure(channels: int, height: int, width: int, batch: int, frames: int,
@@ -260,7 +272,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--frames", type=int, default=240)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-save", action="store_true", help="print only")
     args = parser.parse_args(argv)
     common.single_thread()
@@ -287,7 +299,11 @@ def main(argv=None) -> None:
     print(f"relaxation: {relaxation:.1f}x the frame loop; learning the four constants costs "
           f"{100 * learning:+.0f}% per step")
     if not args.no_save:
-        print("saved", common.save("polar_summarizer", rows, {}))
+        overhead = call_costs(SIZES[0][0], args.batch, 50)
+        print("one-frame calls, microseconds:",
+              {k: round(1e6 * v, 1) for k, v in overhead.items()})
+        print("saved", common.save("polar_summarizer", rows,
+                                   {"one_frame_call_seconds": overhead}))
         print("saved", common.save("polar_model", model_rows, {}))
         print("saved", common.save("polar_relaxation", relaxation_rows, {}))
 

@@ -1,4 +1,5 @@
-"""Compiled (numba) passes of the temporal summariser's two exponential averages on the CPU.
+"""Compiled (numba) passes of the Polar V1 model's two temporal stages on the CPU: the
+summariser's two exponential averages and the amplitude relaxation.
 
 The input is viewed as ``x (R, T, F)``: rows (every axis before time), frames, and the
 features of one frame (every axis after time), which is both ``(..., T, F)`` and a feature map
@@ -11,13 +12,16 @@ average ``k`` (``k = 0, 1``; ``b = 1 - a``):
   ``lam_k[t] = g_k[t] + a_k[t+1] lam_k[t+1]``, ``dL/dx[t] = sum_k b_k[t] lam_k[t]`` and
   ``dL/da_k[t] = sum_{rows, features} lam_k[t] (y_k[t-1] - x[t])``;
 - :func:`weighted_sums`: ``s_k = sum_t w_k[t] x[t]``, the last frame of each average as one
-  read of ``x``.
+  read of ``x``;
+- :func:`relax` and :func:`relax_adjoint`: ``s[t] = d[t] s[t-1] + (1 - d[t]) x[t]`` from a
+  given ``s[-1]``, with a decay per trial and frame shared by the trial's rows (the channels of
+  a feature map), and its adjoint.
 
 Rows are independent and shared between threads (as many as torch uses); the sums over rows
-of ``dL/da`` are taken per fixed group of rows, then added in a fixed order, so results do not
-depend on the number of threads. A frame of one feature (``F = 1``, time contiguous in
-memory) is run four rows at a time, so that eight recurrences are in flight at once instead
-of waiting on each other.
+of ``dL/da`` are taken per fixed group of rows (per trial for ``dL/dd``), then added in a fixed
+order, so results do not depend on the number of threads. A frame of one feature (``F = 1``,
+time contiguous in memory) is run four rows at a time, so that several recurrences are in
+flight at once instead of waiting on each other.
 """
 from __future__ import annotations
 
@@ -218,13 +222,14 @@ def _weighted_sums_single_feature(x, w, out):
 @njit(parallel=True, cache=True)
 def _relax(x, d, per_trial, start, out):
     R, T, F = x.shape
+    one = x.dtype.type(1)  # an integer 1 would promote float32 arithmetic to float64
     for r in prange(R):
         k = d[r // per_trial]
         first, xt, begin = out[r, 0], x[r, 0], start[r]
         for f in range(F):
-            first[f] = k[0] * begin[f] + (1 - k[0]) * xt[f]
+            first[f] = k[0] * begin[f] + (one - k[0]) * xt[f]
         for t in range(1, T):
-            c, w = k[t], 1 - k[t]
+            c, w = k[t], one - k[t]
             xt, now, before = x[r, t], out[r, t], out[r, t - 1]
             for f in range(F):
                 now[f] = c * before[f] + w * xt[f]
@@ -233,6 +238,7 @@ def _relax(x, d, per_trial, start, out):
 @njit(parallel=True, cache=True)
 def _relax_single_feature(x, d, per_trial, start, out):
     R, T = x.shape
+    one = x.dtype.type(1)
     for q in prange((R + 3) // 4):  # four rows at once: four recurrences in flight
         rows = min(4, R - 4 * q)
         r = 4 * q
@@ -244,10 +250,10 @@ def _relax_single_feature(x, d, per_trial, start, out):
         o0, o1, o2, o3 = out[r], out[r + min(1, rows - 1)], out[r + min(2, rows - 1)], out[
             r + rows - 1]
         for t in range(T):
-            s0 = k0[t] * s0 + (1 - k0[t]) * x0[t]
-            s1 = k1[t] * s1 + (1 - k1[t]) * x1[t]
-            s2 = k2[t] * s2 + (1 - k2[t]) * x2[t]
-            s3 = k3[t] * s3 + (1 - k3[t]) * x3[t]
+            s0 = k0[t] * s0 + (one - k0[t]) * x0[t]
+            s1 = k1[t] * s1 + (one - k1[t]) * x1[t]
+            s2 = k2[t] * s2 + (one - k2[t]) * x2[t]
+            s3 = k3[t] * s3 + (one - k3[t]) * x3[t]
             o0[t], o1[t], o2[t], o3[t] = s0, s1, s2, s3
 
 
@@ -255,6 +261,7 @@ def _relax_single_feature(x, d, per_trial, start, out):
 def _relax_adjoint_single_feature(x, d, per_trial, start, out, g, grad_x, need_x, grad_d,
                                   grad_start):
     R, T = x.shape
+    one = x.dtype.type(1)
     for trial in prange(d.shape[0]):
         k = d[trial]
         for r in range(trial * per_trial, (trial + 1) * per_trial):
@@ -263,39 +270,37 @@ def _relax_adjoint_single_feature(x, d, per_trial, start, out, g, grad_x, need_x
                 lam = g[r, t] + k[t + 1] * lam
                 grad_d[trial, t] += lam * ((out[r, t - 1] if t > 0 else start[r]) - x[r, t])
                 if need_x:
-                    grad_x[r, t] = (1 - k[t]) * lam
+                    grad_x[r, t] = (one - k[t]) * lam
             grad_start[r] = k[0] * lam
-
-
-@njit(inline="always", fastmath=_REORDER)
-def _relax_adjoint_frame(lam, g, c, x, before, w, grad_x, need_x):
-    """One frame of the relaxation's adjoint: ``lam = g + c lam``, ``grad_x = w lam``; returns
-    ``<lam, before - x>``."""
-    total = x.dtype.type(0)
-    for f in range(lam.shape[0]):
-        value = g[f] + c * lam[f]
-        lam[f] = value
-        total += value * (before[f] - x[f])
-    if need_x:
-        for f in range(lam.shape[0]):
-            grad_x[f] = w * lam[f]
-    return total
 
 
 @njit(parallel=True, cache=True, fastmath=_REORDER)
 def _relax_adjoint(x, d, per_trial, start, out, g, grad_x, need_x, grad_d, grad_start):
     R, T, F = x.shape
+    one, zero = x.dtype.type(1), x.dtype.type(0)
     for trial in prange(d.shape[0]):  # one thread per trial: grad_d[trial] has one writer
         k = d[trial]
         lam = np.empty(F, dtype=x.dtype)
         for r in range(trial * per_trial, (trial + 1) * per_trial):
             lam[:] = 0
-            gx = grad_x[r] if need_x else grad_x[0]
-            for t in range(T - 1, 0, -1):
-                grad_d[trial, t] += _relax_adjoint_frame(lam, g[r, t], k[t + 1], x[r, t],
-                                                         out[r, t - 1], 1 - k[t], gx[t], need_x)
-            grad_d[trial, 0] += _relax_adjoint_frame(lam, g[r, 0], k[1], x[r, 0], start[r],
-                                                     1 - k[0], gx[0], need_x)
+            begin = start[r]
+            gx = grad_x[r if need_x else 0]  # an index, not a choice between two arrays
+            for t in range(T - 1, -1, -1):
+                c, w = k[t + 1], one - k[t]
+                # s[t-1]: out[t-1], or start at t = 0 (weights, not a choice between two arrays,
+                # which would stop the loop from vectorising)
+                kept = one if t > 0 else zero
+                before, xt, gt = out[r, max(t - 1, 0)], x[r, t], g[r, t]
+                total = zero
+                for f in range(F):
+                    value = gt[f] + c * lam[f]
+                    lam[f] = value
+                    total += value * (kept * before[f] + (one - kept) * begin[f] - xt[f])
+                grad_d[trial, t] += total
+                if need_x:
+                    out_x = gx[t]
+                    for f in range(F):
+                        out_x[f] = w * lam[f]
             for f in range(F):
                 grad_start[r, f] = k[0] * lam[f]
 
