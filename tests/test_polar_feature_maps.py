@@ -217,3 +217,26 @@ def test_closed_form_slopes_match_autograd(logit):
         expected = torch.stack([torch.autograd.grad(v, leaf, retain_graph=True)[0][0]
                                 for v in values])
         assert relative_gap(slopes, expected) < 1e-12
+
+
+def test_the_alphas_train_under_torch_func():
+    # torch.func over the alphas: the logits are wrapped, so the compiled kernels step aside
+    summarizer = summarizer64(0.7, 0.9)
+    x = torch.randn(2, 2, 9, 2, 1, dtype=F64, generator=torch.Generator().manual_seed(13))
+    params = dict(summarizer.named_parameters())
+
+    def loss(values):
+        fast, slow = torch.func.functional_call(summarizer, values, (x,))
+        return fast.square().sum() + slow.sum()
+
+    got = torch.func.grad(loss)(params)
+    expected = torch.autograd.grad(loss(params), list(params.values()))
+    for a, b in zip(got.values(), expected):
+        assert relative_gap(a, b) < 1e-10
+
+
+def test_slopes_stay_finite_when_alpha_rounds_to_one():
+    values = torch.tensor([40.0], dtype=F64)
+    assert torch.isfinite(polar._bias_corrected_decay_slopes(values, 30)).all()
+    _, slopes = polar._last_frame_table((40.0, 0.0), 30, F64)
+    assert torch.isfinite(torch.from_numpy(slopes)).all()

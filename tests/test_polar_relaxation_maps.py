@@ -155,3 +155,35 @@ def test_vectorised_jacobians_see_the_same_relaxation(form):
         lambda a, i: frame_loop(dynamics, a, gate, i), (amplitude, initial))
     for a, b in zip(got, expected):
         assert relative_gap(a, b) < 1e-10
+
+
+@pytest.mark.parametrize("initial_shape", [(4,), (1, 4), (2, 1)])
+def test_a_broadcast_initial_state_relaxes_like_the_full_one(initial_shape):
+    # (trials, T, features): an initial state that broadcasts to (trials, features)
+    g = torch.Generator().manual_seed(2)
+    dynamics = PolarDynamics().to(F64)
+    amplitude = torch.rand(2, 5, 4, generator=g, dtype=F64)
+    gate = (torch.rand(2, 5, generator=g, dtype=F64) < 0.5).to(F64)
+    initial = torch.rand(initial_shape, generator=g, dtype=F64)
+    full = dynamics(amplitude, gate, initial.expand(2, 4).clone())
+    assert relative_gap(dynamics(amplitude, gate, initial), full) < 1e-12
+
+
+def test_the_rates_train_under_torch_func(form):
+    # torch.func over the rates: a transform the compiled kernels cannot see into
+    dynamics = PolarDynamics().to(F64)
+    amplitude, gate, _ = case((2, 2, 6, 2, 1), seed=12)
+    params = dict(dynamics.named_parameters())
+
+    def loss(values, x):
+        return torch.func.functional_call(dynamics, values, (x, gate)).square().sum()
+
+    got = torch.func.grad(loss)(params, amplitude)
+    expected = torch.autograd.grad(loss(params, amplitude), list(params.values()))
+    for a, b in zip(got.values(), expected):
+        assert relative_gap(a, b) < 1e-10
+    flat = amplitude[..., 0, 0].transpose(1, 2).contiguous()  # (trials, T, features)
+    got = torch.func.grad(loss)(params, flat)
+    expected = torch.autograd.grad(loss(params, flat), list(params.values()))
+    for a, b in zip(got.values(), expected):
+        assert relative_gap(a, b) < 1e-10

@@ -134,16 +134,18 @@ class PolarDynamics(nn.Module):
                              f"amplitude; got {tuple(gate.shape)}")
         start = amplitude[..., 0, :] if initial is None else initial
         log_d = self.log_decay(gate)
-        if _compiled(amplitude) and amplitude.numel():  # one trial per row
+        if _compiled(amplitude, log_d, start):  # one trial per row
             decay = log_d.exp().to(amplitude.dtype).reshape(-1, amplitude.shape[-2])
+            start = start.to(amplitude.dtype).expand(amplitude[..., 0, :].shape)
             return _CompiledRelaxation.apply(amplitude, decay, start, amplitude.dim() - 2)
         return linear_recurrence(log_d, -torch.expm1(log_d)[..., None] * amplitude, start)
 
     def _feature_map(self, amplitude: torch.Tensor, gate: torch.Tensor,
                      initial: torch.Tensor | None) -> torch.Tensor:
-        """:meth:`forward` on ``(B, C, T, H, W)`` in its own layout, frame by frame in place
-        (:class:`_FrameRelaxation`), with the decay ``(B, 1, T, 1, 1)`` broadcast over channels
-        and positions."""
+        """:meth:`forward` on ``(B, C, T, H, W)`` in its own layout, with the decay of each trial
+        and frame shared by its channels and positions: compiled on the CPU
+        (:class:`_CompiledRelaxation`), frame by frame in place elsewhere
+        (:class:`_FrameRelaxation`), the plain frame loop under ``torch.func``."""
         B, C, T, H, W = amplitude.shape
         if gate.shape != (B, T):
             raise ValueError(f"gate must have shape {(B, T)} (trials, frames) for a feature map "
@@ -151,10 +153,12 @@ class PolarDynamics(nn.Module):
         if initial is not None and initial.shape != (B, C, H, W):
             raise ValueError(f"initial must have shape {(B, C, H, W)}; got "
                              f"{tuple(initial.shape)}")
-        start = amplitude[:, :, 0] if initial is None else initial
+        start = amplitude[:, :, 0] if initial is None else initial.to(amplitude.dtype)
         decay = self.log_decay(gate).exp().to(amplitude.dtype)  # (B, T)
-        if _compiled(amplitude) and amplitude.numel():
+        if _compiled(amplitude, decay, start):
             return _CompiledRelaxation.apply(amplitude, decay, start, 2)
+        if any(map(_transformed, (amplitude, decay, start))):
+            return _relaxation_loop(amplitude, decay, start, 2)
         return _FrameRelaxation.apply(amplitude, decay[:, None, :, None, None], start, 2)
 
     @torch.no_grad()
@@ -330,7 +334,7 @@ class _CompiledRelaxation(torch.autograd.Function):
         start = initial.detach().numpy().reshape(columns.shape[0], -1)
         scans.relax(columns, padded, start, _grid(out, dim))
         ctx.dim, ctx.padded = dim, padded
-        ctx.save_for_backward(x, decay, initial, out)
+        ctx.save_for_backward(x, decay, initial, out)  # decay only for the torch.func fallback
         return out
 
     @staticmethod
@@ -347,25 +351,31 @@ class _CompiledRelaxation(torch.autograd.Function):
         start = initial.detach().numpy().reshape(columns.shape[0], -1)
         grad_d, grad_start = scans.relax_adjoint(
             columns, ctx.padded, start, _grid(out, dim), _grid(grad.contiguous(), dim),
-            None if grad_x is None else _grid(grad_x, dim))
+            None if grad_x is None else _grid(grad_x, dim), need_d)
         return (grad_x, torch.from_numpy(grad_d).to(decay.dtype) if need_d else None,
                 torch.from_numpy(grad_start).view(initial.shape) if need_initial else None,
                 None)
 
 
+def _relaxation_loop(x, decay, initial, dim):
+    """``s[t] = d[t] s[t-1] + (1 - d[t]) x[t]`` frame by frame in plain torch operations (what
+    ``torch.func`` transforms can see into), for :class:`_CompiledRelaxation`'s inputs."""
+    columns = _columns(x, dim)
+    d = decay.repeat_interleave(columns.shape[0] // decay.shape[0], dim=0)[..., None]
+    state, frames = initial.reshape(columns.shape[0], -1), []
+    for t in range(columns.shape[1]):
+        state = d[:, t] * state + (1 - d[:, t]) * columns[:, t]
+        frames.append(state)
+    return torch.stack(frames, dim=1).reshape(x.shape)
+
+
 def _relaxation_loop_gradients(x, decay, initial, dim, grad, needed):
-    """The gradients of :class:`_CompiledRelaxation` by differentiating the frame loop
-    ``s[t] = d[t] s[t-1] + (1 - d[t]) x[t]`` written in plain torch operations, for an output
-    gradient that a ``torch.func`` transform has wrapped (slow)."""
+    """The gradients of :class:`_CompiledRelaxation` by differentiating
+    :func:`_relaxation_loop`, for an output gradient that a ``torch.func`` transform has
+    wrapped (slow)."""
     with torch.enable_grad():
         leaves = [t.detach().requires_grad_(need) for t, need in zip((x, decay, initial), needed)]
-        columns = _columns(leaves[0], dim)
-        d = leaves[1].repeat_interleave(columns.shape[0] // leaves[1].shape[0], dim=0)[..., None]
-        state, frames = leaves[2].reshape(columns.shape[0], -1), []
-        for t in range(columns.shape[1]):
-            state = d[:, t] * state + (1 - d[:, t]) * columns[:, t]
-            frames.append(state)
-        out = torch.stack(frames, dim=1).reshape(x.shape)
+        out = _relaxation_loop(*leaves, dim)
         wanted = [leaf for leaf, need in zip(leaves, needed) if need]
         found = iter(torch.autograd.grad(out, wanted, grad))
     return tuple(next(found) if need else None for need in needed)
@@ -389,11 +399,12 @@ def _last_frame_table(logits: tuple[float, float], n_frames: int, dtype: torch.d
     :func:`_last_frame_weights`, cached by value like :func:`_decay_table`."""
     values = torch.tensor(logits, dtype=torch.float64)
     weights = _last_frame_weights(values, n_frames)
-    alpha = torch.sigmoid(values)[:, None]
+    alpha, rest = torch.sigmoid(values)[:, None], torch.sigmoid(-values)[:, None]
+    log_alpha = torch.nn.functional.logsigmoid(values)[:, None]
     lag = torch.arange(n_frames - 1, -1, -1, dtype=torch.float64)
-    kept = -torch.expm1(n_frames * torch.log(alpha))  # 1 - alpha^T
+    kept = -torch.expm1(n_frames * log_alpha)  # 1 - alpha^T
     # d log w / d logit = -alpha + lag (1 - alpha) + T alpha^T (1 - alpha) / (1 - alpha^T)
-    log_slope = (-alpha + (1 - alpha) * (lag + n_frames * alpha ** n_frames / kept))
+    log_slope = -alpha + rest * (lag + n_frames * torch.exp(n_frames * log_alpha) / kept)
     return (np.ascontiguousarray(weights.numpy(), dtype=_numpy_dtype(dtype)),
             (weights * log_slope).numpy())
 
@@ -523,7 +534,7 @@ class _CompiledWeightedSums(torch.autograd.Function):
         g = g.view(2, columns.shape[0], -1)
         grad_x, grad_logits = None, [None, None]
         if ctx.needs_input_grad[0]:
-            w = torch.from_numpy(ctx.weights)
+            w = torch.tensor(ctx.weights)  # a copy: the array belongs to the cached table
             grad_x = torch.einsum("kt,krf->rtf", w, g).view(x.shape)
         if any(ctx.needs_input_grad[2:]):
             grad_w = torch.einsum("krf,rtf->kt", g, columns).double().numpy()
@@ -531,22 +542,26 @@ class _CompiledWeightedSums(torch.autograd.Function):
         return grad_x, None, *grad_logits
 
 
-#: Run the summariser's averages through the compiled kernels when ``x`` is a float tensor on
-#: the CPU (tests switch it off to check the torch frame loop, which serves every other device).
+#: Run the summariser's averages and the relaxation through the compiled kernels when the input
+#: is a float tensor on the CPU (tests switch it off to check the torch forms, which serve every
+#: other device).
 COMPILED = True
 
 
-def _compiled(x: torch.Tensor) -> bool:
-    return (COMPILED and x.device.type == "cpu" and not x.is_meta and not _transformed(x)
-            and x.dtype in (torch.float32, torch.float64))
+def _compiled(x: torch.Tensor, *others: torch.Tensor) -> bool:
+    """Whether ``x`` (with the other inputs ``others``) goes through the compiled kernels: a
+    non-empty float CPU tensor, and no input wrapped by a ``torch.func`` transform."""
+    return (COMPILED and x.device.type == "cpu" and not x.is_meta and x.numel() > 0
+            and x.dtype in (torch.float32, torch.float64)
+            and not any(map(_transformed, (x, *others))))
 
 
 def _averages(x: torch.Tensor, logits: list[torch.Tensor], dim: int) -> list[torch.Tensor]:
     """Both corrected averages of ``x`` along ``dim``: compiled on the CPU, the torch frame
     loop elsewhere, the reference loop under ``vmap``."""
-    if _compiled(x) and x.numel():
+    if _compiled(x, *logits):
         return list(_CompiledAverages.apply(x, dim, *logits))
-    if _transformed(x):  # vmap: plain torch operations only
+    if any(map(_transformed, (x, *logits))):  # torch.func: plain torch operations only
         return [ema_loop(x.movedim(dim, -2), torch.sigmoid(logit)).movedim(-2, dim)
                 for logit in logits]
     decays = _bias_corrected_decays(torch.stack(logits), x.shape[dim])
@@ -591,11 +606,12 @@ def _bias_corrected_decay_slopes(logits: torch.Tensor, n_frames: int) -> torch.T
     ``da[t]/dalpha = (1 - alpha) S[t] / D[t]^2`` and ``dalpha/dlogit = alpha (1 - alpha)``.
     """
     alpha = torch.sigmoid(logits.double())[..., None]
-    rest = torch.sigmoid(-logits.double())[..., None]  # 1 - alpha
+    rest = torch.sigmoid(-logits.double())[..., None]  # 1 - alpha, exact near alpha = 1
+    log_alpha = torch.nn.functional.logsigmoid(logits.double())[..., None]
     lag = torch.arange(n_frames, dtype=torch.float64, device=logits.device)
-    terms = (lag + 1) * alpha ** lag * rest
+    terms = (lag + 1) * torch.exp(log_alpha * lag) * rest
     partial = torch.cumsum(terms, dim=-1) - terms  # S[t]: the terms before t
-    kept = -torch.expm1(torch.log(alpha) * (lag + 1))  # D[t]
+    kept = -torch.expm1(log_alpha * (lag + 1))  # D[t]
     return alpha * rest ** 2 * partial / kept ** 2
 
 
@@ -664,7 +680,7 @@ class TemporalSummarizer(nn.Module):
         """
         dim = _time_axis(x)
         logits = self.alpha_fast_logit, self.alpha_slow_logit
-        if _compiled(x) and x.numel():
+        if _compiled(x, *logits):
             return _CompiledWeightedSums.apply(x, dim, *logits)
         T = x.shape[dim]
         weights = _last_frame_weights(torch.stack(logits), T)  # (2, T)

@@ -19,9 +19,10 @@ average ``k`` (``k = 0, 1``; ``b = 1 - a``):
 
 Rows are independent and shared between threads (as many as torch uses); the sums over rows
 of ``dL/da`` are taken per fixed group of rows (per trial for ``dL/dd``), then added in a fixed
-order, so results do not depend on the number of threads. A frame of one feature (``F = 1``,
-time contiguous in memory) is run four rows at a time, so that several recurrences are in
-flight at once instead of waiting on each other.
+order, so results do not depend on the number of threads. With one feature per frame
+(``F = 1``, time contiguous in memory) the forward passes and the averages' adjoint run four
+rows at a time, so that several recurrences are in flight at once instead of waiting on each
+other.
 """
 from __future__ import annotations
 
@@ -35,23 +36,18 @@ from numba import njit, prange
 ROW_GROUPS = 32
 
 
-#: The torch thread count the kernels were last set to run on.
-_threads = 0
-
-
 def use_torch_threads() -> None:
-    """Run the kernels on as many threads as torch uses (``torch.set_num_threads``).
+    """Run the kernels on as many threads as torch uses (``torch.set_num_threads``), in the
+    calling thread (numba's count, like torch's, belongs to each thread).
 
     The first call starts numba's thread pool. With its OpenMP layer, that pool shares torch's
     OpenMP runtime and sets its thread count to numba's, so torch's count is put back."""
-    global _threads
     threads = torch.get_num_threads()
-    if threads == _threads:
-        return
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    wanted = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != wanted:  # the first call starts numba's pool
+        numba.set_num_threads(wanted)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    _threads = threads
 
 
 @njit(parallel=True, cache=True)
@@ -258,8 +254,8 @@ def _relax_single_feature(x, d, per_trial, start, out):
 
 
 @njit(parallel=True, cache=True)
-def _relax_adjoint_single_feature(x, d, per_trial, start, out, g, grad_x, need_x, grad_d,
-                                  grad_start):
+def _relax_adjoint_single_feature(x, d, per_trial, start, out, g, grad_x, need_x, need_d,
+                                  grad_d, grad_start):
     R, T = x.shape
     one = x.dtype.type(1)
     for trial in prange(d.shape[0]):
@@ -268,14 +264,16 @@ def _relax_adjoint_single_feature(x, d, per_trial, start, out, g, grad_x, need_x
             lam = x.dtype.type(0)
             for t in range(T - 1, -1, -1):
                 lam = g[r, t] + k[t + 1] * lam
-                grad_d[trial, t] += lam * ((out[r, t - 1] if t > 0 else start[r]) - x[r, t])
+                if need_d:
+                    grad_d[trial, t] += lam * ((out[r, t - 1] if t > 0 else start[r]) - x[r, t])
                 if need_x:
                     grad_x[r, t] = (one - k[t]) * lam
             grad_start[r] = k[0] * lam
 
 
 @njit(parallel=True, cache=True, fastmath=_REORDER)
-def _relax_adjoint(x, d, per_trial, start, out, g, grad_x, need_x, grad_d, grad_start):
+def _relax_adjoint(x, d, per_trial, start, out, g, grad_x, need_x, need_d, grad_d,
+                   grad_start):
     R, T, F = x.shape
     one, zero = x.dtype.type(1), x.dtype.type(0)
     for trial in prange(d.shape[0]):  # one thread per trial: grad_d[trial] has one writer
@@ -291,12 +289,16 @@ def _relax_adjoint(x, d, per_trial, start, out, g, grad_x, need_x, grad_d, grad_
                 # which would stop the loop from vectorising)
                 kept = one if t > 0 else zero
                 before, xt, gt = out[r, max(t - 1, 0)], x[r, t], g[r, t]
-                total = zero
-                for f in range(F):
-                    value = gt[f] + c * lam[f]
-                    lam[f] = value
-                    total += value * (kept * before[f] + (one - kept) * begin[f] - xt[f])
-                grad_d[trial, t] += total
+                if need_d:
+                    total = zero
+                    for f in range(F):
+                        value = gt[f] + c * lam[f]
+                        lam[f] = value
+                        total += value * (kept * before[f] + (one - kept) * begin[f] - xt[f])
+                    grad_d[trial, t] += total
+                else:  # dL/dx only: x and out are not read
+                    for f in range(F):
+                        lam[f] = gt[f] + c * lam[f]
                 if need_x:
                     out_x = gx[t]
                     for f in range(F):
@@ -359,8 +361,12 @@ def relax(x: np.ndarray, decay: np.ndarray, start: np.ndarray, out: np.ndarray) 
     """``out[r, t] = d[t] out[r, t-1] + (1 - d[t]) x[r, t]`` from ``out[r, -1] = start[r]``,
     for ``x (R, T, F)``, ``start (R, F)`` and ``decay (R / n, T + 1)`` (the decays of each
     trial, shared by its ``n`` consecutive rows; the last column 0); all C-contiguous."""
+    R, T, F = x.shape
+    if R % decay.shape[0] or decay.shape[1] != T + 1 or start.shape != (R, F):
+        raise ValueError(f"relax: x {x.shape} needs decay (trials dividing {R}, {T + 1}) and "
+                         f"start ({R}, {F}); got {decay.shape} and {start.shape}")
     use_torch_threads()
-    per_trial = x.shape[0] // decay.shape[0]
+    per_trial = R // decay.shape[0]
     if x.shape[2] == 1:
         _relax_single_feature(x[..., 0], decay, per_trial, start[:, 0], out[..., 0])
     else:
@@ -368,21 +374,23 @@ def relax(x: np.ndarray, decay: np.ndarray, start: np.ndarray, out: np.ndarray) 
 
 
 def relax_adjoint(x: np.ndarray, decay: np.ndarray, start: np.ndarray, out: np.ndarray,
-                  g: np.ndarray, grad_x: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+                  g: np.ndarray, grad_x: np.ndarray | None,
+                  need_d: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(dL/ddecay (R / n, T) float64, dL/dstart (R, F))`` from the output gradient ``g`` of
     :func:`relax`, and ``dL/dx`` into ``grad_x`` unless it is None: the adjoint
     ``lam[t] = g[t] + d[t+1] lam[t+1]``, ``dL/dx[t] = (1 - d[t]) lam[t]``,
-    ``dL/dd[t] = sum <lam[t], out[t-1] - x[t]>`` over the trial's rows and features,
-    ``dL/dstart = d[0] lam[0]``."""
+    ``dL/dd[t] = sum <lam[t], out[t-1] - x[t]>`` over the trial's rows and features (zero
+    unless ``need_d``), ``dL/dstart = d[0] lam[0]``."""
     use_torch_threads()
     trials, T = decay.shape[0], x.shape[1]
     need_x = grad_x is not None
     grad_x = grad_x if need_x else np.empty((1, T, x.shape[2]), x.dtype)
     grad_d = np.zeros((trials, T))
     grad_start = np.empty_like(start)
-    arrays = (x, decay, x.shape[0] // trials, start, out, g, grad_x, need_x, grad_d, grad_start)
+    arrays = (x, decay, x.shape[0] // trials, start, out, g, grad_x, need_x, need_d, grad_d,
+              grad_start)
     if x.shape[2] == 1:
-        _relax_adjoint_single_feature(*(a[..., 0] if i in (0, 3, 4, 5, 6, 9) else a
+        _relax_adjoint_single_feature(*(a[..., 0] if i in (0, 3, 4, 5, 6, 10) else a
                                         for i, a in enumerate(arrays)))
     else:
         _relax_adjoint(*arrays)
