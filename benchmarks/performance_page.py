@@ -160,9 +160,9 @@ make benchmark      # runs the three benchmarks, saves benchmarks/results/, rewr
 .venv/bin/python -m benchmarks.polar_speed --no-save     # one benchmark, printed only
 ```
 
-Each benchmark takes one to three minutes on this shared machine, almost all of it in the
+Each benchmark takes one to five minutes on this shared machine, almost all of it in the
 documents' forms (the summariser's loop with an input gradient at the largest size takes over
-half a minute on its own); forms that take more than half a second per call are timed twice.
+half a minute per call); forms that take more than half a second per call are timed twice.
 
 ## Temporal summariser (document 004)
 
