@@ -240,3 +240,18 @@ def test_slopes_stay_finite_when_alpha_rounds_to_one():
     assert torch.isfinite(polar._bias_corrected_decay_slopes(values, 30)).all()
     _, slopes = polar._last_frame_table((40.0, 0.0), 30, F64)
     assert torch.isfinite(torch.from_numpy(slopes)).all()
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 20, 2, 2), (3, 3, 20, 1, 1)])
+def test_frozen_alphas_pass_only_the_input_gradient(shape):
+    # alphas as buffers: the adjoint skips their gradient; the input's must still match the loop
+    x = torch.randn(shape, dtype=F64, generator=torch.Generator().manual_seed(14),
+                    requires_grad=True)
+    summarizer = polar.TemporalSummarizer(0.6, 0.93, learnable_alphas=False).to(F64)
+    weights = torch.rand(shape, dtype=F64, generator=torch.Generator().manual_seed(15))
+    fast, slow = summarizer(x)
+    got, = torch.autograd.grad((fast * weights + slow).sum(), x)
+    expected, = torch.autograd.grad(
+        (frame_loop(x, summarizer.alpha_fast) * weights
+         + frame_loop(x, summarizer.alpha_slow)).sum(), x)
+    assert relative_gap(got, expected) < 1e-10

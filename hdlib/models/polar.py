@@ -454,7 +454,7 @@ class _CompiledAverages(torch.autograd.Function):
         grad_x = torch.empty_like(x) if need_x else None
         grad_a = scans.average_adjoint(
             *(_grid(t, ctx.dim) for t in (x, *averages, *grads)), *ctx.coefficients,
-            None if grad_x is None else _grid(grad_x, ctx.dim))
+            None if grad_x is None else _grid(grad_x, ctx.dim), need_logits)
         grad_logits = (_logit_gradients(logits, grad_a, ctx.slopes) if need_logits
                        else [None] * len(logits))
         return grad_x, None, *grad_logits

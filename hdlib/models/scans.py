@@ -104,7 +104,7 @@ _REORDER = {"reassoc", "contract"}
 
 
 @njit(parallel=True, cache=True, fastmath=_REORDER)
-def _adjoint(x, y0, y1, g0, g1, a, b, grad_x, need_x, grad_a):
+def _adjoint(x, y0, y1, g0, g1, a, b, grad_x, need_x, need_a, grad_a):
     R, T, F = x.shape
     groups = grad_a.shape[0]
     for group in prange(groups):
@@ -121,25 +121,30 @@ def _adjoint(x, y0, y1, g0, g1, a, b, grad_x, need_x, grad_a):
                 # stops the loop from vectorising)
                 before0, before1 = y0[r, max(t - 1, 0)], y1[r, max(t - 1, 0)]
                 kept = x.dtype.type(1 if t > 0 else 0)
-                sum0 = sum1 = x.dtype.type(0)
-                for f in range(F):
-                    l0 = h0[f] + a0 * lam0[f]
-                    l1 = h1[f] + a1 * lam1[f]
-                    lam0[f] = l0
-                    lam1[f] = l1
-                    v = xt[f]
-                    sum0 += l0 * (kept * before0[f] - v)
-                    sum1 += l1 * (kept * before1[f] - v)
+                if need_a:
+                    sum0 = sum1 = x.dtype.type(0)
+                    for f in range(F):
+                        l0 = h0[f] + a0 * lam0[f]
+                        l1 = h1[f] + a1 * lam1[f]
+                        lam0[f] = l0
+                        lam1[f] = l1
+                        v = xt[f]
+                        sum0 += l0 * (kept * before0[f] - v)
+                        sum1 += l1 * (kept * before1[f] - v)
+                    grad_a[group, 0, t] += sum0
+                    grad_a[group, 1, t] += sum1
+                else:  # dL/dx only: x and the averages are not read
+                    for f in range(F):
+                        lam0[f] = h0[f] + a0 * lam0[f]
+                        lam1[f] = h1[f] + a1 * lam1[f]
                 if need_x:
                     out, b0, b1 = grad_x[r, t], b[t, 0], b[t, 1]
                     for f in range(F):
                         out[f] = b0 * lam0[f] + b1 * lam1[f]
-                grad_a[group, 0, t] += sum0
-                grad_a[group, 1, t] += sum1
 
 
 @njit(parallel=True, cache=True)
-def _adjoint_single_feature(x, y0, y1, g0, g1, a, b, grad_x, need_x, grad_a):
+def _adjoint_single_feature(x, y0, y1, g0, g1, a, b, grad_x, need_x, need_a, grad_a):
     R, T = x.shape
     groups = grad_a.shape[0]
     zero = x.dtype.type(0)
@@ -158,15 +163,16 @@ def _adjoint_single_feature(x, y0, y1, g0, g1, a, b, grad_x, need_x, grad_a):
                 m1 = g1[r + 1, t] + c1 * m1
                 m2 = g1[r + 2, t] + c1 * m2
                 m3 = g1[r + 3, t] + c1 * m3
-                v0, v1, v2, v3 = x[r, t], x[r + 1, t], x[r + 2, t], x[r + 3, t]
-                if t > 0:
+                if need_a and t > 0:
+                    v0, v1, v2, v3 = x[r, t], x[r + 1, t], x[r + 2, t], x[r + 3, t]
                     grad_a[group, 0, t] += (l0 * (y0[r, t - 1] - v0) + l1 * (y0[r + 1, t - 1] - v1)
                                             + l2 * (y0[r + 2, t - 1] - v2)
                                             + l3 * (y0[r + 3, t - 1] - v3))
                     grad_a[group, 1, t] += (m0 * (y1[r, t - 1] - v0) + m1 * (y1[r + 1, t - 1] - v1)
                                             + m2 * (y1[r + 2, t - 1] - v2)
                                             + m3 * (y1[r + 3, t - 1] - v3))
-                else:
+                elif need_a:  # y[-1] = 0
+                    v0, v1, v2, v3 = x[r, t], x[r + 1, t], x[r + 2, t], x[r + 3, t]
                     grad_a[group, 0, t] -= l0 * v0 + l1 * v1 + l2 * v2 + l3 * v3
                     grad_a[group, 1, t] -= m0 * v0 + m1 * v1 + m2 * v2 + m3 * v3
                 if need_x:
@@ -180,9 +186,10 @@ def _adjoint_single_feature(x, y0, y1, g0, g1, a, b, grad_x, need_x, grad_a):
             for t in range(T - 1, -1, -1):
                 l0 = g0[r, t] + a[t + 1, 0] * l0
                 m0 = g1[r, t] + a[t + 1, 1] * m0
-                v0 = x[r, t]
-                grad_a[group, 0, t] += l0 * ((y0[r, t - 1] if t > 0 else zero) - v0)
-                grad_a[group, 1, t] += m0 * ((y1[r, t - 1] if t > 0 else zero) - v0)
+                if need_a:
+                    v0 = x[r, t]
+                    grad_a[group, 0, t] += l0 * ((y0[r, t - 1] if t > 0 else zero) - v0)
+                    grad_a[group, 1, t] += m0 * ((y1[r, t - 1] if t > 0 else zero) - v0)
                 if need_x:
                     grad_x[r, t] = b[t, 0] * l0 + b[t, 1] * m0
 
@@ -329,10 +336,10 @@ def average_frames(x: np.ndarray, a: np.ndarray, b: np.ndarray, y0: np.ndarray,
 
 def average_adjoint(x: np.ndarray, y0: np.ndarray, y1: np.ndarray, g0: np.ndarray,
                     g1: np.ndarray, a: np.ndarray, b: np.ndarray,
-                    grad_x: np.ndarray | None) -> np.ndarray:
-    """``dL/da (2, T)`` (float64) from the output gradients ``g0, g1`` of
-    :func:`average_frames` (``y0, y1``), and ``dL/dx`` into ``grad_x`` unless it is None; all
-    arrays ``x``'s shape and C-contiguous."""
+                    grad_x: np.ndarray | None, need_a: bool = True) -> np.ndarray:
+    """``dL/da (2, T)`` (float64; zero unless ``need_a``) from the output gradients
+    ``g0, g1`` of :func:`average_frames` (``y0, y1``), and ``dL/dx`` into ``grad_x`` unless it
+    is None; all arrays ``x``'s shape and C-contiguous."""
     use_torch_threads()
     R, T, F = x.shape
     need_x = grad_x is not None
@@ -341,9 +348,9 @@ def average_adjoint(x: np.ndarray, y0: np.ndarray, y1: np.ndarray, g0: np.ndarra
     arrays = (x, y0, y1, g0, g1)
     if F == 1:
         _adjoint_single_feature(*(v[..., 0] for v in arrays), a, b, grad_x[..., 0], need_x,
-                                partial)
+                                need_a, partial)
     else:
-        _adjoint(*arrays, a, b, grad_x, need_x, partial)
+        _adjoint(*arrays, a, b, grad_x, need_x, need_a, partial)
     return partial.sum(axis=0)
 
 
