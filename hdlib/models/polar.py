@@ -327,10 +327,10 @@ class _CompiledRelaxation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, decay, initial, dim):
         x, initial = x.contiguous(), initial.contiguous()
-        padded = np.zeros((decay.shape[0], decay.shape[1] + 1), dtype=_numpy_dtype(x.dtype))
+        columns = _grid(x, dim)
+        padded = np.zeros((decay.shape[0], decay.shape[1] + 1), dtype=columns.dtype)
         padded[:, :-1] = decay.detach().numpy()
         out = torch.empty_like(x)
-        columns = _grid(x, dim)
         start = initial.detach().numpy().reshape(columns.shape[0], -1)
         scans.relax(columns, padded, start, _grid(out, dim))
         ctx.dim, ctx.padded = dim, padded
@@ -341,11 +341,11 @@ class _CompiledRelaxation(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, decay, initial, out = ctx.saved_tensors
-        dim = ctx.dim
-        need_x, need_d, need_initial = ctx.needs_input_grad[:3]
+        dim, needed = ctx.dim, ctx.needs_input_grad[:3]
         if _transformed(grad):  # torch.func (vmap): differentiate the loop
-            return (*_relaxation_loop_gradients(x, decay, initial, dim, grad,
-                                                ctx.needs_input_grad[:3]), None)
+            return (*_loop_gradients(lambda *v: [_relaxation_loop(*v, dim)],
+                                     (x, decay, initial), needed, [grad]), None)
+        need_x, need_d, need_initial = needed
         grad_x = torch.empty_like(x) if need_x else None
         columns = _grid(x, dim)
         start = initial.detach().numpy().reshape(columns.shape[0], -1)
@@ -367,18 +367,6 @@ def _relaxation_loop(x, decay, initial, dim):
         state = d[:, t] * state + (1 - d[:, t]) * columns[:, t]
         frames.append(state)
     return torch.stack(frames, dim=1).reshape(x.shape)
-
-
-def _relaxation_loop_gradients(x, decay, initial, dim, grad, needed):
-    """The gradients of :class:`_CompiledRelaxation` by differentiating
-    :func:`_relaxation_loop`, for an output gradient that a ``torch.func`` transform has
-    wrapped (slow)."""
-    with torch.enable_grad():
-        leaves = [t.detach().requires_grad_(need) for t, need in zip((x, decay, initial), needed)]
-        out = _relaxation_loop(*leaves, dim)
-        wanted = [leaf for leaf, need in zip(leaves, needed) if need]
-        found = iter(torch.autograd.grad(out, wanted, grad))
-    return tuple(next(found) if need else None for need in needed)
 
 
 @functools.lru_cache(maxsize=32)
@@ -447,7 +435,13 @@ class _CompiledAverages(torch.autograd.Function):
         if all(g is None for g in grads):
             return (None,) * (2 + len(logits))
         if any(_transformed(g) for g in grads):  # torch.func (vmap): differentiate the loop
-            return _loop_gradients(x, ctx.dim, logits, grads, need_x, need_logits)
+            def loop(x, *logits):
+                columns = _columns(x, ctx.dim)
+                return [ema_loop(columns, torch.sigmoid(logit)).view(x.shape)
+                        for logit in logits]
+            grad_x, *grad_logits = _loop_gradients(
+                loop, (x, *logits), (need_x,) + (need_logits,) * len(logits), grads)
+            return grad_x, None, *grad_logits
         grads = [torch.zeros_like(x) if g is None else g.contiguous() for g in grads]
         if len(grads) == 1:  # one average was run twice: the copy gets no gradient
             grads.append(torch.zeros_like(x))
@@ -463,7 +457,7 @@ class _CompiledAverages(torch.autograd.Function):
 def _grid(x: torch.Tensor, dim: int) -> np.ndarray:
     """The memory of a contiguous CPU tensor ``x`` as a ``(rows, T, features)`` array: every
     axis before ``dim`` a row, every axis after it a feature."""
-    return x.detach().numpy().reshape(math.prod(x.shape[:dim]), x.shape[dim], -1)
+    return _columns(x.detach(), dim).numpy()
 
 
 def _columns(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -482,23 +476,18 @@ def _transformed(tensor: torch.Tensor | None) -> bool:
                                    or functorch.is_legacy_batchedtensor(tensor))
 
 
-def _loop_gradients(x, dim, logits, grads, need_x, need_logits):
-    """The gradients of :class:`_CompiledAverages` by differentiating :func:`ema_loop`, for
-    output gradients that a ``torch.func`` transform has wrapped (slow, but made of plain
-    torch operations)."""
-    columns = _columns(x, dim)
+def _loop_gradients(form, inputs, needed, grads):
+    """The gradients of the outputs of ``form(*inputs)``, a frame loop of plain torch
+    operations, with respect to the ``inputs`` that are ``needed`` (None for the others), for
+    output gradients ``grads`` (None where an output has none) that a ``torch.func`` transform
+    has wrapped, which compiled kernels cannot see into (slow)."""
     with torch.enable_grad():
-        leaf_x = columns.detach().requires_grad_(need_x)
-        leaves = [logit.detach().requires_grad_(need_logits) for logit in logits]
-        outputs, wanted = [], []
-        for leaf, g in zip(leaves, grads):
-            if g is not None:
-                outputs.append(ema_loop(leaf_x, torch.sigmoid(leaf)))
-                wanted.append(g.reshape(columns.shape))
-        inputs = ([leaf_x] if need_x else []) + (leaves if need_logits else [])
-        found = list(torch.autograd.grad(outputs, inputs, wanted, allow_unused=True))
-    grad_x = found.pop(0).reshape(x.shape) if need_x else None
-    return grad_x, None, *(found if need_logits else [None] * len(logits))
+        leaves = [t.detach().requires_grad_(need) for t, need in zip(inputs, needed)]
+        pairs = [(y, g) for y, g in zip(form(*leaves), grads) if g is not None]
+        wanted = [leaf for leaf, need in zip(leaves, needed) if need]
+        found = iter(torch.autograd.grad([y for y, _ in pairs], wanted,
+                                         [g for _, g in pairs], allow_unused=True))
+    return [next(found) if need else None for need in needed]
 
 
 class _CompiledWeightedSums(torch.autograd.Function):
