@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from hdlib.models.scans import new_like
+
 RESULTS = Path(__file__).parent / "results"
 try:
     _LIBC = ctypes.CDLL("libc.so.6")
@@ -114,10 +116,12 @@ def write_seconds(like: torch.Tensor, count: int = 1, repeats: int = 5) -> float
     """``count`` writes of new tensors of ``like``'s size and dtype, all alive at once
     (allocated, then filled): what any form pays for the outputs it returns, the operating
     system's first touch of the new pages included. Timed together, because the allocator
-    recycles one freed block cheaply but hands larger totals back to the system."""
+    recycles one freed block cheaply but hands larger totals back to the system. The tensors
+    come from :func:`hdlib.models.scans.new_like`, huge pages for large ones, as hdlib's
+    outputs do: the cheapest new memory this machine supplies."""
     if count == 0:
         return 0.0
-    return cpu_seconds(lambda: [torch.ones_like(like) for _ in range(count)], repeats)[0]
+    return cpu_seconds(lambda: [new_like(like).fill_(1) for _ in range(count)], repeats)[0]
 
 
 def read_seconds(like: torch.Tensor, repeats: int = 5) -> float:

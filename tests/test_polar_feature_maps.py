@@ -5,13 +5,15 @@ Every check compares against the document's frame loop written out here,
 ``1 - alpha^(t+1)`` as :class:`~hdlib.models.polar.TemporalSummarizer` documents.
 """
 
+import functools
+import pathlib
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from hdlib.models import polar
+from hdlib.models import polar, scans
 
 F64 = torch.float64
 
@@ -76,6 +78,27 @@ def test_gradients_match_the_document_loop(shape, fast, slow, seed):
         # relative 1e-10; with one frame the alphas' gradients are exactly 0 (y[0] = x[0])
         assert (a - b).abs().max() <= 1e-10 * b.abs().max() + 1e-14
 
+
+
+@pytest.mark.parametrize("shape, fast, slow, seed", CASES)
+def test_alpha_gradients_on_a_fixed_input_match_the_document_loop(shape, fast, slow, seed):
+    # x fixed (chapter 05 fits the alphas on fixed features): the compiled backward pass then
+    # runs forward sensitivities instead of the adjoint; both averages, and one alone (ema)
+    g = torch.Generator().manual_seed(20 + seed)
+    x = torch.randn(shape, dtype=F64, generator=g)
+    weights = torch.randn(shape, dtype=F64, generator=g), torch.randn(shape, dtype=F64,
+                                                                      generator=g)
+    summarizer = summarizer64(fast, slow)
+    logits = [summarizer.alpha_fast_logit, summarizer.alpha_slow_logit]
+    loops = [frame_loop(x, alpha) for alpha in (summarizer.alpha_fast, summarizer.alpha_slow)]
+    got = torch.autograd.grad(sum((y * w).sum() for y, w in zip(summarizer(x), weights)),
+                              logits)
+    expected = torch.autograd.grad(sum((y * w).sum() for y, w in zip(loops, weights)), logits,
+                                   retain_graph=True)
+    alone = torch.autograd.grad((summarizer.ema(x, logits[1]) * weights[0]).sum(), logits[1])
+    expected_alone = torch.autograd.grad((loops[1] * weights[0]).sum(), logits[1])
+    for a, b in zip([*got, *alone], [*expected, *expected_alone]):
+        assert (a - b).abs().max() <= 1e-10 * b.abs().max() + 1e-14
 
 def test_an_unused_average_contributes_no_gradient():
     x = torch.randn(2, 3, 30, 2, 2, dtype=F64, generator=torch.Generator().manual_seed(4),
@@ -149,6 +172,8 @@ def test_the_compiled_adjoint_passes_gradcheck():
             lambda x, f, s: polar._CompiledAverages.apply(x, 2, f, s), (x, fast, slow))
         assert torch.autograd.gradcheck(  # one average
             lambda x, f: polar._CompiledAverages.apply(x, 2, f), (x, fast))
+        assert torch.autograd.gradcheck(  # a fixed input: the alphas' sensitivities
+            functools.partial(polar._CompiledAverages.apply, x.detach(), 2), (fast, slow))
         assert torch.autograd.gradcheck(
             lambda x, f, s: polar._CompiledWeightedSums.apply(x, 2, f, s), (x, fast, slow))
 
@@ -170,18 +195,20 @@ def test_vmap_and_vectorised_jacobians_see_the_same_averages(form):
     assert relative_gap(jacobian, expected) < 1e-10
 
 
-def test_compiled_results_do_not_depend_on_the_number_of_threads():
-    x = torch.randn(4, 40, 60, 3, 3, generator=torch.Generator().manual_seed(11),
-                    requires_grad=True)
+@pytest.mark.parametrize("shape", [(4, 40, 60, 3, 3), (4, 40, 60, 1, 1)])
+def test_compiled_results_do_not_depend_on_the_number_of_threads(shape):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(11), requires_grad=True)
     summarizer = polar.TemporalSummarizer()
+    logits = [summarizer.alpha_fast_logit, summarizer.alpha_slow_logit]
     before = torch.get_num_threads()
     results = []
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
             fast, slow = summarizer(x)
-            grads = torch.autograd.grad((fast * slow).sum(), [x, summarizer.alpha_fast_logit])
-            results.append([fast, slow, *grads])
+            grads = torch.autograd.grad((fast * slow).sum(), [x, *logits])
+            fixed = torch.autograd.grad(sum(y.sum() for y in summarizer(x.detach())), logits)
+            results.append([fast, slow, *grads, *fixed])
     finally:
         torch.set_num_threads(before)
     for one, two in zip(*results):
@@ -255,3 +282,29 @@ def test_frozen_alphas_pass_only_the_input_gradient(shape):
         (frame_loop(x, summarizer.alpha_fast) * weights
          + frame_loop(x, summarizer.alpha_slow)).sum(), x)
     assert relative_gap(got, expected) < 1e-10
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The VmFlags of the mapping of this process that holds ``address`` (/proc/self/smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                low, high = (int(part, 16) for part in head.split("-"))
+                inside = low <= address < high
+            elif inside and head == "VmFlags:":
+                return line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+def test_large_outputs_are_advised_as_huge_pages():
+    thp = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if scans._MADVISE is None or not thp.exists() or "[never]" in thp.read_text():
+        pytest.skip("transparent huge pages: Linux with THP enabled only")
+    big = scans.new_like(torch.empty(scans.HUGE_PAGE_BYTES // 2, dtype=torch.float64))
+    middle = big.data_ptr() + big.numel() * big.element_size() // 2
+    assert "hg" in _vm_flags(middle)
+    assert big.shape == (scans.HUGE_PAGE_BYTES // 2,) and big.dtype == torch.float64
+    small = scans.new_like(torch.empty(3, 4))
+    assert small.shape == (3, 4) and small.is_contiguous()

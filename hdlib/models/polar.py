@@ -330,7 +330,7 @@ class _CompiledRelaxation(torch.autograd.Function):
         columns = _grid(x, dim)
         padded = np.zeros((decay.shape[0], decay.shape[1] + 1), dtype=columns.dtype)
         padded[:, :-1] = decay.detach().numpy()
-        out = torch.empty_like(x)
+        out = scans.new_like(x)
         start = initial.detach().numpy().reshape(columns.shape[0], -1)
         scans.relax(columns, padded, start, _grid(out, dim))
         ctx.dim, ctx.padded = dim, padded
@@ -346,7 +346,7 @@ class _CompiledRelaxation(torch.autograd.Function):
             return (*_loop_gradients(lambda *v: [_relaxation_loop(*v, dim)],
                                      (x, decay, initial), needed, [grad]), None)
         need_x, need_d, need_initial = needed
-        grad_x = torch.empty_like(x) if need_x else None
+        grad_x = scans.new_like(x) if need_x else None
         columns = _grid(x, dim)
         start = initial.detach().numpy().reshape(columns.shape[0], -1)
         grad_d, grad_start = scans.relax_adjoint(
@@ -371,14 +371,15 @@ def _relaxation_loop(x, decay, initial, dim):
 
 @functools.lru_cache(maxsize=32)
 def _decay_table(logits: tuple[float, ...], n_frames: int, dtype: torch.dtype):
-    """The compiled kernels' coefficients (:func:`hdlib.models.scans.coefficients`) of the
-    averages with these logits over ``n_frames`` frames, and their slopes
-    (:func:`_bias_corrected_decay_slopes`). Cached by value: between two optimiser steps,
-    every call reuses them."""
+    """The compiled kernels' coefficients ``(a, b)`` (:func:`hdlib.models.scans.coefficients`)
+    of the averages with these logits over ``n_frames`` frames, and their slopes
+    (:func:`_bias_corrected_decay_slopes`), ``(K, T)`` float64 and as the kernels' columns.
+    Cached by value: between two optimiser steps, every call reuses them."""
     values = torch.tensor(logits, dtype=torch.float64)
     decays = _bias_corrected_decays(values, n_frames).numpy()
     slopes = _bias_corrected_decay_slopes(values, n_frames).numpy()
-    return (*scans.coefficients(decays, _numpy_dtype(dtype)), slopes)
+    return (*scans.coefficients(decays, _numpy_dtype(dtype)), slopes,
+            scans.columns(slopes, _numpy_dtype(dtype)))
 
 
 @functools.lru_cache(maxsize=32)
@@ -409,17 +410,20 @@ def _logit_gradients(logits, grad_coefficients: np.ndarray, slopes: np.ndarray):
 
 class _CompiledAverages(torch.autograd.Function):
     """The corrected averages of :class:`TemporalSummarizer` on the CPU, through the compiled
-    kernels of :mod:`hdlib.models.scans`: one pass over ``x`` forward and one backward (the
-    adjoint recurrence of :class:`_ExponentialAverages`), on ``x`` viewed as ``(rows, T,
-    features)`` in its own memory layout. ``logits`` are one or two 0-d tensors; their
-    gradients are the coefficients' gradients times the slopes of :func:`_decay_table`."""
+    kernels of :mod:`hdlib.models.scans`: one pass over ``x`` forward and one backward, on
+    ``x`` viewed as ``(rows, T, features)`` in its own memory layout. ``logits`` are one or two
+    0-d tensors. When ``x`` needs a gradient, the backward pass is the adjoint recurrence of
+    :class:`_ExponentialAverages` backwards in time, and the logits' gradients are the
+    coefficients' gradients times the slopes of :func:`_decay_table`; when only the logits
+    need one, it runs their forward sensitivities (:func:`hdlib.models.scans.
+    average_sensitivities`), which read neither the averages nor anything backwards."""
 
     @staticmethod
     def forward(ctx, x, dim, *logits):
         x = x.contiguous()
-        a, b, slopes = _decay_table(tuple(logit.item() for logit in logits), x.shape[dim],
-                                    x.dtype)
-        averages = torch.empty_like(x), torch.empty_like(x)  # one average is run twice
+        a, b, *slopes = _decay_table(tuple(logit.item() for logit in logits), x.shape[dim],
+                                     x.dtype)
+        averages = scans.new_like(x), scans.new_like(x)  # one average is run twice
         scans.average_frames(_grid(x, dim), a, b, *(_grid(y, dim) for y in averages))
         ctx.set_materialize_grads(False)
         ctx.coefficients, ctx.slopes, ctx.dim = (a, b), slopes, dim
@@ -445,11 +449,17 @@ class _CompiledAverages(torch.autograd.Function):
         grads = [torch.zeros_like(x) if g is None else g.contiguous() for g in grads]
         if len(grads) == 1:  # one average was run twice: the copy gets no gradient
             grads.append(torch.zeros_like(x))
-        grad_x = torch.empty_like(x) if need_x else None
+        slopes, slope_columns = ctx.slopes
+        if not need_x:  # the alphas only: forward sensitivities, three reads in time order
+            totals = scans.average_sensitivities(*(_grid(t, ctx.dim) for t in (x, *grads)),
+                                                 *ctx.coefficients, slope_columns)
+            return None, None, *(torch.tensor(total, dtype=logit.dtype)
+                                 for logit, total in zip(logits, totals.tolist()))
+        grad_x = scans.new_like(x)
         grad_a = scans.average_adjoint(
             *(_grid(t, ctx.dim) for t in (x, *averages, *grads)), *ctx.coefficients,
-            None if grad_x is None else _grid(grad_x, ctx.dim), need_logits)
-        grad_logits = (_logit_gradients(logits, grad_a, ctx.slopes) if need_logits
+            _grid(grad_x, ctx.dim), need_logits)
+        grad_logits = (_logit_gradients(logits, grad_a, slopes) if need_logits
                        else [None] * len(logits))
         return grad_x, None, *grad_logits
 
