@@ -172,31 +172,30 @@ reference is that loop, once per average, keeping every frame (*all frames*) or 
 one (*last frame*). On the CPU, {{py:class}}`~hdlib.models.polar.TemporalSummarizer` runs
 both averages through compiled kernels ({{py:mod}}`hdlib.models.scans`, numba): the input is
 viewed where it lies as rows x frames x features (no transposes, no copies), one pass forward
-reads each frame once and writes both averages. When the input requires a gradient, the
-backward pass is the adjoint recurrence, an exponential average run backwards in time, which in
-one pass gives the gradients of the input and of both alphas; it walks memory in one descending
-stream (rows, frames and features all in reverse order), 3-4x faster here than ascending
-features within descending frames. When
-only the alphas need a gradient (the input fixed), the backward pass instead carries each
-average's derivative with respect to its alpha forward in time alongside the average itself,
-`s[t] = a[t] s[t-1] + a'[t] (y[t-1] - x[t])`, and sums `g[t] s[t]`: it reads x and the two
-output gradients once, in time order, and neither the stored averages nor anything backwards.
-The rows (trials and channels) are shared between threads.
+reads each frame once and writes both averages. When the input requires a gradient, the backward
+pass is the adjoint recurrence, an exponential average run backwards in time, which in one pass
+gives the gradients of the input and of both alphas; it walks memory in one descending stream
+(rows, frames and features all in reverse order), 3-4x faster here than ascending features
+within descending frames. When only the alphas need a gradient (the input fixed), the backward
+pass instead carries each average's derivative with respect to its alpha forward in time
+alongside the average itself, `s[t] = a[t] s[t-1] + a'[t] (y[t-1] - x[t])`, and sums `g[t]
+s[t]`: it reads x and the two output gradients once, in time order, and neither the stored
+averages nor anything backwards. The rows (trials and channels) are shared between threads.
 {{py:meth}}`~hdlib.models.polar.TemporalSummarizer.last_frame` is one weighted sum over time
 in the same layout, one read of the input. On other devices the same recurrences run frame by
 frame through PyTorch operations.
 hdlib also applies the start-up correction `1 / (1 - alpha^(t+1))` the loop does not, so it
 does slightly more work. Sizes: B = 8, T = 240 (2 s at 120 Hz), C x H x W in 48 x 1 x 1,
-64 x 8 x 8 and 64 x 16 x 16. The floor is the memory traffic a setting cannot avoid, timed on this
-machine: reads of x (a sum) and writes of new tensors of x's size
-(allocation and first touch included, since every form returns new outputs, and huge pages
-for large ones, as hdlib's outputs), timed right after each form. The forward pass reads x and writes two averages; a backward pass to the alphas
-alone must read x and both output gradients again (4 reads and 2 writes in all); with the
-input's gradient, the backward pass counted reads the output gradients, x and both averages and
-writes the input's gradient (6 reads and 3 writes in all). On this virtual machine the first
-touch of new memory is slow and its cost drifts during a run, so at the largest size a fraction
-near or even above 1 means "at the floor", and the two forms' order can change from one run to
-the next where both are dominated by it.
+64 x 8 x 8 and 64 x 16 x 16. The floor is the memory traffic a setting cannot avoid, timed on
+this machine: reads of x (a sum) and writes of new tensors of x's size (allocation and first
+touch included, since every form returns new outputs, and huge pages for large ones, as hdlib's
+outputs), timed right after each form. The forward pass reads x and writes two averages; a
+backward pass to the alphas alone must read x and both output gradients again (4 reads and 2
+writes in all); with the input's gradient, the backward pass counted reads the output gradients,
+x and both averages and writes the input's gradient (6 reads and 3 writes in all). On this
+virtual machine the first touch of new memory is slow and its cost drifts during a run, so at
+the largest size a fraction near or even above 1 means "at the floor", and the two forms' order
+can change from one run to the next where both are dominated by it.
 
 ```{{figure}} images/performance_summarizer.png
 :alt: {SUMMARIZER_ALT}
@@ -208,19 +207,20 @@ fraction of the memory floor reached (dashed: within 2x of the floor).
 {table(summary_rows, PAIR_COLUMNS)}
 
 What made the difference. With the input requiring a gradient, the loop's backward pass writes a
-gradient the size of the whole input for every frame it sliced (`x[:, :, t]`), then adds them up:
-its cost grows with the square of the sequence length. hdlib's backward pass writes the input's
-gradient once, frame by frame. Without an input gradient the loop is cheap, and what separates
-the forms is memory traffic and the cost per call. Each PyTorch operation of the loop reads and
-writes a whole frame, and a frame of 48 features makes that a few microseconds of call overhead
-for almost no arithmetic. The compiled pass reads each frame once for both averages and keeps the
-running state in registers or cache. At the largest size, much of every form's time goes to
-having the operating system supply the pages of its two new 126 MB outputs (first touch of new
-memory is slow on this virtual machine, and its cost drifts). hdlib asks for those outputs to be
-backed by 2 MB huge pages ({{py:func}}`~hdlib.models.scans.new_like`, `madvise(MADV_HUGEPAGE)`, a
-hint that changes no value), which made writing two new 126 MB tensors about 4x cheaper in a
-scratch measurement (27 ms instead of 111 ms); the floor's writes use the same allocation, so
-the fraction of the floor does not count that gain. The document's loop gets plain pages. The decays of both averages and their derivatives with respect to the
+gradient the size of the whole input for every frame it sliced (`x[:, :, t]`), then adds them
+up: its cost grows with the square of the sequence length. hdlib's backward pass writes the
+input's gradient once, frame by frame. Without an input gradient the loop is cheap, and what
+separates the forms is memory traffic and the cost per call. Each PyTorch operation of the loop
+reads and writes a whole frame, and a frame of 48 features makes that a few microseconds of call
+overhead for almost no arithmetic. The compiled pass reads each frame once for both averages and
+keeps the running state in registers or cache. At the largest size, much of every form's time
+goes to having the operating system supply the pages of its two new 126 MB outputs (first touch
+of new memory is slow on this virtual machine, and its cost drifts). hdlib asks for those
+outputs to be backed by 2 MB huge pages ({{py:func}}`~hdlib.models.scans.new_like`,
+`madvise(MADV_HUGEPAGE)`, a hint that changes no value), which made writing two new 126 MB
+tensors about 4x cheaper in a scratch measurement (27 ms instead of 111 ms); the floor's writes
+use the same allocation, so the fraction of the floor does not count that gain. The document's
+loop gets plain pages. The decays of both averages and their derivatives with respect to the
 alphas are computed once per value of the alphas and reused until an optimiser step changes
 them; the logits' gradients come from closed-form derivatives (tested against autograd), not
 from autograd through the decays on every call.
