@@ -385,27 +385,29 @@ def _decay_table(logits: tuple[float, ...], n_frames: int, dtype: torch.dtype):
 @functools.lru_cache(maxsize=32)
 def _last_frame_table(logits: tuple[float, float], n_frames: int, dtype: torch.dtype):
     """``(weights (2, T) of dtype, their slopes (2, T) float64)`` of
-    :func:`_last_frame_weights`, cached by value like :func:`_decay_table`."""
+    :func:`_last_frame_weights` and :func:`_last_frame_weight_slopes`, cached by value like
+    :func:`_decay_table`."""
     values = torch.tensor(logits, dtype=torch.float64)
-    weights = _last_frame_weights(values, n_frames)
-    alpha, rest = torch.sigmoid(values)[:, None], torch.sigmoid(-values)[:, None]
-    log_alpha = torch.nn.functional.logsigmoid(values)[:, None]
-    lag = torch.arange(n_frames - 1, -1, -1, dtype=torch.float64)
-    kept = -torch.expm1(n_frames * log_alpha)  # 1 - alpha^T
-    # d log w / d logit = -alpha + lag (1 - alpha) + T alpha^T (1 - alpha) / (1 - alpha^T)
-    log_slope = -alpha + rest * (lag + n_frames * torch.exp(n_frames * log_alpha) / kept)
-    return (np.ascontiguousarray(weights.numpy(), dtype=_numpy_dtype(dtype)),
-            (weights * log_slope).numpy())
+    weights = _last_frame_weights(values, n_frames).numpy()
+    return (np.ascontiguousarray(weights, dtype=_numpy_dtype(dtype)),
+            _last_frame_weight_slopes(values, n_frames).numpy())
 
 
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return torch.empty(0, dtype=dtype).numpy().dtype
 
 
-def _logit_gradients(logits, grad_coefficients: np.ndarray, slopes: np.ndarray):
-    """``dL/dlogit_k = sum_t dL/dc_k[t] dc_k[t]/dlogit_k`` for each logit (0-d tensors)."""
-    return [torch.tensor(float(g @ s), dtype=logit.dtype)
-            for logit, g, s in zip(logits, grad_coefficients, slopes)]
+def _logit_gradients(logits, totals) -> list[torch.Tensor]:
+    """The logits' gradients (0-d tensors of each logit's dtype) from their values ``totals``
+    (one float each; a second total beyond a single logit is dropped)."""
+    return [torch.tensor(float(total), dtype=logit.dtype)
+            for logit, total in zip(logits, totals)]
+
+
+def _chained(grad_coefficients: np.ndarray, slopes: np.ndarray) -> np.ndarray:
+    """``dL/dlogit_k = sum_t dL/dc_k[t] dc_k[t]/dlogit_k`` for the ``K`` rows of ``slopes``
+    (``grad_coefficients`` has at least ``K`` rows)."""
+    return np.einsum("kt,kt->k", grad_coefficients[:len(slopes)], slopes)
 
 
 class _CompiledAverages(torch.autograd.Function):
@@ -453,13 +455,12 @@ class _CompiledAverages(torch.autograd.Function):
         if not need_x:  # the alphas only: forward sensitivities, three reads in time order
             totals = scans.average_sensitivities(*(_grid(t, ctx.dim) for t in (x, *grads)),
                                                  *ctx.coefficients, slope_columns)
-            return None, None, *(torch.tensor(total, dtype=logit.dtype)
-                                 for logit, total in zip(logits, totals.tolist()))
+            return None, None, *_logit_gradients(logits, totals)
         grad_x = scans.new_like(x)
         grad_a = scans.average_adjoint(
             *(_grid(t, ctx.dim) for t in (x, *averages, *grads)), *ctx.coefficients,
             _grid(grad_x, ctx.dim), need_logits)
-        grad_logits = (_logit_gradients(logits, grad_a, slopes) if need_logits
+        grad_logits = (_logit_gradients(logits, _chained(grad_a, slopes)) if need_logits
                        else [None] * len(logits))
         return grad_x, None, *grad_logits
 
@@ -537,7 +538,7 @@ class _CompiledWeightedSums(torch.autograd.Function):
             grad_x = torch.einsum("kt,krf->rtf", w, g).view(x.shape)
         if any(ctx.needs_input_grad[2:]):
             grad_w = torch.einsum("krf,rtf->kt", g, columns).double().numpy()
-            grad_logits = _logit_gradients(logits, grad_w, ctx.slopes)
+            grad_logits = _logit_gradients(logits, _chained(grad_w, ctx.slopes))
         return grad_x, None, *grad_logits
 
 
@@ -581,6 +582,17 @@ def _last_frame_weights(logits: torch.Tensor, n_frames: int) -> torch.Tensor:
     lag = torch.arange(n_frames - 1, -1, -1, dtype=torch.float64, device=logits.device)
     return (torch.sigmoid(-logits.double())[..., None] * torch.exp(log_alpha * lag)
             / -torch.expm1(log_alpha * n_frames))
+
+
+def _last_frame_weight_slopes(logits: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """``dw_k[t] / dlogit_k`` of :func:`_last_frame_weights` (float64, same shape), from
+    ``d log w / dlogit = -alpha + (1 - alpha) (T - 1 - t + T alpha^T / (1 - alpha^T))``."""
+    log_alpha = torch.nn.functional.logsigmoid(logits.double())[..., None]
+    rest = torch.sigmoid(-logits.double())[..., None]  # 1 - alpha
+    lag = torch.arange(n_frames - 1, -1, -1, dtype=torch.float64, device=logits.device)
+    at_end = n_frames * torch.exp(n_frames * log_alpha) / -torch.expm1(n_frames * log_alpha)
+    log_slope = -torch.sigmoid(logits.double())[..., None] + rest * (lag + at_end)
+    return _last_frame_weights(logits, n_frames) * log_slope
 
 
 def _bias_corrected_decays(logits: torch.Tensor, n_frames: int) -> torch.Tensor:

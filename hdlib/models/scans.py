@@ -528,11 +528,12 @@ def relax_adjoint(x: np.ndarray, decay: np.ndarray, start: np.ndarray, out: np.n
     grad_x = grad_x if need_x else np.empty((1, T, x.shape[2]), x.dtype)
     grad_d = np.zeros((trials, T))
     grad_start = np.empty_like(start)
-    arrays = (x, decay, x.shape[0] // trials, start, out, g, grad_x, need_x, need_d, grad_d,
-              grad_start)
+    per_trial = x.shape[0] // trials
     if x.shape[2] == 1:
-        _relax_adjoint_single_feature(*(a[..., 0] if i in (0, 3, 4, 5, 6, 10) else a
-                                        for i, a in enumerate(arrays)))
+        _relax_adjoint_single_feature(x[..., 0], decay, per_trial, start[:, 0], out[..., 0],
+                                      g[..., 0], grad_x[..., 0], need_x, need_d, grad_d,
+                                      grad_start[:, 0])
     else:
-        _relax_adjoint(*arrays)
+        _relax_adjoint(x, decay, per_trial, start, out, g, grad_x, need_x, need_d, grad_d,
+                       grad_start)
     return grad_d, grad_start
