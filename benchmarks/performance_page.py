@@ -118,18 +118,27 @@ def with_goals(pairs: list[dict], floor: bool = True) -> list[dict]:
 
 
 def page(machine: dict, summary_rows: list[dict], relaxation_rows: list[dict], leaky: dict,
-         ei: dict, one_frame: dict, model: list[dict]) -> str:
-    """The page's Markdown; the two row lists come from :func:`with_goals`, ``one_frame`` is
-    the summariser's one-frame call costs and ``model`` the Polar V1 model's rows."""
+         ei: dict, calls: dict, model: list[dict]) -> str:
+    """The page's Markdown; the two row lists come from :func:`with_goals`, ``calls`` holds
+    what bounds the summariser at the smallest size (seconds,
+    :func:`benchmarks.polar_speed.call_costs`) and ``model`` the Polar V1 model's rows."""
     unmet = [r for r in summary_rows if r["met"] != "yes"]
     missed = ", ".join(f"{r['size']} {r['setting']} ({r['floor_fraction']:.2f})" for r in unmet)
     smallest = [r for r in summary_rows if r["size"] == summary_rows[0]["size"]]
     floor_small = {r["setting"]: r["floor_ms"] * 1e3 for r in smallest}
-    hdlib_small = {r["setting"]: r["hdlib_ms"] * 1e3 for r in smallest}
     model_s = {r["form"]: r["seconds"] for r in model}
     larger_unmet = [r for r in unmet if r["size"] != summary_rows[0]["size"]]
     larger = ("At the two sizes of feature maps every goal is met." if not larger_unmet else
               "At the feature-map sizes, too, some goals are missed (listed above).")
+    costs = {name: 1e6 * seconds for name, seconds in calls.items()}
+    bound_rows = [{"what": name, "us": value} for name, value in costs.items()]
+    last_bound = floor_small[SETTINGS[3]] / (floor_small[SETTINGS[3]]
+                                             + costs["empty autograd function"])
+    updates = 2 * smallest[0]["elements"]  # both averages, every element
+    nanoseconds_per_update = 1e3 * costs["all-frames kernel alone"] / updates
+    forward_bound = floor_small[SETTINGS[1]] / costs["all-frames kernel alone"]
+    backward_bound = floor_small[SETTINGS[2]] / (costs["all-frames kernel alone"]
+                                                 + costs["alphas' backward kernel alone"])
     relax_ratio = (model_s["relaxation fwd+bwd, frame loop"]
                    / model_s["relaxation fwd+bwd, hdlib"])
     doc_leaky = next(r for r in leaky["rows"] if r["size"] == "N=120 B=128 T=120")
@@ -213,7 +222,11 @@ input's gradient once, frame by frame. Without an input gradient the loop is che
 separates the forms is memory traffic and the cost per call. Each PyTorch operation of the loop
 reads and writes a whole frame, and a frame of 48 features makes that a few microseconds of call
 overhead for almost no arithmetic. The compiled pass reads each frame once for both averages and
-keeps the running state in registers or cache. At the largest size, much of every form's time
+keeps the running state in registers or cache: on feature maps, each running average lives in a
+small array of its own, one frame's features, so that every loop over features writes one array
+and the compiler turns it into vector instructions (read back from the previous frame of the
+output, the state shares the output's memory at a distance the compiler cannot bound, and the
+loops stayed scalar). At the largest size, much of every form's time
 goes to having the operating system supply the pages of its two new 126 MB outputs (first touch
 of new memory is slow on this virtual machine, and its cost drifts). hdlib asks for those
 outputs to be backed by 2 MB huge pages ({{py:func}}`~hdlib.models.scans.new_like`,
@@ -228,15 +241,34 @@ from autograd through the decays on every call.
 Goals met: {len(summary_rows) - len(unmet)} of {len(summary_rows)}.
 {"Not met (fraction of the floor): " + missed + "." if unmet else ""}
 At the smallest size (48 features, 370 kB) the floor is a read and two writes that fit in
-cache: {floor_small[SETTINGS[1]]:.0f} µs for the forward pass and {floor_small[SETTINGS[3]]:.0f} µs
-for the last frame. A call of hdlib on a *single* frame of the same rows already costs
-{1e6 * one_frame[SETTINGS[1]]:.0f} µs (all frames) and {1e6 * one_frame[SETTINGS[3]]:.0f} µs (last
-frame): the module, autograd's custom function, the compiled kernel's dispatch and the new
-outputs, before any arithmetic. The rest of the {hdlib_small[SETTINGS[1]]:.0f} µs forward pass is
-the recurrence itself. With one feature per frame, time is contiguous in memory and every row is
-a chain of dependent updates, one per frame; the kernel advances four rows at once (eight
-updates in flight). Updates of different rows could share vector instructions only after each
-tile of rows and frames is transposed, which the kernel does not do. {larger}
+cache: {floor_small[SETTINGS[1]]:.0f} µs for the forward pass, {floor_small[SETTINGS[2]]:.0f} µs
+with the alphas' backward pass and {floor_small[SETTINGS[3]]:.0f} µs for the last frame. What
+bounds hdlib there was measured piece by piece in the same run:
+
+{table(bound_rows, [("what", "measured at 48 x 1 x 1", ""), ("us", "µs", ".1f")])}
+
+- *Last frame*: any differentiable call made from Python pays PyTorch's share, at least the
+  {costs["empty autograd function"]:.0f} µs of a custom autograd function that computes nothing,
+  and must still read the input once (the floor itself). Together that is already
+  {floor_small[SETTINGS[3]] + costs["empty autograd function"]:.0f} µs, a fraction of
+  {last_bound:.2f} of the floor at best, whatever the kernel. PyTorch's native path is no
+  cheaper: one matrix product of the rows with the two weight columns takes
+  {costs["one matrix product"]:.0f} µs. No implementation called from Python through
+  PyTorch's autograd can meet this goal at this size: it is missed for a reason outside hdlib.
+- *All frames*: the compiled kernels alone, with no call around them, take
+  {costs["all-frames kernel alone"]:.0f} µs forward and
+  {costs["all-frames kernel alone"] + costs["alphas' backward kernel alone"]:.0f} µs forward and
+  backward, fractions of {forward_bound:.2f} and {backward_bound:.2f} of the floors at best.
+  With one feature per frame, time is contiguous in memory and every row is a chain of
+  dependent updates, one per frame; the kernels advance several rows at once (eight
+  recurrences in flight) and the forward kernel takes {nanoseconds_per_update:.2f} ns per
+  update of one average. Updates of different rows
+  could share vector instructions only after each tile of rows and frames is transposed in
+  registers, which numba does not compile to; that would take hand-written vector code.
+
+hdlib's calls on a *single* frame of the same rows (the table's first two lines) show what a
+call costs before any arithmetic: the module, autograd's custom function, the compiled kernel's
+dispatch and the new outputs. {larger}
 
 ## Amplitude relaxation on feature maps (document 004)
 
@@ -323,7 +355,7 @@ def main() -> None:
     plot_rings(leaky["rows"], ei["rows"], IMAGES / "performance_rings.png")
     relaxation_pairs = with_goals(summarise(relaxation["rows"]), floor=False)
     PAGE.write_text(page(polar["machine"], pairs, relaxation_pairs, leaky, ei,
-                         polar["floors"]["one_frame_call_seconds"], model["rows"]))
+                         polar["floors"]["call_seconds"], model["rows"]))
     print("wrote", PAGE.relative_to(ROOT), "and its figures")
 
 

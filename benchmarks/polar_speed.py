@@ -46,10 +46,12 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 
 from benchmarks import common
 from hdlib import losses
+from hdlib.models import polar, scans
 from hdlib.models.polar import PolarDynamics, TemporalSummarizer
 from hdlib.models.polar_v1 import PolarV1
 
@@ -112,15 +114,62 @@ def compile_kernels() -> None:
         sum(y.sum() for y in outputs).backward()
 
 
-def call_costs(channels: int, batch: int, repeats: int) -> dict:
-    """CPU seconds of hdlib's calls on a single frame of ``(batch, channels, 1, 1, 1)``: what a
-    call costs beyond its arithmetic (the module, autograd's custom function, the compiled
-    kernel's dispatch, new outputs), to set against the floor at the smallest size."""
-    x = torch.rand(batch, channels, 1, 1, 1, generator=torch.Generator().manual_seed(0))
+class _ReturnsTwo(torch.autograd.Function):
+    """A custom autograd function that computes nothing: its forward pass saves its inputs and
+    returns two new tensors of a given shape, its backward pass returns no gradients. What
+    PyTorch charges any differentiable call made from Python that returns two tensors."""
+
+    @staticmethod
+    def forward(ctx, x, shape, *logits):
+        ctx.save_for_backward(x, *logits)
+        return x.new_empty(shape), x.new_empty(shape)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return None, None, *(None for _ in ctx.saved_tensors[1:])
+
+
+def call_costs(channels: int, batch: int, frames: int, repeats: int) -> dict:
+    """CPU seconds of what bounds hdlib at the smallest size, ``(batch, channels, T, 1, 1)``:
+
+    - hdlib's calls on a single frame ``(batch, channels, 1, 1, 1)``: what a call costs beyond
+      its arithmetic (the module, autograd's custom function, the compiled kernel's dispatch,
+      new outputs);
+    - PyTorch's own share of any such call: a custom autograd function that computes nothing
+      and returns the two last-frame tensors (:class:`_ReturnsTwo`), with the alphas' logits
+      requiring a gradient as in the timed settings;
+    - PyTorch's native alternative for the last frame: one matrix product of the rows
+      ``(batch * channels, T)`` with the two weight columns ``(T, 2)``;
+    - the compiled kernels alone (:func:`hdlib.models.scans.average_frames`,
+      :func:`~hdlib.models.scans.average_sensitivities` and
+      :func:`~hdlib.models.scans.weighted_sums` on arrays allocated beforehand), the arithmetic
+      with no call around it."""
+    generator = torch.Generator().manual_seed(0)
+    frame = torch.rand(batch, channels, 1, 1, 1, generator=generator)
+    x = torch.rand(batch, channels, frames, 1, 1, generator=generator)
     summarizer = TemporalSummarizer()
-    return {"all frames, x fixed: fwd": common.cpu_seconds(lambda: summarizer(x), repeats)[0],
-            "last frame, x fixed: fwd":
-                common.cpu_seconds(lambda: summarizer.last_frame(x), repeats)[0]}
+    logits = summarizer.alpha_fast_logit, summarizer.alpha_slow_logit
+    grid = x.numpy().reshape(batch * channels, frames, 1)
+    outputs = np.empty_like(grid), np.empty_like(grid)
+    values = tuple(logit.item() for logit in logits)
+    a, b, _, slopes = polar._decay_table(values, frames, x.dtype)
+    grads = [torch.rand(x.shape, generator=generator).numpy().reshape(grid.shape)
+             for _ in range(2)]
+    weights = polar._last_frame_table(values, frames, x.dtype)[0]
+    sums = np.empty((2, batch * channels, 1), grid.dtype)
+    rows, columns = x.view(batch * channels, frames), torch.from_numpy(weights.T.copy())
+    costs = {
+        "hdlib all frames, on a single frame": lambda: summarizer(frame),
+        "hdlib last frame, on a single frame": lambda: summarizer.last_frame(frame),
+        "empty autograd function": lambda: _ReturnsTwo.apply(x, (batch, channels, 1, 1),
+                                                             *logits),
+        "one matrix product": lambda: torch.mm(rows, columns),
+        "all-frames kernel alone": lambda: scans.average_frames(grid, a, b, *outputs),
+        "alphas' backward kernel alone":
+            lambda: scans.average_sensitivities(grid, *grads, a, b, slopes),
+        "last-frame kernel alone": lambda: scans.weighted_sums(grid, weights, sums),
+    }
+    return {name: common.cpu_seconds(work, repeats)[0] for name, work in costs.items()}
 
 
 def measure(channels: int, height: int, width: int, batch: int, frames: int,
@@ -301,11 +350,11 @@ def main(argv=None) -> None:
     print(f"relaxation: {relaxation:.1f}x the frame loop; learning the four constants costs "
           f"{100 * learning:+.0f}% per step")
     if not args.no_save:
-        overhead = call_costs(SIZES[0][0], args.batch, 50)
-        print("one-frame calls, microseconds:",
-              {k: round(1e6 * v, 1) for k, v in overhead.items()})
+        costs = call_costs(SIZES[0][0], args.batch, args.frames, 50)
+        print(f"at {'x'.join(map(str, SIZES[0]))}, microseconds:",
+              {k: round(1e6 * v, 1) for k, v in costs.items()})
         print("saved", common.save("polar_summarizer", rows,
-                                   {"one_frame_call_seconds": overhead}))
+                                   {"call_seconds": costs}))
         print("saved", common.save("polar_model", model_rows, {}))
         print("saved", common.save("polar_relaxation", relaxation_rows, {}))
 

@@ -98,18 +98,20 @@ def use_torch_threads() -> None:
 def _frames_wide(x, a, b, y0, y1):
     R, T, F = x.shape
     for r in prange(R):
-        for f in range(F):
-            y0[r, 0, f] = b[0, 0] * x[r, 0, f]
-            y1[r, 0, f] = b[0, 1] * x[r, 0, f]
-        for t in range(1, T):
+        # The running averages live in arrays of their own: read back from the previous frame
+        # of the output, they share its base at a distance the compiler cannot bound, and the
+        # loops stay scalar (9.9 against 7.8 ms at 64x8x8, one thread). Each loop writes one
+        # array, which keeps it vectorised.
+        state0, state1 = np.zeros(F, x.dtype), np.zeros(F, x.dtype)
+        for t in range(T):
             a0, b0, a1, b1 = a[t, 0], b[t, 0], a[t, 1], b[t, 1]
-            # frames as 1-D views: the inner loop then indexes by f alone and vectorises
             xt, now0, now1 = x[r, t], y0[r, t], y1[r, t]
-            before0, before1 = y0[r, t - 1], y1[r, t - 1]
             for f in range(F):
-                v = xt[f]
-                now0[f] = a0 * before0[f] + b0 * v
-                now1[f] = a1 * before1[f] + b1 * v
+                now0[f] = a0 * state0[f] + b0 * xt[f]
+            for f in range(F):
+                now1[f] = a1 * state1[f] + b1 * xt[f]
+            state0[:] = now0
+            state1[:] = now1
 
 
 @njit(parallel=True, cache=True)
@@ -334,14 +336,13 @@ def _relax(x, d, per_trial, start, out):
     one = x.dtype.type(1)  # an integer 1 would promote float32 arithmetic to float64
     for r in prange(R):
         k = d[r // per_trial]
-        first, xt, begin = out[r, 0], x[r, 0], start[r]
-        for f in range(F):
-            first[f] = k[0] * begin[f] + (one - k[0]) * xt[f]
-        for t in range(1, T):
+        state = start[r].copy()  # its own array, as in _frames_wide
+        for t in range(T):
             c, w = k[t], one - k[t]
-            xt, now, before = x[r, t], out[r, t], out[r, t - 1]
+            xt, now = x[r, t], out[r, t]
             for f in range(F):
-                now[f] = c * before[f] + w * xt[f]
+                now[f] = c * state[f] + w * xt[f]
+            state[:] = now
 
 
 @njit(parallel=True, cache=True)
