@@ -301,8 +301,12 @@ The document's step applies, per sample, the effective matrix
 `W_eff = J0 + J1 W0 + L_t WL + R_t WR` with a batched matrix-vector product; autograd keeps all
 `T` of the `B x N x N` matrices for the backward pass. hdlib multiplies the batch once per step
 by the stacked weights `[J0/N + J1 W0; WL; WR]` and mixes the three results per sample; the
-sequence is one autograd node whose backward pass is written out, one matrix product per step,
-and the weight gradient of all steps is one large product. The floor is the recurrence's
+sequence is one autograd node whose backward pass is written out, two matrix products per step
+(the state's gradient, and the step's share of the weights' gradient, added into one
+accumulator while the step's terms are still in cache; a single product over all steps, made
+at the end, cost more, because every step's terms had first to be written to memory and read
+back). The heading loss projects the states on both basis vectors of the ring in one product,
+so that its backward pass writes the states' gradient once. The floor is the recurrence's
 matrix-product FLOPs at this machine's dense float32 rate
 ({leaky['floors']['matmul_flops_per_second'] / 1e9:.0f} GFLOP/s).
 

@@ -42,7 +42,9 @@ from .circular import angle_grid, population_vector_length
 def heading_loss(activity: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """``mean(1 - cos_sim(population vector, (cos theta, sin theta)))``."""
     grid = angle_grid(activity.shape[-1], device=activity.device, dtype=activity.dtype)
-    vector = torch.stack([activity @ torch.cos(grid), activity @ torch.sin(grid)], dim=-1)
+    # one product with both basis vectors: its backward pass is one product too, where two
+    # separate ones would write two gradients of the activity's size and add them
+    vector = activity @ torch.stack([torch.cos(grid), torch.sin(grid)], dim=-1)
     target = torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
     return 1.0 - torch.nn.functional.cosine_similarity(vector, target, dim=-1).mean()
 

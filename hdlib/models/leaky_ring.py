@@ -20,8 +20,8 @@ no per-sample ``N x N`` matrix is ever formed. The whole sequence is one autogra
 with ``u_t`` the drive, ``g_t`` the gradient reaching ``r_t`` and ``e_t = alpha F'(u_t) g_t``,
 the gradient reaching ``r_{t-1}`` is ``(1 - alpha) g_t + [e_t, L_t e_t, R_t e_t] W_stack`` (plus
 the loss's own gradient at ``t - 1``) and the stacked weights' gradient is
-``sum_t [e_t, L_t e_t, R_t e_t]^T r_{t-1}``: each backward step is one matrix product, and the
-weight gradient of all steps a single large one.
+``sum_t [e_t, L_t e_t, R_t e_t]^T r_{t-1}``: each backward step is two matrix products, one
+for the state's gradient and one adding the step's share of the weights' gradient.
 """
 from __future__ import annotations
 
@@ -80,26 +80,30 @@ class _RingRecurrence(torch.autograd.Function):
         alpha = ctx.alpha
         steps, batch, n = pre.shape
         if ctx.activation == "tanh":  # alpha F'(u) for all steps at once: alpha (1 - F(u)^2)
-            slope = torch.addcmul(torch.full_like(rates, alpha), rates, rates, value=-alpha)
+            slope = torch.addcmul(rates.new_tensor(alpha), rates, rates, value=-alpha)
         else:
             with torch.enable_grad():
                 u = pre.detach().requires_grad_()
                 slope = torch.autograd.grad(ACTIVATIONS[ctx.activation](u), u,
                                             torch.full_like(u, alpha))[0]
-        mixed = pre.new_empty(steps, batch, 3, n)  # (e_t, L_t e_t, R_t e_t)
+        # One step's (e_t, L_t e_t, R_t e_t), reused: written to a new (T, B, 3N) tensor, every
+        # step's writes went to memory not yet in cache, and the single weight-gradient product
+        # over all steps cost more than one product per step.
+        e = pre.new_empty(batch, 3, n)
+        mixed = e.view(batch, 3 * n)
+        turns = pre.new_empty(steps, batch, 2)  # dL/dL_t, dL/dR_t
+        grad_weights = weights.new_zeros(weights.shape)
         g = initial.new_zeros(batch, n)
         for t in range(steps - 1, -1, -1):
             if grad_states is not None:
                 g = g + grad_states[:, t]
-            e = mixed[t]
             torch.mul(g, slope[t], out=e[:, 0])
             torch.mul(e[:, 0], left_t[t], out=e[:, 1])
             torch.mul(e[:, 0], right_t[t], out=e[:, 2])
-            g = torch.addmm(g, e.view(batch, 3 * n), weights, beta=1 - alpha)
-        previous = torch.cat([initial[None], states.transpose(0, 1)[:-1]], dim=0)
-        grad_weights = mixed.view(steps * batch, 3 * n).t() @ previous.reshape(steps * batch, n)
-        # dL/dL_t = <e_t, WL r_{t-1}>, dL/dR_t = <e_t, WR r_{t-1}>
-        turns = (mixed[:, :, :1] * drives[:, :, 1:]).sum(-1)  # (T, B, 2)
+            # dL/dL_t = <e_t, WL r_{t-1}>, dL/dR_t = <e_t, WR r_{t-1}>
+            torch.linalg.vecdot(drives[t, :, 1:], e[:, :1], out=turns[t])
+            grad_weights.addmm_(mixed.t(), states[:, t - 1] if t > 0 else initial)
+            g = torch.addmm(g, mixed, weights, beta=1 - alpha)
         return g, turns[..., 0].t(), turns[..., 1].t(), grad_weights, None, None, None
 
 
