@@ -34,6 +34,8 @@ RINGS_ALT = (
     "three sizes, forward and forward plus backward.")
 #: Columns of the loop-against-hdlib tables (summariser and relaxation), with the goal.
 PAIR_COLUMNS = COLUMNS + [("goal", "goal", ""), ("met", "met", "")]
+#: The key of hdlib's all-frames call on a single frame in the saved call costs.
+CALL_ALL = "hdlib all frames, on a single frame"
 SETTINGS = ["all frames, x requires grad: fwd+bwd", "all frames, x fixed: fwd",
             "all frames, x fixed: fwd+bwd", "last frame, x fixed: fwd"]
 
@@ -126,14 +128,15 @@ def page(machine: dict, summary_rows: list[dict], relaxation_rows: list[dict], l
     missed = ", ".join(f"{r['size']} {r['setting']} ({r['floor_fraction']:.2f})" for r in unmet)
     smallest = [r for r in summary_rows if r["size"] == summary_rows[0]["size"]]
     floor_small = {r["setting"]: r["floor_ms"] * 1e3 for r in smallest}
+    hdlib_small = {r["setting"]: r["hdlib_ms"] * 1e3 for r in smallest}
+    size_small = " x ".join(smallest[0]["size"].split("x"))
     model_s = {r["form"]: r["seconds"] for r in model}
     larger_unmet = [r for r in unmet if r["size"] != summary_rows[0]["size"]]
     larger = ("At the two sizes of feature maps every goal is met." if not larger_unmet else
               "At the feature-map sizes, too, some goals are missed (listed above).")
     costs = {name: 1e6 * seconds for name, seconds in calls.items()}
     bound_rows = [{"what": name, "us": value} for name, value in costs.items()]
-    last_bound = floor_small[SETTINGS[3]] / (floor_small[SETTINGS[3]]
-                                             + costs["empty autograd function"])
+    last_bound = floor_small[SETTINGS[3]] / costs["autograd function reading x once"]
     updates = 2 * smallest[0]["elements"]  # both averages, every element
     nanoseconds_per_update = 1e3 * costs["all-frames kernel alone"] / updates
     forward_bound = floor_small[SETTINGS[1]] / costs["all-frames kernel alone"]
@@ -158,8 +161,11 @@ The numbers were measured on a **shared** machine with {machine['logical_cores']
 jobs ran at the same time), with **{machine['threads']} thread** per benchmark:
 {machine['cpu']}, {machine['memory_gb']} GB of memory, PyTorch {machine['torch']}, Python
 {machine['python']}, on {machine['date'][:10]}. Times are CPU seconds of the benchmark process
-(best of a few repeats, or of two calls when one call takes more than half a second): on a
-shared machine the wall-clock time mostly measures how long a process waited for a core. Peak
+(best of a few repeats, or of two calls when one call takes more than half a second; the
+summariser and the relaxation are swept twice over all sizes, minutes apart, and each form and
+each floor kept at its best, because a noisy stretch of a few seconds slowed every repeat of a
+setting within one sweep): on a shared machine the wall-clock time mostly measures how long a
+process waited for a core. Peak
 memory is the growth of the process's resident memory during a form's first call.
 
 ## Reproducing
@@ -221,15 +227,15 @@ up: its cost grows with the square of the sequence length. hdlib's backward pass
 input's gradient once, frame by frame. Without an input gradient the loop is cheap, and what
 separates the forms is memory traffic and the cost per call. Each PyTorch operation of the loop
 reads and writes a whole frame, and a frame of 48 features makes that a few microseconds of call
-overhead for almost no arithmetic. The compiled pass reads each frame once for both averages and
-keeps the running state in registers or cache: on feature maps, each running average lives in a
-small array of its own, one frame's features, so that every loop over features writes one array
-and the compiler turns it into vector instructions (read back from the previous frame of the
-output, the state shares the output's memory at a distance the compiler cannot bound, and the
-loops stayed scalar). At the largest size, much of every form's time
-goes to having the operating system supply the pages of its two new 126 MB outputs (first touch
-of new memory is slow on this virtual machine, and its cost drifts). hdlib asks for those
-outputs to be backed by 2 MB huge pages ({{py:func}}`~hdlib.models.scans.new_like`,
+overhead for almost no arithmetic. The compiled pass reads each frame from memory once for both
+averages and keeps the running state in registers or cache: on feature maps, each running
+average lives in a small array of its own, one frame's features, so that every loop over
+features writes one array and the compiler turns it into vector instructions (read back from the
+previous frame of the output, the state shares the output's memory at a distance the compiler
+cannot bound, and the loops stayed scalar). At the largest size, much of every form's time goes
+to having the operating system supply the pages of its two new 126 MB outputs (first touch of
+new memory is slow on this virtual machine, and its cost drifts). hdlib asks for those outputs
+to be backed by 2 MB huge pages ({{py:func}}`~hdlib.models.scans.new_like`,
 `madvise(MADV_HUGEPAGE)`, a hint that changes no value), which made writing two new 126 MB
 tensors about 4x cheaper in a scratch measurement (27 ms instead of 111 ms); the floor's writes
 use the same allocation, so the fraction of the floor does not count that gain. The document's
@@ -240,21 +246,24 @@ from autograd through the decays on every call.
 
 Goals met: {len(summary_rows) - len(unmet)} of {len(summary_rows)}.
 {"Not met (fraction of the floor): " + missed + "." if unmet else ""}
-At the smallest size (48 features, 370 kB) the floor is a read and two writes that fit in
-cache: {floor_small[SETTINGS[1]]:.0f} µs for the forward pass, {floor_small[SETTINGS[2]]:.0f} µs
-with the alphas' backward pass and {floor_small[SETTINGS[3]]:.0f} µs for the last frame. What
+At the smallest size ({size_small}, {4 * smallest[0]["elements"] / 1e3:.0f} kB) the floor is a
+read and two writes that fit in cache: {floor_small[SETTINGS[1]]:.0f} µs for the forward pass,
+{floor_small[SETTINGS[2]]:.0f} µs with the alphas' backward pass and
+{floor_small[SETTINGS[3]]:.0f} µs for the last frame. What
 bounds hdlib there was measured piece by piece in the same run:
 
-{table(bound_rows, [("what", "measured at 48 x 1 x 1", ""), ("us", "µs", ".1f")])}
+{table(bound_rows, [("what", f"measured at {size_small}", ""), ("us", "µs", ".1f")])}
 
-- *Last frame*: any differentiable call made from Python pays PyTorch's share, at least the
-  {costs["empty autograd function"]:.0f} µs of a custom autograd function that computes nothing,
-  and must still read the input once (the floor itself). Together that is already
-  {floor_small[SETTINGS[3]] + costs["empty autograd function"]:.0f} µs, a fraction of
-  {last_bound:.2f} of the floor at best, whatever the kernel. PyTorch's native path is no
-  cheaper: one matrix product of the rows with the two weight columns takes
-  {costs["one matrix product"]:.0f} µs. No implementation called from Python through
-  PyTorch's autograd can meet this goal at this size: it is missed for a reason outside hdlib.
+- *Last frame*: a call that returns gradients to the alphas goes through PyTorch's autograd.
+  A custom autograd function that computes nothing costs
+  {costs["empty autograd function"]:.0f} µs; one that only reads the input once (a sum, the
+  floor's own work) costs {costs["autograd function reading x once"]:.0f} µs, a fraction of
+  {last_bound:.2f} of the floor. PyTorch's native path is no cheaper: one matrix product of the
+  rows with the two weight columns takes {costs["one matrix product"]:.0f} µs. So no
+  implementation called from Python through PyTorch's autograd can reach half the floor at
+  this size. hdlib's own call ({hdlib_small[SETTINGS[3]]:.0f} µs) is a further
+  {hdlib_small[SETTINGS[3]] / costs["autograd function reading x once"]:.1f}x above that bound:
+  its module, the weights' lookup, numba's dispatch and the kernel.
 - *All frames*: the compiled kernels alone, with no call around them, take
   {costs["all-frames kernel alone"]:.0f} µs forward and
   {costs["all-frames kernel alone"] + costs["alphas' backward kernel alone"]:.0f} µs forward and
@@ -262,9 +271,10 @@ bounds hdlib there was measured piece by piece in the same run:
   With one feature per frame, time is contiguous in memory and every row is a chain of
   dependent updates, one per frame; the kernels advance several rows at once (eight
   recurrences in flight) and the forward kernel takes {nanoseconds_per_update:.2f} ns per
-  update of one average. Updates of different rows
-  could share vector instructions only after each tile of rows and frames is transposed in
-  registers, which numba does not compile to; that would take hand-written vector code.
+  update of one average. Updates of different rows could share vector instructions if tiles of
+  rows and frames were first transposed; that was not tried. It would not be enough on its own:
+  with a call costing {costs[CALL_ALL]:.0f} µs before any arithmetic, the forward kernel would
+  have to take under {2 * floor_small[SETTINGS[1]] - costs[CALL_ALL]:.0f} µs.
 
 hdlib's calls on a *single* frame of the same rows (the table's first two lines) show what a
 call costs before any arithmetic: the module, autograd's custom function, the compiled kernel's
@@ -358,8 +368,12 @@ def main() -> None:
     plot_summarizer(pairs, IMAGES / "performance_summarizer.png")
     plot_rings(leaky["rows"], ei["rows"], IMAGES / "performance_rings.png")
     relaxation_pairs = with_goals(summarise(relaxation["rows"]), floor=False)
-    PAGE.write_text(page(polar["machine"], pairs, relaxation_pairs, leaky, ei,
-                         polar["floors"]["call_seconds"], model["rows"]))
+    calls = polar["floors"].get("call_seconds")
+    if calls is None:
+        raise SystemExit("benchmarks/results/polar_summarizer.json has no call_seconds (saved "
+                         "before they were measured): run python -m benchmarks.polar_speed")
+    PAGE.write_text(page(polar["machine"], pairs, relaxation_pairs, leaky, ei, calls,
+                         model["rows"]))
     print("wrote", PAGE.relative_to(ROOT), "and its figures")
 
 
