@@ -34,8 +34,6 @@ RINGS_ALT = (
     "three sizes, forward and forward plus backward.")
 #: Columns of the loop-against-hdlib tables (summariser and relaxation), with the goal.
 PAIR_COLUMNS = COLUMNS + [("goal", "goal", ""), ("met", "met", "")]
-#: The key of hdlib's all-frames call on a single frame in the saved call costs.
-CALL_ALL = "hdlib all frames, on a single frame"
 SETTINGS = ["all frames, x requires grad: fwd+bwd", "all frames, x fixed: fwd",
             "all frames, x fixed: fwd+bwd", "last frame, x fixed: fwd"]
 
@@ -136,6 +134,7 @@ def page(machine: dict, summary_rows: list[dict], relaxation_rows: list[dict], l
               "At the feature-map sizes, too, some goals are missed (listed above).")
     costs = {name: 1e6 * seconds for name, seconds in calls.items()}
     bound_rows = [{"what": name, "us": value} for name, value in costs.items()]
+    call_all = costs["hdlib all frames, on a single frame"]
     last_bound = floor_small[SETTINGS[3]] / costs["autograd function reading x once"]
     updates = 2 * smallest[0]["elements"]  # both averages, every element
     nanoseconds_per_update = 1e3 * costs["all-frames kernel alone"] / updates
@@ -273,8 +272,8 @@ bounds hdlib there was measured piece by piece in the same run:
   recurrences in flight) and the forward kernel takes {nanoseconds_per_update:.2f} ns per
   update of one average. Updates of different rows could share vector instructions if tiles of
   rows and frames were first transposed; that was not tried. It would not be enough on its own:
-  with a call costing {costs[CALL_ALL]:.0f} µs before any arithmetic, the forward kernel would
-  have to take under {2 * floor_small[SETTINGS[1]] - costs[CALL_ALL]:.0f} µs.
+  with a call costing {call_all:.0f} µs before any arithmetic, the forward kernel would
+  have to take under {2 * floor_small[SETTINGS[1]] - call_all:.0f} µs.
 
 hdlib's calls on a *single* frame of the same rows (the table's first two lines) show what a
 call costs before any arithmetic: the module, autograd's custom function, the compiled kernel's

@@ -102,7 +102,7 @@ def timed_row(benchmark: str, x: torch.Tensor, setting: str, form: str, work, re
     floor = reads * common.read_seconds(x) + common.write_seconds(x, writes)
     return {"benchmark": benchmark, "size": "x".join(map(str, (x.shape[1], *x.shape[3:]))),
             "elements": x.numel(), "setting": setting, "form": form, "seconds": seconds,
-            "peak_mb": peak, "floor_seconds": floor, "floor_fraction": floor / seconds}
+            "peak_mb": peak, "floor_seconds": floor}
 
 
 def compile_kernels() -> None:

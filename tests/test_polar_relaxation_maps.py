@@ -48,10 +48,9 @@ def relative_gap(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
 
 
-# several features per frame; one frame; one feature per frame with 15 rows (the compiled
-# kernel runs four rows at once); two features per frame
-# one feature per frame: rows per trial 5, 4 and 1 (the compiled adjoint takes four rows at
-# a time, and a trial's last group may be partial)
+# several features per frame; one frame; one feature per frame with 5, 4 and 1 rows per trial
+# (the compiled kernels take four rows at a time, and a trial's last group may be partial);
+# two features per frame
 SHAPES = [(2, 3, 30, 4, 5), (1, 2, 1, 3, 3), (3, 5, 12, 1, 1), (2, 4, 7, 1, 1),
           (4, 1, 6, 1, 1), (2, 1, 9, 2, 1)]
 
