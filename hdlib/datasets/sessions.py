@@ -40,8 +40,9 @@ class Session:
     ``rates (K, B, N)`` spikes/s with padded bins set to 0; ``mask (K, B)`` true where a bin
     was recorded; ``inputs (K, B, n_inputs)`` named by ``input_names`` (eye position z-scored
     over recorded bins); ``is_excitatory (N,)``; ``labels`` name -> ``(K,)`` integer arrays;
-    ``condition (K,)`` = identity x location; ``train_idx``/``val_idx`` a seeded split
-    stratified by condition.
+    ``condition (K,)`` = identity x location; ``train_idx``/``val_idx``/``test_idx`` a seeded
+    three-way split stratified by condition (training; validation, for stopping and choices;
+    test, for reporting only).
     """
 
     rates: torch.Tensor
@@ -56,6 +57,7 @@ class Session:
     train_idx: torch.Tensor
     val_idx: torch.Tensor
     info: dict
+    test_idx: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(0, dtype=int))
 
     @property
     def n_neurons(self) -> int:
@@ -119,14 +121,27 @@ def _shape_of(raw: dict, name: str, spec, sizes: dict) -> np.ndarray:
     return value
 
 
-def load_session(path, val_fraction: float = 0.2, seed: int = 0) -> Session:
-    """Read and check a session file (either MATLAB format); see the module docstring."""
+def load_session(path, val_fraction: float = 0.2, seed: int = 0, test_fraction: float = 0.0,
+                 mapping=None) -> Session:
+    """Read and check a session file (either MATLAB format, or NWB through
+    :func:`hdlib.datasets.nwb.read_fields` with the YAML ``mapping``); see the module
+    docstring. ``test_fraction > 0`` holds out that share of each condition's trials as
+    ``test_idx``."""
     path = Path(validate.path_string("path", str(path)))
     if not path.exists():
         raise FileNotFoundError(f"session file {str(path)!r} does not exist")
     val_fraction = validate.float_in("val_fraction", val_fraction, 0.0, 1.0, low_open=True,
                                      high_open=True)
-    raw = read_fields(path)
+    test_fraction = validate.float_in("test_fraction", test_fraction, 0.0, 1.0 - val_fraction,
+                                      high_open=True)
+    if path.suffix.lower() == ".nwb":
+        from . import nwb
+
+        raw = nwb.read_fields(path, mapping)
+    elif mapping is not None:
+        raise ValueError(f"mapping applies to NWB files only; {path.name} is not .nwb")
+    else:
+        raw = read_fields(path)
     missing = [name for name in FIELDS if name not in raw]
     if missing:
         raise ValueError(f"{path.name}: missing field(s) {', '.join(missing)}")
@@ -165,7 +180,8 @@ def load_session(path, val_fraction: float = 0.2, seed: int = 0) -> Session:
         if not np.isin(labels[name], np.arange(1, n + 1)).all():
             raise ValueError(f"field {name!r} must hold integers 1-{n}")
     condition = ((labels["trial_identity"] - 1) * 4 + (labels["trial_location"] - 1)).astype(int)
-    train_idx, val_idx = stratified_split(condition, val_fraction, seed)
+    train_idx, val_idx, test_idx = stratified_split(condition, val_fraction, seed,
+                                                    test_fraction=test_fraction)
     info = {name: fields[name] for name in STRING_FIELDS}
     info.update(path=str(path), brain_area=fields["brain_area"], neuron_ids=fields["neuron_ids"])
     return Session(
@@ -174,22 +190,30 @@ def load_session(path, val_fraction: float = 0.2, seed: int = 0) -> Session:
         is_excitatory=torch.as_tensor(types == 1), labels=labels,
         condition=torch.as_tensor(condition), time_ms=time_ms,
         bin_size_ms=float(fields["bin_size_ms"]), train_idx=train_idx, val_idx=val_idx,
-        info=info)
+        test_idx=test_idx, info=info)
 
 
-def stratified_split(condition, val_fraction: float, seed: int):
-    """Train/validation trial indices with each condition split in the same proportion."""
+def stratified_split(condition, val_fraction: float, seed: int, test_fraction: float = 0.0):
+    """Train/validation(/test) trial indices with each condition split in the same
+    proportions; each part keeps at least one trial of a condition that has enough trials for
+    it (2 for a validation trial, 3 for a test trial too). Returns ``(train, val, test)``;
+    ``test`` is empty when ``test_fraction = 0``."""
     rng = np.random.default_rng(validate.non_negative_int("seed", seed))
     condition = np.asarray(condition)
-    train, val = [], []
+    parts = ([], [], [])
     for c in np.unique(condition):
         trials = rng.permutation(np.flatnonzero(condition == c))
-        n_val = int(round(val_fraction * len(trials)))
-        if len(trials) >= 2:
-            n_val = min(max(n_val, 1), len(trials) - 1)
-        val.extend(trials[:n_val])
-        train.extend(trials[n_val:])
-    return torch.as_tensor(np.sort(train)), torch.as_tensor(np.sort(val))
+        n = len(trials)
+        n_test = int(round(test_fraction * n))
+        if test_fraction > 0 and n >= 3:
+            n_test = min(max(n_test, 1), n - 2)
+        n_val = int(round(val_fraction * n))
+        if n - n_test >= 2:
+            n_val = min(max(n_val, 1), n - n_test - 1)
+        parts[2].extend(trials[:n_test])
+        parts[1].extend(trials[n_test:n_test + n_val])
+        parts[0].extend(trials[n_test + n_val:])
+    return tuple(torch.as_tensor(np.sort(np.asarray(p, dtype=int))) for p in parts)
 
 
 # ------------------------------------------------------------------------------ writing
