@@ -7,16 +7,24 @@ noise as an uninterrupted one) and the ``carry`` the previous step returned. One
 :meth:`Trainer.run` is::
 
     out = step_fn(ctx)                           # forward and loss; may run extra autograd passes
-    if not isfinite(out.loss): raise FloatingPointError(step, learning rate)   # nothing updated
+    if not isfinite(out.loss): diverged          # nothing updated
     zero_grad; out.loss.backward(); callbacks.on_backward
     grad_norm = clip_grad_norm_(params, grad_clip)  # ||g||_2 over all parameters, before clipping
-    if not isfinite(grad_norm): raise FloatingPointError(step, learning rate)  # nothing updated
+    if not isfinite(grad_norm): diverged         # nothing updated
+    [keep this state as the last good one]       # only with max_rollbacks > 0
     optimizer.step(); after_step(model)          # e.g. clamp parameters to their constraints
     history; every eval_every steps: evaluate() -> metrics (floats)
     every schedule_every steps: scheduler.step()  (ReduceLROnPlateau: step(plateau metric))
     callbacks.on_step_end; stoppers decide whether to stop
     checkpoint every checkpoint_every steps (atomic; written after the stoppers, so that it holds
     their counts), then stop if a stopper fired
+
+*Diverged* raises ``FloatingPointError`` (naming the step and the learning rate), unless
+``max_rollbacks > 0``: then the model, optimiser, carry and history go back to the last good
+state (the one before the last update whose loss and gradient were finite), every learning
+rate is halved, the event is written to the log and to ``rollbacks``, and training goes on from
+there. A non-finite evaluation metric counts as a divergence too. Once ``max_rollbacks`` are
+spent, the next divergence raises.
 
 ``out.carry`` is detached and handed to the next step: truncated backpropagation through
 consecutive segments, or any state a loss keeps between steps. A curriculum is a step function
@@ -32,6 +40,7 @@ in checkpoints, ``state_dict``/``load_state_dict``.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -173,7 +182,7 @@ class Trainer:
                  evaluate: Callable[[], dict] | None = None, eval_every: int = 1,
                  stoppers=(), callbacks=(), seed: int = 0, checkpoint_path=None,
                  checkpoint_every: int | None = None, progress: bool = True,
-                 desc: str = "training"):
+                 desc: str = "training", max_rollbacks: int = 0):
         self.model, self.optimizer, self.step_fn = model, optimizer, step_fn
         self.scheduler = scheduler
         self.schedule_every = validate.positive_int("schedule_every", schedule_every)
@@ -196,6 +205,9 @@ class Trainer:
         self.history: dict[str, list] = {}
         self.evaluations: dict[str, list] = {}
         self.stop_reason = None
+        self.max_rollbacks = validate.non_negative_int("max_rollbacks", max_rollbacks)
+        self.rollbacks: list[dict] = []
+        self._good = None
 
     # ------------------------------------------------------------------ pieces
     def generator(self, step: int, stream: int = 0, device=None) -> torch.Generator:
@@ -247,22 +259,52 @@ class Trainer:
         self.model.train(was_training)
         for key, value in metrics.items():
             if not math.isfinite(value):
-                raise FloatingPointError(f"evaluation metric {key} became {value} at step "
-                                         f"{self.step}")
+                self._diverged(f"evaluation metric {key} became {value} at step {self.step}")
+                return metrics
         self._record(self.evaluations, {"step": self.step, **metrics})
         self._callbacks("on_evaluate")
         return metrics
 
-    def train_step(self) -> Step:
+    def _keep_good_state(self) -> None:
+        self._good = copy.deepcopy({
+            "step": self.step, "carry": self.carry, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "history": {k: len(v) for k, v in self.history.items()},
+            "evaluations": {k: len(v) for k, v in self.evaluations.items()}})
+
+    def _diverged(self, message: str) -> None:
+        """Roll back to the last good state with every learning rate halved, or raise."""
+        if len(self.rollbacks) >= self.max_rollbacks or self._good is None:
+            spent = f" after {len(self.rollbacks)} rollbacks" if self.rollbacks else ""
+            raise FloatingPointError(f"{message} (learning rate {self.learning_rate:.3g})"
+                                     f"{spent}; the model was not updated. Lower the learning "
+                                     f"rate or the gradient clip (now {self.grad_clip}).")
+        good = self._good
+        self.model.load_state_dict(good["model"])
+        self.optimizer.load_state_dict(copy.deepcopy(good["optimizer"]))
+        for group in self.optimizer.param_groups:
+            group["lr"] *= 0.5
+        if hasattr(self.scheduler, "base_lrs"):
+            self.scheduler.base_lrs = [lr * 0.5 for lr in self.scheduler.base_lrs]
+        self.step, self.carry = good["step"], copy.deepcopy(good["carry"])
+        for table, lengths in ((self.history, good["history"]),
+                               (self.evaluations, good["evaluations"])):
+            for key in list(table):
+                del table[key][lengths.get(key, 0):]
+        event = {"step": self.step, "reason": message, "learning_rate": self.learning_rate}
+        self.rollbacks.append(event)
+        tqdm.write(f"{self.desc}: {message}; rolled back to step {self.step}, learning rate "
+                   f"halved to {self.learning_rate:.3g}")
+
+    def train_step(self) -> Step | None:
+        """One step (module docstring); ``None`` when it diverged and was rolled back."""
         data = self.generator(self.step)
         noise = data if self.device.type == "cpu" else self.generator(self.step, 1, self.device)
         ctx = StepContext(self.step, data, noise, self.carry)
         out = self.step_fn(ctx)
         if not torch.isfinite(out.loss):
-            raise FloatingPointError(
-                f"loss became {out.loss.item()} at step {self.step} (learning rate "
-                f"{self.learning_rate:.3g}); the model was not updated. Lower the learning rate "
-                f"or the gradient clip (now {self.grad_clip}).")
+            self._diverged(f"loss became {out.loss.item()} at step {self.step}")
+            return None
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self._callbacks("on_backward")
@@ -273,9 +315,11 @@ class Trainer:
                                       if p.grad is not None))
         lr = self.learning_rate
         if not math.isfinite(grad_norm):
-            raise FloatingPointError(
-                f"gradient norm became {grad_norm} at step {self.step} (learning rate {lr:.3g}; "
-                f"loss {out.loss.item():.6g}); the model was not updated.")
+            self._diverged(f"gradient norm became {grad_norm} at step {self.step} (loss "
+                           f"{out.loss.item():.6g})")
+            return None
+        if self.max_rollbacks:
+            self._keep_good_state()
         self.optimizer.step()
         if self.after_step is not None:
             self.after_step(self.model)
@@ -285,7 +329,10 @@ class Trainer:
                                     "grad_norm": grad_norm,
                                     **{k: float(v) for k, v in out.logs.items()}})
         if self.evaluate is not None and self.step % self.eval_every == 0:
+            spent = len(self.rollbacks)
             self.run_evaluation()
+            if len(self.rollbacks) > spent:
+                return None
         self._schedule()
         return out
 
@@ -300,7 +347,9 @@ class Trainer:
                    disable=not self.progress, mininterval=2.0)
         try:
             while self.step < steps:
-                self.train_step()
+                if self.train_step() is None:  # rolled back
+                    bar.n = self.step
+                    continue
                 self.elapsed = time.perf_counter() - start
                 self._callbacks("on_step_end")
                 bar.update()

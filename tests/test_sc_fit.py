@@ -13,9 +13,12 @@ def test_short_fit_improves_and_reports(session):
     cfg = sc_fit.make_config(steps=15, learning_rate=0.03, learnable_alpha="population")
     model, history = sc_fit.fit(session, cfg, progress=False)
     assert history["L_neuron"][-1] < history["L_neuron"][0]
+    # the kept state is the best by validation bits/spike, among the checks made
+    checks = history["monitor"]["val_bits_per_spike"]
+    assert history["best_val_bits_per_spike"] == max(checks)
     scores = sc_fit.evaluate(model, session)
-    assert 0 < scores["ceiling"] <= 1 and -1 <= scores["psth_corr"] <= 1
-    assert scores["L_trial"] >= 0 and np.isfinite(scores["poisson_nll"])
+    assert -1 <= scores["psth_r"] <= 1 and np.isfinite(scores["bits_per_spike"])
+    assert scores["L_trial"] >= 0 and -1 <= scores["single_trial_r"] <= 1
     with pytest.raises(ValueError, match="warmup_steps"):
         sc_fit.make_config(steps=10, warmup_steps=10)
     with pytest.raises(ValueError, match="learning_rat"):
@@ -50,7 +53,7 @@ def test_time_constants_get_their_own_learning_rate(session, monkeypatch):
 
 
 def test_frozen_learnable_tau_fits_exactly_like_fixed_tau(session):
-    options = {"steps": 3, "learning_rate": 0.03}
+    options = {"steps": 3, "learning_rate": 0.03, "learnable_alpha": "none"}
     _, fixed = sc_fit.fit(session, options, progress=False)
     _, frozen = sc_fit.fit(session, {**options, "learnable_tau": "population",
                                      "freeze_tau": True}, progress=False)
@@ -65,7 +68,9 @@ def test_a_saved_model_loads_with_its_configuration(session, tmp_path):
     loaded = sc_fit.load_model(session, options, tmp_path / "run.pt")
     for name, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value), name
-    assert sc_fit.evaluate(loaded, session) == sc_fit.evaluate(model, session)
+    a, b = sc_fit.evaluate(loaded, session), sc_fit.evaluate(model, session)
+    assert a.keys() == b.keys()
+    assert all(a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a)
 
 
 @pytest.mark.slow

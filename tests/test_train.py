@@ -161,6 +161,40 @@ def test_non_finite_gradient_stops_before_any_update():
     assert torch.equal(model.w, torch.zeros(3))
 
 
+def test_divergence_rolls_back_halves_the_rate_and_goes_on():
+    """Gradient descent on w^2 with rate 1.5 maps w -> -2w: 1, -2, 4, -8, 16. The loss is
+    made non-finite once |w| > 10, at step 4; the last good state is w = -8, before step 3's
+    update, and from there the halved rate 0.75 maps w -> -0.5 w, which converges."""
+    model = Line(n=1)
+    with torch.no_grad():
+        model.w.fill_(1.0)
+
+    def step(ctx):
+        w = model.w.sum()
+        return Step(w.square() + (torch.inf if w.abs() > 10 else 0.0))
+
+    trainer = quiet(model, step, optimizer=torch.optim.SGD([model.w], lr=1.5), max_rollbacks=2)
+    trainer.run(30)
+    assert [(e["step"], e["learning_rate"]) for e in trainer.rollbacks] == [(3, 0.75)]
+    assert trainer.history["lr"] == [1.5] * 3 + [0.75] * 27
+    assert trainer.history["step"] == list(range(1, 31))
+    expected = -8.0 * (-0.5) ** 27
+    assert model.w.item() == pytest.approx(expected, abs=1e-9)
+
+
+def test_rollbacks_run_out():
+    model = Line(n=1)
+
+    def step(ctx):
+        return Step(model.w.sum() * (math.nan if ctx.step >= 2 else 1.0))
+
+    trainer = quiet(model, step, max_rollbacks=3)
+    with pytest.raises(FloatingPointError, match="after 3 rollbacks"):
+        trainer.run(10)
+    assert [e["learning_rate"] for e in trainer.rollbacks] == pytest.approx([0.05, 0.025,
+                                                                            0.0125])
+
+
 def test_gradient_clipping_bounds_the_update():
     model = Line()
     start = model.w.detach().clone()

@@ -5,8 +5,11 @@ with papermill; ``--list-params`` prints its parameters. ``python -m hdlib refre
 re-runs chapters at their defaults and stores the paired notebooks.
 ``python -m hdlib sweep NOTEBOOK -f SWEEP.yaml [-o DIR] [--workers N] [--engine E]`` runs one
 papermill execution per configuration of a sweep file and writes ``DIR/results.csv``.
-``python -m hdlib fit SESSION.mat [--steps N | --minutes M] [--seed S] [--config FILE.yaml]
-[--out DIR]`` fits the E-I RNN to a recorded session (:func:`hdlib.fitters.sc_fit.fit_file`).
+``python -m hdlib fit SESSION [--steps N | --minutes M] [--seed S] [--config FILE.yaml]
+[--mapping MAP.yaml] [--baselines-only] [--out DIR]`` fits the E-I RNN to a recorded session
+(MATLAB export or NWB; :func:`hdlib.fitters.sc_fit.fit_file`) and prints its held-out scores
+beside the baselines'. ``python -m hdlib export-nwb SESSION.mat OUT.nwb`` writes a MATLAB export
+as NWB (:func:`hdlib.datasets.nwb.export_nwb`).
 """
 from __future__ import annotations
 
@@ -47,30 +50,56 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dask-address", help="scheduler address of an existing Dask cluster")
     sweep.add_argument("--force", action="store_true",
                        help="rerun every configuration, even those already finished")
-    fit = sub.add_parser("fit", help="fit the E-I RNN to a recorded session (.mat, v7.3 or v5)")
-    fit.add_argument("session", help="session file in the SC export schema")
+    fit = sub.add_parser("fit", help="fit the E-I RNN to a recorded session (.mat or .nwb)")
+    fit.add_argument("session", help="session file: the SC export schema (.mat, v7.3 or v5) or "
+                                     "NWB (.nwb, read through --mapping)")
     budget = fit.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="Adam steps (default: the config's)")
     budget.add_argument("--minutes", type=float, help="train until this much time has passed")
     fit.add_argument("--seed", type=int, default=0, help="training seed (the validation split "
                                                           "does not depend on it)")
     fit.add_argument("--config", metavar="FILE.yaml", help="fit options (FitConfig fields)")
+    fit.add_argument("--mapping", metavar="MAP.yaml",
+                     help="which NWB columns hold what (default: hdlib/datasets/nwb_mapping.yaml)")
+    fit.add_argument("--baselines-only", action="store_true",
+                     help="score only the baselines (mean rate, PSTHs, Poisson GLM): seconds")
     fit.add_argument("--out", default="_fit", metavar="DIR",
                      help="folder for metrics.json, model.pt and psth.png (default _fit)")
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    export = sub.add_parser("export-nwb", help="write a MATLAB session export as an NWB file")
+    export.add_argument("session", help="session file in the SC export schema (.mat)")
+    export.add_argument("out", help="NWB file to write")
     return parser
 
 
 def _fit(args) -> int:
     from ..fitters import sc_fit
 
-    metrics = sc_fit.fit_file(args.session, args.out, steps=args.steps, minutes=args.minutes,
-                              seed=args.seed, config_file=args.config,
-                              progress=not args.no_progress)
-    print(f"{metrics['session']}: {metrics['steps']} steps in {metrics['seconds']:.0f} s; "
-          f"validation psth_corr_pooled {metrics['psth_corr_pooled']:.4f}, psth_corr "
-          f"{metrics['psth_corr']:.4f} (ceiling {metrics['ceiling']:.4f})")
-    print(f"wrote {args.out}/metrics.json, model.pt, psth.png")
+    report = sc_fit.fit_file(args.session, args.out, steps=args.steps, minutes=args.minutes,
+                             seed=args.seed, config_file=args.config, mapping=args.mapping,
+                             progress=not args.no_progress, baselines_only=args.baselines_only)
+    parts = (f"{report['n_train']} training, {report['n_val']} validation and "
+             f"{report['n_test']} test trials, {report['n_neurons']} neurons")
+    if "fit" in report:
+        parts += (f"; {report['steps']} steps in {report['seconds']:.0f} s, best validation "
+                  f"state at step {report['best_step']} ({report['stop_reason']})")
+    print(f"{report['session']}: {parts}")
+    print("held-out scores on the test trials (pooled_metric: the published one; 'trial end' "
+          "shows how far it can be gamed):")
+    columns = ["bits_per_spike", "psth_r_smooth", "psth_r2_smooth", "psth_r", "single_trial_r",
+               "pooled_metric"]
+    table = sc_fit.score_table(report)
+    print(table[[c for c in columns if c in table]].to_string(float_format="%.3f",
+                                                              na_rep=""))
+    files = "metrics.json" if args.baselines_only else "metrics.json, model.pt, psth.png"
+    print(f"wrote {args.out}/{files}")
+    return 0
+
+
+def _export_nwb(args) -> int:
+    from ..datasets import nwb
+
+    print(f"wrote {nwb.export_nwb(args.session, args.out)}")
     return 0
 
 
@@ -100,6 +129,8 @@ def main(argv=None) -> int:
             return _sweep(args)
         if args.command == "fit":
             return _fit(args)
+        if args.command == "export-nwb":
+            return _export_nwb(args)
         if args.command == "refresh":
             for source in args.notebooks:
                 print(f"stored {runs.refresh_stored(source)}")

@@ -5,10 +5,16 @@ Adam on the whole training split each step (exact PSTHs), minimising
 
     L = L_neuron + c * L_trial + L_reg [+ activity regularisation]
 
-(or the Poisson / hybrid variants of ``L_neuron``), where ``c`` balances the gradient norms
-(:func:`hdlib.losses.balanced_weight`, recomputed every ``balance_every`` steps), and the
+where ``L_neuron`` is the Poisson negative log-likelihood of the recorded spike counts (or the
+document's per-condition PSTH correlation loss, or a mix of both), ``c`` balances the gradient
+norms (:func:`hdlib.losses.balanced_weight`, recomputed every ``balance_every`` steps), and the
 learning rate is constant or follows :func:`hdlib.train.cosine_schedule` (with warm-up).
-:func:`evaluate` scores a model on the validation split.
+
+Every ``eval_every`` steps the model (noise off) is scored on the validation trials by held-out
+bits per spike (:func:`hdlib.metrics.bits_per_spike`); the best state so far is kept, written
+to ``best_path`` if given, and is the state :func:`fit` returns, also when the time budget
+ends the run, when it is interrupted (Ctrl-C) or when it diverges more often than it can roll
+back. :func:`evaluate` scores a model on held-out trials with :mod:`hdlib.metrics`.
 """
 from __future__ import annotations
 
@@ -20,26 +26,33 @@ from pathlib import Path
 import torch
 
 from .. import losses as fl
-from .. import validate
+from .. import metrics, validate
 from ..datasets.sessions import Session
 from ..models.eirnn import EIRNN
+from ..models.encoders import RaisedCosineEncoder
 from ..train import Step, TimeBudget, Trainer, cosine_schedule
 
 
 @dataclasses.dataclass
 class FitConfig:
     """Knobs of one fit (names follow the document). The defaults are those of
-    ``python -m hdlib fit``, chosen on the shipped session by validation on an inner split of
-    its training trials (chapter 04): minibatches of 64 trials, the pooled-PSTH term on, 600
-    steps (about a minute of one core)."""
+    ``python -m hdlib fit`` (chapter 04 measures them on held-out trials): the Poisson
+    likelihood as ``L_neuron`` plus the document's ``L_trial``, the task inputs on the GLM's
+    temporal basis (``input_basis``), a rate scale and baseline per neuron started at its mean
+    training rate (``rate_gain='neuron'``), minibatches of 64 trials, 600 steps; the state kept
+    is the one with the best validation bits per spike (checked every ``eval_every`` steps)."""
 
     steps: int = 600
     learning_rate: float = 0.01
     batch_size: int = 64  # trials drawn per step from the training split (0: all of them)
-    loss_type: str = "correlation"  # L_neuron: 'correlation', 'poisson' or 'hybrid'
-    pooled_weight: float = 1.0  # weight of L_pooled (1 - the published metric) added to L_neuron
+    loss_type: str = "poisson"  # L_neuron: 'poisson', 'correlation' or 'hybrid'
+    pooled_weight: float = 0.0  # weight of L_pooled (1 - the published metric) added to L_neuron
+    input_basis: bool = True  # inputs through hdlib.models.encoders.RaisedCosineEncoder
+    rate_gain: str = "neuron"  # rate scale and baseline: 'neuron' (one each per unit) or 'scalar'
+    eval_every: int = 25  # steps between validation checks (best-state selection)
+    max_rollbacks: int = 8  # divergences rolled back (learning rate halved) before giving up
     hybrid_weight: float = 0.3
-    ltrial_scale: float = 0.5
+    ltrial_scale: float = 0.0  # c of L_trial (0: off; the document used 0.5)
     ltrial_distance: str = "euclidean"  # or 'poisson'
     sinkhorn_epsilon: float = 0.1
     smooth_ms: float = 100.0
@@ -52,7 +65,7 @@ class FitConfig:
     learnable_tau: str = "none"
     tau_mode: str = "clamp"
     freeze_tau: bool = False
-    learnable_alpha: str = "none"
+    learnable_alpha: str = "neuron"  # the default fit learns one alpha per unit
     alpha_init: float = 0.5
     tau_min: float | None = None  # lower bound of a learnable tau (default: one bin)
     tau_e_init: float | None = None  # initial tau (ms); default dt / alpha_init
@@ -76,6 +89,10 @@ class FitConfig:
                                                ("euclidean", "poisson"))
         self.batch_size = validate.non_negative_int("batch_size", self.batch_size)
         self.pooled_weight = validate.float_in("pooled_weight", self.pooled_weight, 0.0, math.inf)
+        self.input_basis = validate.boolean("input_basis", self.input_basis)
+        self.rate_gain = validate.choice("rate_gain", self.rate_gain, ("neuron", "scalar"))
+        self.eval_every = validate.positive_int("eval_every", self.eval_every)
+        self.max_rollbacks = validate.non_negative_int("max_rollbacks", self.max_rollbacks)
         self.scheduler = validate.choice("scheduler", self.scheduler,
                                          ("constant", "cosine", "plateau"))
         self.plateau_patience = validate.positive_int("plateau_patience", self.plateau_patience)
@@ -112,8 +129,10 @@ def build_model(session: Session, cfg: FitConfig) -> EIRNN:
 def build_network(is_excitatory, n_inputs: int, bin_size_ms: float, cfg: FitConfig) -> EIRNN:
     """The :class:`EIRNN` of ``cfg``: the recorded units typed by ``is_excitatory``,
     ``n_hidden`` hidden units (a quarter inhibitory), ``dt`` one bin, both time constants at
-    ``tau_*_init`` or ``dt / alpha_init``; time constants frozen if asked."""
+    ``tau_*_init`` or ``dt / alpha_init``; time constants frozen if asked; the inputs through a
+    :class:`RaisedCosineEncoder` (statistics unset) with ``input_basis``."""
     n_hidden_inh = cfg.n_hidden // 4
+    encoder = RaisedCosineEncoder(n_inputs) if cfg.input_basis else None
     model = EIRNN(is_excitatory, n_inputs,
                   n_hidden_exc=cfg.n_hidden - n_hidden_inh, n_hidden_inh=n_hidden_inh,
                   dt=bin_size_ms, learnable_tau=cfg.learnable_tau,
@@ -122,7 +141,8 @@ def build_network(is_excitatory, n_inputs: int, bin_size_ms: float, cfg: FitConf
                   noise_scale=cfg.noise_scale, tau_min=cfg.tau_min,
                   spectral_radius=cfg.spectral_radius, learnable_x0=cfg.learnable_x0,
                   tau_e=cfg.tau_e_init or bin_size_ms / cfg.alpha_init,
-                  tau_i=cfg.tau_i_init or bin_size_ms / cfg.alpha_init, seed=cfg.seed)
+                  tau_i=cfg.tau_i_init or bin_size_ms / cfg.alpha_init, rate_gain=cfg.rate_gain,
+                  encoder=encoder, seed=cfg.seed)
     if cfg.freeze_tau:
         model.freeze_time_constants()
     return model
@@ -149,21 +169,61 @@ def neuron_loss(cfg: FitConfig, rates, batch, bin_size_ms):
                                       bin_size_ms=bin_size_ms)
 
 
+def prepare(model: EIRNN, session: Session, cfg: FitConfig) -> EIRNN:
+    """Set what a fit takes from its training trials before the first step: the encoder's
+    statistics, and with ``rate_gain='neuron'`` each recorded unit's rate so that it starts
+    at its mean training rate ``m`` (baseline ``0.1 m``, scale ``0.9 m / ln 2``, as
+    ``softplus(0) = ln 2``; hidden units at the recorded units' mean)."""
+    train = session.trials(session.train_idx)
+    if model.encoder is not None:
+        model.encoder.fit_statistics(train["inputs"], train["mask"])
+    if cfg.rate_gain == "neuron":
+        mean = metrics.mean_rates(train["rates"], train["mask"]).float().clamp(min=0.5)
+        mean = torch.cat([mean, mean.mean().expand(model.n_total - session.n_neurons)])
+        model.set_rates(0.9 * mean / math.log(2), 0.1 * mean)
+    return model
+
+
+class BestState:
+    """Trainer callback: after each validation check, keep the model state with the highest
+    ``metric`` (a copy in memory, and written to ``path`` atomically if given)."""
+
+    def __init__(self, model, metric: str, path=None, save=None):
+        self.model, self.metric, self.path, self.save = model, metric, path, save
+        self.best, self.state, self.step = -math.inf, None, 0
+
+    def on_evaluate(self, trainer) -> None:
+        value = trainer.evaluations[self.metric][-1]
+        if value > self.best:
+            self.best, self.step = value, trainer.step
+            self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if self.path is not None:
+                self.save(self.model, self.path)
+
+
 def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
         progress: bool = True, time_budget: float | None = None, monitor=None,
-        monitor_every: int = 50):
+        best_path=None, save_best=None):
     """Train on ``session.train_idx`` (all of it each step, or ``batch_size`` trials drawn by
     the step's generator) with :class:`hdlib.train.Trainer`; returns ``(model, history)``.
+
+    ``model`` is built (:func:`build_model`) and prepared (:func:`prepare`) unless given.
+    Step ``t`` draws the network's noise from a generator seeded by ``(cfg.seed, t)``; the
+    balancing weight is carried from the step that computed it to the next
+    ``balance_every - 1`` steps. Every ``eval_every`` steps the model (noise off) is scored on
+    ``session.val_idx`` (validation bits per spike, ``val_bits_per_spike``, plus the floats of
+    ``monitor()`` if given); the best state is kept (and written by ``save_best(model,
+    best_path)`` when it improves) and loaded back at the end. ``time_budget`` (seconds) stops
+    the fit early; Ctrl-C stops it too and keeps the best state; a non-finite loss or gradient
+    rolls back and halves the learning rate up to ``cfg.max_rollbacks`` times, then ends the
+    fit (``history['stop_reason']`` says which).
+
     History: per step the losses, the balancing weight, the learning rate, the E/I time
-    constants and the seconds since the start. Step ``t`` draws the network's noise from a
-    generator seeded by ``(cfg.seed, t)``; the balancing weight is carried from the step that
-    computed it to the next ``balance_every - 1`` steps. ``time_budget`` (seconds)
-    stops the fit early when it is used up (:class:`hdlib.train.TimeBudget`). ``monitor`` (a
-    function of no arguments returning a dict of floats) is called every ``monitor_every``
-    steps with the model in ``eval()`` mode; its values go to ``history['monitor']`` (one dict
-    of lists, with the ``step``)."""
+    constants, the seconds since the start; ``monitor`` (the validation checks, one list per
+    metric with the ``step``), ``rollbacks``, ``best_step``, ``stop_reason``."""
     cfg = make_config(**cfg) if isinstance(cfg, dict) else cfg
-    model = model or build_model(session, cfg)
+    if model is None:
+        model = prepare(build_model(session, cfg), session, cfg)
     timing = {id(p) for p in model.time_constant_parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in trainable if id(p) not in timing]}]
@@ -180,6 +240,9 @@ def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
             optimizer, factor=0.5, patience=cfg.plateau_patience, min_lr=0.02 * cfg.learning_rate)
     train_idx = session.train_idx
     full = session.trials(train_idx)
+    val = session.trials(session.val_idx)
+    mean_rate = metrics.mean_rates(full["rates"], full["mask"])
+    dt = session.bin_size_ms / 1000
     batch_size = cfg.batch_size if 0 < cfg.batch_size < len(train_idx) else 0
     start = time.perf_counter()
 
@@ -209,82 +272,104 @@ def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
                            "tau_i_ms": taus["tau_i_ms"],
                            "seconds": time.perf_counter() - start}, carry=weight)
 
+    def validation() -> dict:
+        rates = model(val["inputs"])[..., :session.n_neurons]
+        out = {"val_bits_per_spike": metrics.bits_per_spike(rates, val["rates"], val["mask"],
+                                                            mean_rate, dt)["pooled"]}
+        return {**out, **(monitor() if monitor is not None else {})}
+
+    best = BestState(model, "val_bits_per_spike", best_path, save_best)
     stoppers = [] if time_budget is None else [TimeBudget(time_budget)]
     engine = Trainer(model, optimizer, step, scheduler=scheduler, grad_clip=1.0, seed=cfg.seed,
-                     progress=progress, desc="fit", stoppers=stoppers, evaluate=monitor,
-                     eval_every=monitor_every)
-    engine.run(cfg.steps)
-    history = {key: engine.history[key] for key in ("loss", "L_neuron", "L_trial", "weight",
-                                                   "tau_e_ms", "tau_i_ms", "seconds")}
-    history["lr"] = engine.history["lr"]
-    history["monitor"] = engine.evaluations
+                     progress=progress, desc="fit", stoppers=stoppers, evaluate=validation,
+                     eval_every=cfg.eval_every, callbacks=[best],
+                     max_rollbacks=cfg.max_rollbacks)
+    try:
+        engine.run_evaluation()  # the initial state is a candidate too
+        engine.run(cfg.steps)
+        stop_reason = engine.stop_reason
+    except KeyboardInterrupt:
+        stop_reason = f"interrupted at step {engine.step}"
+    except FloatingPointError as error:
+        stop_reason = f"diverged: {error}"
+    if engine.step % cfg.eval_every and "diverged" not in stop_reason:
+        engine.run_evaluation()  # the final state is a candidate too
+    if best.state is None:
+        raise FloatingPointError(f"the fit diverged before its first validation check "
+                                 f"({stop_reason})")
+    model.load_state_dict(best.state)
+    history = {key: engine.history.get(key, []) for key in (
+        "loss", "L_neuron", "L_trial", "weight", "tau_e_ms", "tau_i_ms", "seconds", "lr")}
+    history.update(monitor=engine.evaluations, rollbacks=engine.rollbacks,
+                   best_step=best.step, best_val_bits_per_spike=best.best,
+                   stop_reason=stop_reason)
     return model, history
+
+
+def resampling_reference(trials: dict, train: dict, bin_size_ms: float, seed: int = 0) -> dict:
+    """What a model's single-trial scores must beat: the same scores with the model replaced
+    by recorded training trials of the same conditions (:func:`hdlib.metrics.resampled_trials`)."""
+    resampled = metrics.resampled_trials(trials["rates"], trials["condition"], train["rates"],
+                                         train["condition"], seed=seed)
+    return metrics.single_trial_scores(resampled, trials["rates"], trials["mask"],
+                                       trials["condition"], bin_size_ms)
 
 
 @torch.no_grad()
 def evaluate(model: EIRNN, session: Session, index=None, seed: int = 0) -> dict:
-    """Scores on the trials ``index`` (default: the validation split).
+    """Held-out scores of ``model`` on the trials ``index`` (default: the test split, else the
+    validation split), by :func:`hdlib.metrics.score` (bits per spike over each neuron's mean
+    training rate, raw and smoothed per-condition PSTH ``r`` and ``R^2``, the published pooled
+    metric, selectivity matches per factor) with the model's noise **off**, and the
+    single-trial scores (``L_trial``, ``single_trial_r``) with its noise **on**, drawn from a
+    generator seeded by ``seed``."""
+    index = index if index is not None else (
+        session.test_idx if len(session.test_idx) else session.val_idx)
+    was_training = model.training
+    model.eval()
+    trials, train = session.trials(index), session.trials(session.train_idx)
+    mean_rate = metrics.mean_rates(train["rates"], train["mask"])
+    rates = model(trials["inputs"])[..., :session.n_neurons]
+    labels = {name: values[index.numpy()] for name, values in session.labels.items()}
+    out = metrics.score(rates, trials["rates"], trials["mask"], trials["condition"],
+                        mean_rate=mean_rate, bin_size_ms=session.bin_size_ms, labels=labels,
+                        epoch=target_epoch(session, trials))
+    noisy = model(trials["inputs"], noise=True,
+                  generator=torch.Generator().manual_seed(seed))[..., :session.n_neurons]
+    out.update(metrics.single_trial_scores(noisy, trials["rates"], trials["mask"],
+                                           trials["condition"], session.bin_size_ms))
+    model.train(was_training)
+    return out
 
-    The model runs once on those trials **with its noise on**, drawn from a generator seeded by
-    ``seed`` (the published metric was measured so, and the single-trial scores need
-    trial-to-trial variability); every score below uses that run.
 
-    * ``psth_corr``: the book's metric, per condition and unit over recorded bins
-      (:func:`hdlib.losses.psth_correlation`), with its split-half ``ceiling`` and
-      ``fraction_of_ceiling``;
-    * ``psth_corr_pooled``: the published pipeline's metric (:func:`hdlib.losses
-      .psth_corr_pooled`: conditions pooled, padded bins included), and its mean over the E
-      units (``psth_corr_pooled_e``) and the I units (``psth_corr_pooled_i``);
-    * ``single_trial_corr`` after one-to-one matching; ``rates_in_range``, the fraction of
-      units with mean rate in 1-50 spikes/s; held-out ``L_trial`` and ``poisson_nll`` (per bin
-      and unit); ``mean_rate``.
-    """
-    index = session.val_idx if index is None else index
-    batch = session.trials(index)
-    generator = torch.Generator().manual_seed(seed)
-    rates = model(batch["inputs"], noise=True, generator=generator)[..., :session.n_neurons]
-    args = (rates, batch["rates"], batch["mask"], batch["condition"])
-    ceiling = fl.split_half_ceiling(batch["rates"], batch["mask"], batch["condition"])
-    psth_corr = fl.psth_correlation(*args)
-    pooled = fl.pooled_psth_correlations(rates, batch["rates"])
-    exc = session.is_excitatory
-
-    def mean_of(values):
-        values = values[~values.isnan()]
-        return values.mean().item() if len(values) else math.nan
-
-    return {"psth_corr": psth_corr, "psth_corr_pooled": mean_of(pooled),
-            "psth_corr_pooled_e": mean_of(pooled[exc]), "psth_corr_pooled_i": mean_of(pooled[~exc]),
-            "ceiling": ceiling["ceiling"], "split_half": ceiling["raw"],
-            "fraction_of_ceiling": psth_corr / ceiling["ceiling"],
-            "single_trial_corr": fl.single_trial_correlation(
-                *args, bin_size_ms=session.bin_size_ms),
-            "rates_in_range": fl.rates_in_range(rates, batch["mask"]),
-            "L_trial": fl.compute_L_trial(rates, batch["rates"], batch["mask"],
-                                          bin_size_ms=session.bin_size_ms).item(),
-            "poisson_nll": fl.compute_L_poisson(rates, batch["rates"], batch["mask"],
-                                                session.bin_size_ms).item(),
-            "mean_rate": (rates * batch["mask"][..., None]).sum().item()
-            / (batch["mask"].sum().item() * rates.shape[-1])}
+def target_epoch(session: Session, trials: dict) -> torch.Tensor:
+    """Bins ``(K, T)`` where a target is on screen (any ``input_is_*`` channel), recorded."""
+    channels = [i for i, name in enumerate(session.input_names) if name.startswith("input_is_")]
+    return (trials["inputs"][..., channels].sum(-1) > 0) & trials["mask"]
 
 
 # ---------------------------------------------------------------------------- fitted models on disk
-CHECKPOINT_FORMAT = "hdlib-sc-fit-1"
-#: The validation split of ``python -m hdlib fit``: seeded once, whatever the training seed, so
-#: that fits with different seeds are scored on the same trials.
+CHECKPOINT_FORMAT = "hdlib-sc-fit-2"
+#: The split of ``python -m hdlib fit``: seeded once, whatever the training seed, so that fits
+#: with different seeds are scored on the same trials. Validation trials stop and choose; test
+#: trials only report.
 SPLIT_SEED = 0
 VAL_FRACTION = 0.2
+TEST_FRACTION = 0.2
+#: Fewer trials than this cannot be split three ways with a PSTH left in each part.
+MIN_TRIALS = 20
 
 
 def save_fitted(model: EIRNN, cfg: FitConfig, path, **info) -> Path:
-    """Write a fitted model atomically: its weights, the configuration that builds it, the unit
-    types, the input count and the bin size (everything :func:`load_fitted` needs; plain
-    tensors, numbers and strings, so that ``torch.load(path, weights_only=True)`` reads it)."""
+    """Write a fitted model atomically: its weights (with the encoder's statistics), the
+    configuration that builds it, the unit types, the task input count and the bin size
+    (everything :func:`load_fitted` needs; plain tensors, numbers and strings, so that
+    ``torch.load(path, weights_only=True)`` reads it)."""
     from .. import io
 
     return io.save_torch({"format": CHECKPOINT_FORMAT, "config": dataclasses.asdict(cfg),
                           "is_excitatory": model.excitatory[:model.n_recorded].clone(),
-                          "n_inputs": int(model.W_in.shape[1]), "bin_size_ms": float(model.dt),
+                          "n_inputs": int(model.n_task_inputs), "bin_size_ms": float(model.dt),
                           "state_dict": model.state_dict(), "info": info}, path)
 
 
@@ -319,29 +404,127 @@ def read_config_file(path) -> dict:
     return options
 
 
-def pooled_psth_figure(model: EIRNN, session: Session, seed: int = 0):
-    """Model and data PSTHs (conditions pooled, as the published metric) on the validation
-    trials, for the best, median and worst units by that metric (two each); the model runs
-    with its noise on, drawn from a generator seeded by ``seed``. Returns the figure."""
+def check_session(session: Session, name: str) -> None:
+    """A one-line ``ValueError`` naming ``name`` if the session cannot be fitted and scored:
+    fewer than :data:`MIN_TRIALS` trials, a single condition, or a split part left empty."""
+    n = len(session.condition)
+    if n < MIN_TRIALS:
+        raise ValueError(f"{name}: {n} trials; a fit needs at least {MIN_TRIALS} (training, "
+                         f"validation and test trials, each with a PSTH)")
+    if len(torch.unique(session.condition)) < 2:
+        raise ValueError(f"{name}: every trial has the same condition (identity x location); "
+                         f"the per-condition scores need at least two")
+    for part in ("train_idx", "val_idx", "test_idx"):
+        if len(getattr(session, part)) < 2:
+            raise ValueError(f"{name}: too few trials for a {part[:-4]} split")
+
+
+# ---------------------------------------------------------------------------- scores and baselines
+def score_baselines(session: Session, fitted, index) -> dict:
+    """Held-out scores (:func:`hdlib.metrics.score`) of every baseline of ``fitted``
+    (:func:`hdlib.baselines.fit_baselines`) and of the trial-end predictor on the trials
+    ``index``, with the single-trial resampling reference under ``"resampled trials"``."""
+    trials, train = session.trials(index), session.trials(session.train_idx)
+    labels = {name: values[index.numpy()] for name, values in session.labels.items()}
+    common = dict(mean_rate=fitted.mean_rate, bin_size_ms=session.bin_size_ms, labels=labels,
+                  epoch=target_epoch(session, trials))
+    out = {}
+    for name, rates in fitted.predict(trials["inputs"], trials["condition"]).items():
+        out[name] = metrics.score(rates, trials["rates"], trials["mask"], trials["condition"],
+                                  **common)
+    end = metrics.trial_end_predictor(fitted.mean_rate, trials["mask"])
+    out["trial end"] = {"pooled_metric": fl.psth_corr_pooled(end.float(),
+                                                             trials["rates"].float())}
+    out["resampled trials"] = resampling_reference(trials, train, session.bin_size_ms)
+    return out
+
+
+def ceilings(session: Session, index) -> dict:
+    """What a noise-free perfect predictor reaches on the trials ``index``
+    (:func:`hdlib.metrics.noise_ceiling`, raw and smoothed) and the split-half reliability of
+    the recorded selectivity per factor (:func:`hdlib.metrics.selectivity_reliability`)."""
+    trials = session.trials(index)
+    args = (trials["rates"], trials["mask"], trials["condition"], session.bin_size_ms)
+    raw = metrics.noise_ceiling(*args)
+    smooth = metrics.noise_ceiling(*args, smooth_ms=metrics.SMOOTH_MS)
+    labels = {name: values[index.numpy()] for name, values in session.labels.items()}
+    reliability = metrics.selectivity_reliability(trials["rates"],
+                                                  target_epoch(session, trials), labels)
+    return {"psth_r": raw["r"], "psth_r2": raw["r2"], "psth_r_smooth": smooth["r"],
+            "psth_r2_smooth": smooth["r2"],
+            **{f"selectivity_{name}": value for name, value in reliability.items()}}
+
+
+#: The honest scores (higher is better), in table order; ``L_trial`` (lower is better) follows.
+HONEST = ("bits_per_spike", "psth_r_smooth", "psth_r2_smooth", "psth_r", "single_trial_r")
+
+
+def best_baseline(baselines: dict, metric: str) -> str:
+    """The name of the baseline with the highest ``metric`` (the model-free and GLM rows)."""
+    rows = {name: row[metric] for name, row in baselines.items()
+            if metric in row and name not in ("trial end", "resampled trials")
+            and math.isfinite(row[metric])}
+    return max(rows, key=rows.get)
+
+
+def score_table(report: dict):
+    """One table (``pandas.DataFrame``): the baselines, the resampling and trial-end references,
+    the fit if present, and the ceiling; columns are the scores."""
+    import pandas as pd
+
+    rows = dict(report["baselines"])
+    if "fit" in report:
+        rows["E-I RNN fit"] = report["fit"]
+    rows["ceiling"] = report["ceiling"]
+    table = pd.DataFrame(rows).T
+    first = [c for c in ("bits_per_spike", "psth_r_smooth", "psth_r2_smooth", "psth_r",
+                         "psth_r2", "single_trial_r", "L_trial", "pooled_metric") if c in table]
+    return table[first + sorted(c for c in table if c not in first)]
+
+
+# ---------------------------------------------------------------------------- figure
+def psth_figure(model: EIRNN, session: Session, fitted, index=None, smooth_ms=metrics.SMOOTH_MS):
+    """Recorded and predicted PSTHs (per condition, smoothed) on held-out trials for the best
+    and the median neuron by the fit's smoothed PSTH ``r``, in the condition with most trials
+    and one other, beside the best baseline by that score (the Poisson GLM unless another wins).
+    Returns the figure."""
     import matplotlib.pyplot as plt
 
-    batch = session.trials(session.val_idx)
+    index = index if index is not None else (
+        session.test_idx if len(session.test_idx) else session.val_idx)
+    trials = session.trials(index)
     with torch.no_grad():
-        rates = model(batch["inputs"], noise=True, generator=torch.Generator().manual_seed(seed))
-    rates = rates[..., :session.n_neurons]
-    corr = fl.pooled_psth_correlations(rates, batch["rates"]).nan_to_num(-2.0)
-    order = torch.argsort(corr, descending=True).tolist()
-    middle = len(order) // 2
-    picks = {"best": order[:2], "median": order[middle:middle + 2], "worst": order[-2:]}
+        fitted_rates = model.eval()(trials["inputs"])[..., :session.n_neurons]
+    predictions = fitted.predict(trials["inputs"], trials["condition"])
+    scores = {name: metrics.psth_scores(rates, trials["rates"], trials["mask"],
+                                        trials["condition"], session.bin_size_ms, smooth_ms)
+              for name, rates in [("fit", fitted_rates), *predictions.items()]}
+    baseline = max((n for n in predictions if n != "mean rate"),
+                   key=lambda n: scores[n]["r"])
+    per_neuron = scores["fit"]["r_per_neuron"].nan_to_num(-2.0)
+    order = torch.argsort(per_neuron, descending=True).tolist()
+    units = {"best": order[0], "median": order[len(order) // 2]}
+    labels, counts = torch.unique(trials["condition"], return_counts=True)
+    conditions = labels[torch.argsort(counts, descending=True)][:2].tolist()
+    curves = {}
+    for name, rates in (("recorded", trials["rates"]), ("E-I RNN fit", fitted_rates),
+                        (baseline, predictions[baseline])):
+        curves[name] = metrics.condition_psths(rates, trials["mask"], trials["condition"],
+                                               torch.tensor(conditions), smooth_ms,
+                                               session.bin_size_ms)
     time_s = session.time_ms / 1000
-    fig, axes = plt.subplots(2, 3, figsize=(11, 5.5), sharex=True)
-    for col, (label, units) in enumerate(picks.items()):
-        for row, unit in enumerate(units):
+    fig, axes = plt.subplots(2, 2, figsize=(10, 5.5), sharex=True)
+    styles = {"recorded": dict(color="k", lw=2), "E-I RNN fit": dict(color="C3"),
+              baseline: dict(color="C0", ls="--")}
+    for row, (label, unit) in enumerate(units.items()):
+        for col, condition in enumerate(conditions):
             ax = axes[row, col]
-            ax.plot(time_s, batch["rates"][..., unit].mean(0), color="k", label="data")
-            ax.plot(time_s, rates[..., unit].mean(0), color="C3", label="model")
-            kind = "E" if session.is_excitatory[unit] else "I"
-            ax.set_title(f"{label}: unit {unit} ({kind}), r = {corr[unit]:.2f}", fontsize=9)
+            for name, (psth, valid) in curves.items():
+                shown = valid[col].numpy()
+                ax.plot(time_s[shown], psth[col, shown, unit].numpy(), label=name,
+                        **styles[name])
+            ax.set_title(f"{label} neuron ({unit}, fit r = {per_neuron[unit]:.2f}), "
+                         f"condition {condition}", fontsize=9)
     axes[0, 0].legend(fontsize=8)
     for ax in axes[1]:
         ax.set_xlabel("time in trial (s)")
@@ -351,34 +534,34 @@ def pooled_psth_figure(model: EIRNN, session: Session, seed: int = 0):
     return fig
 
 
-def plot_pooled_psths(model: EIRNN, session: Session, path, seed: int = 0) -> Path:
-    """:func:`pooled_psth_figure` written to ``path`` as a PNG (atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _save_figure(fig, path) -> Path:
     import matplotlib.pyplot as plt
 
     from .. import io
 
-    fig = pooled_psth_figure(model, session, seed)
     with io.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return Path(path)
 
 
+# ---------------------------------------------------------------------------- the command
 def fit_file(session_path, out_dir, *, steps: int | None = None, minutes: float | None = None,
-             seed: int = 0, config_file=None, progress: bool = True) -> dict:
-    """What ``python -m hdlib fit`` does: load and check the session (either MATLAB format,
-    any trial, bin and unit counts), split it into training and validation trials stratified by
-    condition with the fixed :data:`SPLIT_SEED`, fit with the options of ``config_file`` (YAML)
-    over :class:`FitConfig`'s defaults for ``steps`` steps (default ``FitConfig.steps``) or
-    until ``minutes`` have passed, and write into ``out_dir``: ``metrics.json``
-    (:func:`evaluate`'s scores on the validation split, the run's sizes, wall-clock and CPU
-    seconds of the fit), ``model.pt``
-    (:func:`save_fitted`) and ``psth.png`` (:func:`plot_pooled_psths`). Every input is checked
-    before anything is written; a bad one is a ``ValueError`` (or ``FileNotFoundError``) naming
-    it."""
+             seed: int = 0, config_file=None, progress: bool = True, mapping=None,
+             baselines_only: bool = False) -> dict:
+    """What ``python -m hdlib fit`` does. Load and check the session (either MATLAB format or
+    NWB through ``mapping``; any trial, bin and unit counts; :func:`check_session`), split it
+    into training, validation and test trials stratified by condition with the fixed
+    :data:`SPLIT_SEED`, fit the baselines (:func:`hdlib.baselines.fit_baselines`: training
+    trials, choices on validation trials) and, unless ``baselines_only``, the network with the
+    options of ``config_file`` (YAML) over :class:`FitConfig`'s defaults for ``steps`` steps
+    or until ``minutes`` have passed, keeping its best validation state in ``model.pt`` as it
+    goes. Everything is scored on the test trials only. Writes into ``out_dir``:
+    ``metrics.json`` (``fit``, ``baselines`` and ``ceiling`` scores, ``best_baseline`` per
+    score, the trial indices of each split, sizes, timings), ``model.pt`` (:func:`save_fitted`)
+    and ``psth.png`` (:func:`psth_figure`). Every input is checked before anything is written;
+    a bad one is a ``ValueError`` (or ``FileNotFoundError``) naming it."""
+    from .. import baselines as bl
     from .. import io
     from ..datasets.sessions import load_session
 
@@ -393,28 +576,42 @@ def fit_file(session_path, out_dir, *, steps: int | None = None, minutes: float 
         budget = 60 * validate.positive_float("minutes", minutes)
         options["steps"] = 10 ** 7  # the clock decides
     cfg = make_config(**options)
-    session = load_session(session_path, val_fraction=VAL_FRACTION, seed=SPLIT_SEED)
-    if len(torch.unique(session.condition[session.val_idx])) == 0 or len(session.val_idx) < 2:
-        raise ValueError(f"{session_path}: too few trials for a validation split")
+    session = load_session(session_path, val_fraction=VAL_FRACTION, seed=SPLIT_SEED,
+                           test_fraction=TEST_FRACTION, mapping=mapping)
+    check_session(session, Path(session_path).name)
     out_dir = Path(out_dir)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    model, history = fit(session, cfg, progress=progress, time_budget=budget)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    model.eval()
-    scores = evaluate(model, session, seed=seed)
     n_exc = int(session.is_excitatory.sum())
-    metrics = {**scores, "seconds": seconds, "cpu_seconds": cpu_seconds,
-               "steps": len(history["loss"]),
-               "seconds_per_step": seconds / len(history["loss"]),
-               "n_trials": int(session.rates.shape[0]), "n_train": len(session.train_idx),
-               "n_val": len(session.val_idx), "n_bins": int(session.rates.shape[1]),
-               "n_neurons": session.n_neurons, "n_exc": n_exc,
-               "n_inh": session.n_neurons - n_exc, "seed": seed,
-               "session": str(session.info.get("session_name", "")),
-               "threads": torch.get_num_threads(), "config": dataclasses.asdict(cfg),
-               "val_trials": session.val_idx.tolist(),
-               "loss_curve": history["loss"]}
-    save_fitted(model, cfg, out_dir / "model.pt", session=metrics["session"], seed=seed)
-    plot_pooled_psths(model, session, out_dir / "psth.png", seed=seed)
-    io.write_json(metrics, out_dir / "metrics.json")
-    return metrics
+    report = {"session": str(session.info.get("session_name", "")), "seed": seed,
+              "n_trials": int(session.rates.shape[0]), "n_bins": int(session.rates.shape[1]),
+              "n_neurons": session.n_neurons, "n_exc": n_exc, "n_inh": session.n_neurons - n_exc,
+              "n_train": len(session.train_idx), "n_val": len(session.val_idx),
+              "n_test": len(session.test_idx), "train_trials": session.train_idx.tolist(),
+              "val_trials": session.val_idx.tolist(), "test_trials": session.test_idx.tolist(),
+              "threads": torch.get_num_threads()}
+    start = time.perf_counter()
+    fitted = bl.fit_baselines(session)
+    report["baselines"] = score_baselines(session, fitted, session.test_idx)
+    report["ceiling"] = ceilings(session, session.test_idx)
+    report["baseline_seconds"] = time.perf_counter() - start
+    report["best_baseline"] = {m: best_baseline(report["baselines"], m) for m in HONEST[:4]}
+    if baselines_only:
+        io.write_json(report, out_dir / "metrics.json")
+        return report
+
+    def save_best(model, path):
+        save_fitted(model, cfg, path, session=report["session"], seed=seed)
+
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model, history = fit(session, cfg, progress=progress, time_budget=budget,
+                         best_path=out_dir / "model.pt", save_best=save_best)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    report["fit"] = evaluate(model, session, session.test_idx, seed=seed)
+    report.update(seconds=seconds, cpu_seconds=cpu_seconds, steps=len(history["loss"]),
+                  seconds_per_step=seconds / max(len(history["loss"]), 1),
+                  best_step=history["best_step"], stop_reason=history["stop_reason"],
+                  rollbacks=history["rollbacks"], config=dataclasses.asdict(cfg),
+                  validation=history["monitor"], loss_curve=history["loss"])
+    save_best(model, out_dir / "model.pt")
+    _save_figure(psth_figure(model, session, fitted), out_dir / "psth.png")
+    io.write_json(report, out_dir / "metrics.json")
+    return report

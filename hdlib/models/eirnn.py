@@ -6,6 +6,10 @@ Dynamics over bins of ``dt`` ms, for all trials at once::
     r[t] = softplus(x[t]) * rate_scale + rate_baseline
 
 with ``alpha = dt / tau`` per unit and ``xi`` standard normal noise of scale ``s``.
+``rate_scale`` and ``rate_baseline`` are shared scalars, or one per unit
+(``rate_gain='neuron'``: recorded neurons differ in their rate ranges, and one scale cannot fit
+both a 2 and a 40 spikes/s neuron). An optional ``encoder`` (e.g.
+:class:`hdlib.models.encoders.RaisedCosineEncoder`) maps the task inputs to ``u`` first.
 
 **Dale's law.** Column ``j`` of ``W_rec`` holds the outgoing weights of unit ``j``: all >= 0
 for an excitatory unit, all <= 0 for an inhibitory one, and the diagonal is 0. The initial
@@ -54,13 +58,18 @@ class EIRNN(nn.Module):
                  alpha_init: float = 0.5, low_rank: int | None = None,
                  bypass_dale: bool = False, spectral_radius: float = 0.9,
                  noise_scale: float = 0.1, noise_alpha: str = "unit", rate_scale: float = 10.0,
-                 rate_baseline: float = 1.0, learnable_x0: bool = False, seed: int = 0):
+                 rate_baseline: float = 1.0, learnable_x0: bool = False,
+                 rate_gain: str = "scalar", encoder: nn.Module | None = None, seed: int = 0):
         super().__init__()
         recorded = torch.as_tensor(is_excitatory, dtype=torch.bool).flatten()
         if recorded.numel() == 0:
             raise ValueError("is_excitatory must list at least one recorded unit")
         self.n_recorded = recorded.numel()
         n_inputs = validate.positive_int("n_inputs", n_inputs)
+        self.n_task_inputs = n_inputs
+        self.encoder = encoder
+        if encoder is not None:
+            n_inputs = encoder.n_features
         hidden = [True] * validate.non_negative_int("n_hidden_exc", n_hidden_exc) + \
                  [False] * validate.non_negative_int("n_hidden_inh", n_hidden_inh)
         excitatory = torch.cat([recorded, torch.tensor(hidden, dtype=torch.bool)])
@@ -91,9 +100,11 @@ class EIRNN(nn.Module):
         self.W_in = nn.Parameter(torch.randn(n, n_inputs, generator=generator) / math.sqrt(
             n_inputs))
         self.bias = nn.Parameter(torch.zeros(n))
-        self._rate_scale = nn.Parameter(_inverse_softplus(torch.tensor(rate_scale)))
-        self._rate_baseline = nn.Parameter(_inverse_softplus(torch.tensor(
-            validate.positive_float("rate_baseline", rate_baseline))))
+        self.rate_gain = validate.choice("rate_gain", rate_gain, ("scalar", "neuron"))
+        shape = (n,) if self.rate_gain == "neuron" else ()
+        self._rate_scale = nn.Parameter(_inverse_softplus(torch.full(shape, rate_scale)))
+        self._rate_baseline = nn.Parameter(_inverse_softplus(torch.full(
+            shape, validate.positive_float("rate_baseline", rate_baseline))))
         if validate.boolean("learnable_x0", learnable_x0):
             self.x0 = nn.Parameter(torch.zeros(n))
 
@@ -161,6 +172,14 @@ class EIRNN(nn.Module):
         w = self.W_magnitude if self.bypass_dale else self.W_magnitude * self.sign
         return w * self.off_diagonal * self.w_scale
 
+    @torch.no_grad()
+    def set_rates(self, scale, baseline) -> None:
+        """Set ``rate_scale`` and ``rate_baseline`` (positive; per unit with
+        ``rate_gain='neuron'``)."""
+        self._rate_scale.copy_(_inverse_softplus(torch.as_tensor(scale).float().clamp(min=1e-3)))
+        self._rate_baseline.copy_(_inverse_softplus(
+            torch.as_tensor(baseline).float().clamp(min=1e-3)))
+
     @property
     def rate_scale(self) -> torch.Tensor:
         return nn.functional.softplus(self._rate_scale)
@@ -222,7 +241,9 @@ class EIRNN(nn.Module):
         mode, unless ``noise`` says otherwise (a metric that needs trial-to-trial variability
         passes ``noise=True`` and its own ``generator``). The initial state is ``x0`` if given,
         else the learned ``x0`` (``learnable_x0=True``), else 0."""
-        validate.tensor("inputs", inputs, ndim=3, size={2: self.W_in.shape[1]})
+        validate.tensor("inputs", inputs, ndim=3, size={2: self.n_task_inputs})
+        if self.encoder is not None:
+            inputs = self.encoder(inputs)
         noise = self.training if noise is None else bool(noise)
         K, T, _ = inputs.shape
         alpha = self.alpha
@@ -234,13 +255,14 @@ class EIRNN(nn.Module):
         # bias and noise terms of every step are formed at once beforehand.
         scale, baseline = self.rate_scale, self.rate_baseline
         w_alpha = self.W_rec.T * alpha
-        drive = (inputs @ self.W_in.T + self.bias) * alpha + baseline * w_alpha.sum(0)
+        drive = (inputs @ self.W_in.T + self.bias) * alpha + (baseline.reshape(-1, 1)
+                                                              * w_alpha).sum(0)
         if noise and self.noise_scale > 0:
             noise_alpha = alpha if self.noise_alpha == "unit" else alpha.mean()
             sigma = self.noise_scale * noise_alpha.sqrt()
             drive = drive + torch.randn(K, T, self.n_total, generator=generator,
                                          device=inputs.device, dtype=inputs.dtype) * sigma
-        w_alpha = w_alpha * scale
+        w_alpha = w_alpha * scale.reshape(-1, 1)
         decay = 1 - alpha
         if x0 is None:
             x0 = self.x0 if hasattr(self, "x0") else inputs.new_zeros(self.n_total)
