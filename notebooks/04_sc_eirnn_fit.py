@@ -23,65 +23,70 @@
 # 0.36, lists the Phase-1 changes it tried (a Poisson or hybrid loss for the PSTHs, learnable
 # time constants, all worse than its baseline) and plans five Phase-2 improvements: a Poisson
 # distance for trial matching, learnable integration constants $\alpha$, a debugged learnable
-# $\tau$, low-rank connectivity, and a cosine schedule and an activity regulariser left over
-# from Phase 1.
+# $\tau$, low-rank connectivity, and a cosine schedule and an activity regulariser.
 #
-# This chapter runs all of them on **a real recording** shipped with the book
-# (`data/sc/`, MIT licence, provenance in `data/README.md`): 536 trials, 41 units, 219 bins of
-# 25 ms, from the same lab's public export. Its layout: (1) the recording and how reliable its
-# PSTHs are; (2) a baseline fit, scored with the book's metric and the published pipeline's
-# metric side by side, against the lab's own published figure; (3) where the book's default fit
-# comes from; (4) every Phase-1 and Phase-2 item of the document on this recording, three seeds
-# each at equal steps, paired by seed; (5) synthetic sessions from a known teacher network, the
-# only place where a fitted time constant can be checked against the truth; (6) the claims.
+# This chapter runs all of them on **a real recording** shipped with the book (`data/sc/`, MIT
+# licence, provenance in `data/README.md`): 536 trials, 41 units, 219 bins of 25 ms. Its first
+# concern is the ruler. A score means something only beside what it must beat, so every fit
+# here is scored on **test trials** that were never used to train, stop or choose, with metrics
+# that a constant or a trial-end mask cannot game, beside four baselines that involve no
+# network (or, for the Poisson GLM, the field's standard encoding model) and beside the ceiling
+# that the trials' own noise allows. Its layout: (1) the recording and its noise ceilings;
+# (2) the rulers, and how far each can be gamed; (3) one fit, live, scored beside the
+# baselines; (4) `python -m hdlib fit` at three minutes over seeds; (5) every Phase-1 and
+# Phase-2 item of the document on these rulers; (6) learnable $\tau$ and synthetic teachers;
+# (7) the claims, document's and book's apart; (8) fitting your own session, MATLAB or NWB.
 #
 # **The model.** Unit $i$ has state $x_i$ and rate $r_i$; over bins of $\Delta t = 25$ ms,
 #
 # $$
 # x_t = (1-\alpha)\,x_{t-1}
-#       + \alpha\,\bigl(W_{\mathrm{rec}}\, r_{t-1} + W_{\mathrm{in}}\, u_t + b\bigr)
+#       + \alpha\,\bigl(W_{\mathrm{rec}}\, r_{t-1} + W_{\mathrm{in}}\, f(u)_t + b\bigr)
 #       + \sqrt{\alpha}\,\sigma\,\xi_t,
-# $$
-#
-# $$
+# \qquad
 # r_t = s\,\mathrm{softplus}(x_t) + r_0,
 # $$
 #
-# with $\alpha = \Delta t/\tau$ per unit and $\xi_t$ standard normal. Dale's law: column $j$ of
-# $W_{\mathrm{rec}}$ (the outputs of unit $j$) is non-negative for an excitatory unit and
-# non-positive for an inhibitory one, with no self-connections. Units typed 1 in the file
-# ("classic") are excitatory, units typed 2 (putative interneurons) inhibitory. The noise is on
-# while training and off in `eval()` mode; every score below asks for it explicitly, with its
-# own seeded generator, because the published metric was measured with it.
+# with $\alpha = \Delta t/\tau$ per unit and $\xi_t$ standard normal. Dale's law: column $j$
+# of $W_{\mathrm{rec}}$ (the outputs of unit $j$) is non-negative for an excitatory unit and
+# non-positive for an inhibitory one, with no self-connections; units typed 1 in the file are
+# excitatory, units typed 2 (putative interneurons) inhibitory. The noise is on while training
+# and off in `eval()` mode: PSTHs and likelihoods are scored with it off, single-trial scores
+# with it on, from their own seeded generator. Three choices of the book's default fit come
+# from section 3 and 5 below: the task inputs $u$ enter through $f$, the same causal
+# raised-cosine features the GLM uses (`hdlib.models.encoders`: time since each event, on a log
+# time axis); the scale $s$ and baseline $r_0$ are one per neuron, started at its mean training
+# rate; and $\alpha$ is learned per unit (the document's Improvement 2).
 #
 # **The losses.** The fit minimises
-# $L = L_{\mathrm{neuron}} + w_p L_{\mathrm{pooled}} + c\,L_{\mathrm{trial}} + L_{\mathrm{reg}}$.
-# $L_{\mathrm{neuron}}$ is one minus the PSTH correlation per neuron and
-# condition over recorded bins, plus $0.1\times$ a scale term and $0.05\times$ a variance term.
-# $L_{\mathrm{pooled}}$ is one minus the published metric (defined below). $L_{\mathrm{trial}}$
-# smooths each trial's population-average trajectory over 100 ms, matches model and recorded
-# trials by entropic optimal transport (Sinkhorn, from POT) and takes the transport cost; $c$
-# sets its gradient norm to half that of $L_{\mathrm{neuron}}$. $L_{\mathrm{reg}}$ is a small
-# weight decay.
+# $L = L_{\mathrm{neuron}} + c\,L_{\mathrm{trial}} + L_{\mathrm{reg}}$ [$+ w_p L_{\mathrm{pooled}}$].
+# The default $L_{\mathrm{neuron}}$ is the Poisson negative log-likelihood of the recorded spike
+# counts (rate $\times$ bin width) over recorded bins; the document's alternative is one minus
+# the PSTH correlation per neuron and condition, plus a scale and a variance term.
+# $L_{\mathrm{trial}}$ smooths each trial's population trajectory over 100 ms, matches model and
+# recorded trials by entropic optimal transport (Sinkhorn, from POT) and takes the transport
+# cost; $c$ sets its gradient norm to a fraction of $L_{\mathrm{neuron}}$'s (0 by default,
+# measured in section 5). $L_{\mathrm{pooled}}$, one minus the published metric, is an option
+# only. Every `eval_every` = 25 steps the model is scored on the *validation* trials by bits per
+# spike and the best state is kept; that is the state reported.
 #
 # **The parameters.** `live_steps` is the length of the one fit this page runs live (the same
-# as every stored run, so the two can be compared); the stored runs are read from the four
-# result folders, written by `python -m hdlib sweep` from the sweep files named below.
+# as every stored run of section 5, so the two can be compared); the stored runs are read from
+# the result folders below, written by `python -m hdlib sweep` from the sweep files named in
+# the text.
 
 # %% tags=["parameters"]
 data_path = "../data/sc/rnn_export_Newton_08_14_2025_SC.mat"  # a session in the SC export schema
-seed = 0  # training seed of the live fit (the validation split does not depend on it)
-live_steps = 200  # Adam steps of the live fit (the stored runs use the same)
+seed = 0  # training seed of the live fit (the three-way split does not depend on it)
+live_steps = 600  # Adam steps of the live fit (the stored item runs use the same)
 phases_dir = "../results/04_phases"  # stored runs of notebooks/sweeps/04_phases.yaml
-phases_full_dir = "../results/04_phases_full"  # notebooks/sweeps/04_phases_full.yaml
-search_dir = "../results/04_search"  # stored runs of notebooks/sweeps/04_search.yaml
+fit_runs_dir = "../results/04_fit_3min"  # notebooks/sweeps/04_fit_3min.yaml
 recovery_dir = "../results/04_recovery"  # stored runs of notebooks/sweeps/04_recovery.yaml
 recovery_tolerance = 0.25  # relative error allowed for a recovered time constant
 family_alpha = 0.05  # family-wise error rate of the Holm correction
 result_path = ""  # where a sweep run writes its metrics (empty: nothing written)
 
 # %% tags=["hide-input"]
-import math
 import time
 
 import pandas as pd
@@ -89,7 +94,7 @@ import torch
 from IPython.display import display
 from myst_nb import glue
 
-from hdlib import losses as fl
+from hdlib import baselines as bl
 from hdlib import validate
 from hdlib.book import parameters, plots, results, sweeps
 from hdlib.book.claims import evidence_table, print_evidence
@@ -106,258 +111,257 @@ published = sc_analysis.PUBLISHED
 # ## 1. The recording
 #
 # `hdlib.datasets.sessions.load_session` reads a session file of the export schema, MATLAB v7.3
-# (HDF5, where h5py sees every array with its dimensions reversed and strings as uint16 codes)
-# or older (`scipy.io.loadmat`), and checks every field's shape against the file's own counts.
-# Bins after a trial's end are NaN in the file; the loader turns them into a mask and zeros. The
-# trials are split into training and validation sets stratified by condition (target identity x
-# location), with a split seed that is fixed: fits with different training seeds are scored on
-# the same validation trials.
+# (HDF5, where h5py sees every array with its dimensions reversed and strings as uint16 codes),
+# older MATLAB (`scipy.io.loadmat`) or NWB (section 8), and checks every field's shape against
+# the file's own counts. Bins after a trial's end are NaN in the file; the loader turns them into
+# a mask and zeros. The trials are split three ways, stratified by condition (target identity x
+# location), with a fixed split seed: **training** trials fit, **validation** trials stop the
+# fit and make every choice (the kept state, the baselines' smoothing and penalties), **test**
+# trials only report. Fits with different training seeds are scored on the same test trials.
 
 # %%
 session = sessions.load_session(data_path, seed=sc_fit.SPLIT_SEED,
-                                val_fraction=sc_fit.VAL_FRACTION)
+                                val_fraction=sc_fit.VAL_FRACTION,
+                                test_fraction=sc_fit.TEST_FRACTION)
+sc_fit.check_session(session, data_path)
 print(sc_analysis.describe_session(session))
 counts = sc_analysis.condition_counts(session)
 display(counts.style.format(precision=0).hide(axis="index"))
 glue("n_trials", int(session.rates.shape[0]), display=False)
 glue("n_units", int(session.n_neurons), display=False)
-glue("n_val", len(session.val_idx), display=False)
+glue("n_test", len(session.test_idx), display=False)
 glue("n_conditions", len(counts), display=False)
-glue("fewest_val", int(counts["validation trials"].min()), display=False)
+glue("fewest_test", int(counts["test trials"].min()), display=False)
 glue("recorded_share", float(100 * session.mask.float().mean()), display=False)
 
 # %% [markdown]
 # The session holds {glue:text}`n_trials` trials of {glue:text}`n_units` units over
 # {glue:text}`n_conditions` conditions, very unevenly: the rarest condition has
-# {glue:text}`fewest_val` validation trials. Trials differ in length, so only
+# {glue:text}`fewest_test` test trials of {glue:text}`n_test`. Trials differ in length, so only
 # {glue:text}`recorded_share:.0f`% of the trial x bin grid is recorded.
 #
-# **How reliable is a PSTH here?** Split each condition's validation trials into random halves,
-# correlate the halves' PSTHs ($r$, per unit, averaged over conditions and 20 splits), correct
-# to the full trial count (Spearman-Brown, $2r/(1+r)$) and take the square root: the
-# correlation a noise-free model would reach with the recorded PSTH, the **ceiling** of the
-# book's metric. The figure shows, for three units (the E unit and the I unit with the highest
-# ceiling, and the unit with the median ceiling), the PSTHs for the face targets at the four
-# locations and, below, the raster they are averaged from: the spike count of every bin of
-# every face-target trial, trials grouped by location (red lines), bins after a trial's end
-# left blank. The histogram gives the ceiling of every unit.
+# **How reliable is a PSTH here?** A model that predicted each neuron's true rate without error
+# would still miss the held-out PSTH, which is an average of a few noisy trials. The ceiling
+# (`hdlib.metrics.noise_ceiling`) estimates what such a noise-free perfect predictor reaches:
+# split each condition's test trials into random halves, correlate the halves' PSTHs per
+# neuron and condition ($r_h$, averaged over 20 splits), correct to the full trial count with
+# Spearman-Brown, $\rho = 2r_h/(1+r_h)$; the expected $R^2$ of the true rate is $\rho$ and its
+# expected $r$ is $\sqrt{\rho}$, averaged over (condition, neuron) pairs as the scores are. The
+# test suite checks this on Poisson trials drawn from known rates. The figure shows, for three
+# units (the E unit and the I unit with the highest ceiling, and the unit with the median one),
+# the PSTHs for the face targets at the four locations, the spike-count raster they are averaged
+# from (trials grouped by location, bins after a trial's end blank), and the ceiling of every
+# unit.
 
 # %% mystnb={"image": {"alt": "PSTHs of three recorded units for face targets at four locations with the spike-count raster of every face-target trial below each, and a histogram of the per-unit split-half ceilings of excitatory and inhibitory units"}} tags=["hide-input"]
-val = session.trials(session.val_idx)
-unit_ceiling = sc_analysis.unit_ceilings(val["rates"], val["mask"], val["condition"], seed=seed)
-ceiling = fl.split_half_ceiling(val["rates"], val["mask"], val["condition"], seed=seed)
+test = session.trials(session.test_idx)
+unit_ceiling = sc_analysis.unit_ceilings(test["rates"], test["mask"], test["condition"],
+                                         seed=seed)
 order = torch.argsort(unit_ceiling, descending=True).tolist()
 shown_units = [next(u for u in order if session.is_excitatory[u]), order[len(order) // 2],
                next(u for u in order if not session.is_excitatory[u])]
 sc_analysis.recording_figure(session, shown_units, unit_ceiling)
 plt.show()
-glue("ceiling", ceiling["ceiling"], display=False)
-glue("split_half", ceiling["raw"], display=False)
+ceiling = sc_fit.ceilings(session, session.test_idx)
+for key in ("psth_r", "psth_r_smooth", "psth_r2_smooth"):
+    glue(f"ceiling_{key}", ceiling[key], display=False)
 glue("best_unit_ceiling", float(unit_ceiling.max()), display=False)
 
 # %% [markdown]
-# Two halves of the validation data correlate at only {glue:text}`split_half:.3f` on average,
-# and the ceiling of the book's per-condition metric is {glue:text}`ceiling:.2f` (the best unit:
-# {glue:text}`best_unit_ceiling:.2f`). Most units fire a few spikes per bin in a handful of trials
-# per condition: their per-condition PSTHs are mostly noise, and any score of that metric has to
-# be read against this ceiling.
+# On raw 25 ms bins a perfect predictor would reach a per-condition PSTH correlation of only
+# {glue:text}`ceiling_psth_r:.2f` on these test trials; smoothed with a Gaussian of 50 ms (sd),
+# {glue:text}`ceiling_psth_r_smooth:.2f` ($R^2$ {glue:text}`ceiling_psth_r2_smooth:.2f`). The
+# best unit reaches {glue:text}`best_unit_ceiling:.2f`. Most units fire a few spikes per bin
+# in a handful of trials per condition: their per-condition PSTHs are mostly noise, and every
+# score of a PSTH below is read against this ceiling.
 #
-# **The published metric.** The recording lab scores a fit differently
-# (`hdlib.losses.psth_corr_pooled`, exactly as `data/README.md` defines it): the PSTH of each
-# unit is its mean over *all* validation trials, conditions pooled, over *all* 219 bins,
-# including the bins after a trial has ended (the data are 0 there; the model's rates are
-# whatever it produces from the zero inputs there); the score is the Pearson correlation over
-# bins per unit, averaged over units, with the model's noise on. Because trials end at different
-# times, the pooled data PSTH falls toward zero late in the trial as fewer trials remain, and
-# that fall is most of its variance. Three predictors that contain no network show how much:
-# each unit's mean rate while a trial is recorded and 0 after (it knows only when the trials
-# end), and the training split's own PSTHs, pooled or per condition.
+# ## 2. The rulers, and what they must beat
+#
+# Every prediction of the test trials is scored by `hdlib.metrics.score`, on recorded bins only:
+#
+# * **bits per spike**: the Poisson log-likelihood of the recorded counts under the predicted
+#   rates, minus that under each neuron's constant mean training rate, per spike, in bits. It
+#   needs the right rates in absolute terms, and a constant scores exactly 0;
+# * **per-condition PSTH $r$ and $R^2$**, raw and smoothed (50 ms), beside their ceilings;
+# * **single-trial** scores: the document's trial-matching cost $L_{\mathrm{trial}}$ and the
+#   correlation of one-to-one matched trials, beside recorded training trials of the same
+#   conditions resampled in place of a model;
+# * **selectivity**: for each task factor (reward, probability, identity, salience, location),
+#   each neuron's normalised rate difference $(a-b)/(a+b)$ in the target epoch between trials
+#   of one level ($a$) and the others ($b$), correlated across neurons between recording and
+#   prediction, beside the split-half reliability of the recorded selectivity;
+# * the **published metric** (`hdlib.losses.psth_corr_pooled`, as `data/README.md` defines it:
+#   conditions pooled, all 219 bins including those after a trial's end) as one column only.
+#
+# The baselines (`hdlib.baselines.fit_baselines`) are fitted on the training trials, with every
+# choice made on the validation trials: each neuron's **mean rate**; the training **PSTH pooled**
+# over conditions; the training **PSTH per condition shrunk** toward the pooled one, both
+# smoothed, weight and smoothing chosen by validation likelihood; and a **Poisson GLM** of each
+# neuron on the task inputs, each convolved with 8 causal raised-cosine bases, with an L2 penalty
+# per neuron chosen on validation trials. The GLM minimises scikit-learn's `PoissonRegressor`
+# objective, solved for all neurons and penalties at once with torch's L-BFGS (a test checks it
+# against scikit-learn; one batched solve takes seconds where a loop over neurons takes
+# minutes). The **trial-end** predictor, each neuron's mean rate while the trial is recorded and
+# 0 after, knows nothing but when trials end.
 
 # %%
-references = sc_analysis.reference_scores(session)
-display(references.style.format(precision=3))
-glue("ref_on", float(references.loc["recording on x mean rate", "psth_corr_pooled"]),
+fitted = bl.fit_baselines(session)
+baselines = sc_fit.score_baselines(session, fitted, session.test_idx)
+report = {"baselines": baselines, "ceiling": ceiling}
+columns = ["bits_per_spike", "psth_r_smooth", "psth_r2_smooth", "psth_r", "single_trial_r",
+           "pooled_metric", "selectivity_reward", "selectivity_salience",
+           "selectivity_location"]
+display(sc_fit.score_table(report)[columns].style.format(precision=3, na_rep=""))
+glue("trial_end_pooled", baselines["trial end"]["pooled_metric"], display=False)
+glue("published_pooled", published["psth_corr_pooled"], display=False)
+for name, key in (("glm", "Poisson GLM"), ("shrunk", "shrunk PSTH"), ("pooled", "pooled PSTH")):
+    for metric in ("bits_per_spike", "psth_r_smooth", "pooled_metric"):
+        glue(f"{name}_{metric}", baselines[key][metric], display=False)
+glue("glm_fraction", baselines["Poisson GLM"]["psth_r_smooth"] / ceiling["psth_r_smooth"],
      display=False)
-glue("ref_on_condition", float(references.loc["recording on x mean rate", "psth_corr"]),
-     display=False)
-glue("ref_train_condition", float(references.loc["training PSTH of the trial's condition",
-                                                 "psth_corr"]), display=False)
-glue("ref_pooled_condition", float(references.loc["training PSTH, conditions pooled",
-                                                  "psth_corr"]), display=False)
-glue("ref_pooled_pooled", float(references.loc["training PSTH, conditions pooled",
-                                               "psth_corr_pooled"]), display=False)
+glue("shrink_weight", fitted.shrink_weight, display=False)
+glue("shrink_smooth", fitted.shrink_smooth_ms, display=False)
 
 # %% [markdown]
-# A predictor that knows only when each trial ends scores {glue:text}`ref_on:.2f` on the
-# published metric, and {glue:text}`ref_on_condition:.2f` on the book's. The training split's
-# own per-condition PSTHs reach {glue:text}`ref_train_condition:.3f` on the book's metric, and
-# its PSTH pooled over conditions reaches {glue:text}`ref_pooled_condition:.3f` there (and
-# {glue:text}`ref_pooled_pooled:.2f` on the published metric): with this few trials per
-# condition, ignoring the condition predicts a condition's validation PSTH better than its own
-# noisy training PSTH does. These are the numbers a network has to beat. The pooled metric therefore mostly rewards reproducing *when trials end* (a network sees this: its
-# inputs drop to zero); the per-condition metric asks for the responses to the task. We report
-# both, always side by side.
+# **The published metric can be gamed.** The trial-end predictor scores
+# {glue:text}`trial_end_pooled:.2f` on it, far above the published figure of the recording
+# lab's own model ({glue:text}`published_pooled`), while its bits per spike are 0 and it has no
+# PSTH shape at all: the pooled PSTH of the data falls toward zero as trials end, and that fall
+# is most of its variance. The GLM scores only {glue:text}`glm_pooled_metric:.2f` there, below the
+# trial-end predictor, although it predicts the test trials better than any other baseline on
+# every honest score. So no verdict below rests on the pooled metric.
 #
-# ## 2. The baseline fit
+# **The bar.** On the honest scores the GLM is the best baseline:
+# {glue:text}`glm_bits_per_spike:.3f` bits/spike and a smoothed PSTH $r$ of
+# {glue:text}`glm_psth_r_smooth:.3f`, {glue:text}`glm_fraction:.0%` of the ceiling. The shrunk
+# PSTH (weight {glue:text}`shrink_weight` on the condition's own PSTH, smoothing
+# {glue:text}`shrink_smooth:g` ms) reaches {glue:text}`shrunk_bits_per_spike:.3f` and
+# {glue:text}`shrunk_psth_r_smooth:.3f`; the pooled PSTH {glue:text}`pooled_bits_per_spike:.3f`
+# and {glue:text}`pooled_psth_r_smooth:.3f`. The smoothed $R^2$ is negative for every
+# predictor: a single condition's held-out PSTH is noisy enough that its own mean predicts it
+# better than any model of its shape, which is why the correlation, beside its ceiling, is the
+# score of shape used for verdicts.
+#
+# ## 3. One fit, live
 #
 # The fit (`hdlib.fitters.sc_fit.fit`, on the book's one training engine `hdlib.train`) takes
-# Adam steps on minibatches of {glue:text}`batch_size` training trials drawn by the step's
-# seeded generator, with
-# the gradient clipped to norm 1. One fit of {glue:text}`live_steps` steps runs here with seed
-# {glue:text}`seed`; its validation scores are monitored every 25 steps for the figure (the
-# monitor never changes the fit). The published figure, {glue:text}`published_pooled`, is
-# **theirs**: their model and their metric, and the best of {glue:text}`published_epochs`
-# epochs chosen *on the validation split itself*, which
-# favours it; ours is the fit at its last step.
+# {glue:text}`live_steps` Adam steps on minibatches of {glue:text}`batch_size` training trials
+# drawn by the step's seeded generator, with the gradient clipped to norm 1, from seed
+# {glue:text}`seed`. A non-finite loss or gradient would roll the model back to its last good
+# state and halve the learning rate (none happens here); the state kept is the one with the best
+# validation bits per spike. It is then scored on the test trials, beside the baselines.
 
 # %%
-fit_options = dict(steps=live_steps, seed=seed)
-config = sc_fit.make_config(**fit_options)
-model = sc_fit.build_model(session, config)
-
-
-def monitor():
-    with torch.no_grad():
-        rates = model(val["inputs"], noise=True, generator=torch.Generator().manual_seed(seed))
-        rates = rates[..., :session.n_neurons]
-    return {"psth_corr_pooled": fl.psth_corr_pooled(rates, val["rates"]),
-            "psth_corr": fl.psth_correlation(rates, val["rates"], val["mask"], val["condition"])}
-
-
+config = sc_fit.make_config(steps=live_steps, seed=seed)
 start = time.process_time()
-model, history = sc_fit.fit(session, config, model=model, progress=False, monitor=monitor,
-                            monitor_every=25)
+model, history = sc_fit.fit(session, config, progress=False)
 live_cpu = time.process_time() - start
-model.eval()
-live = sc_fit.evaluate(model, session, seed=seed)
-display(pd.Series({"pooled (published metric)": live["psth_corr_pooled"],
-                   "  E units": live["psth_corr_pooled_e"],
-                   "  I units": live["psth_corr_pooled_i"],
-                   "published figure, their fit (best epoch on validation)":
-                       published["psth_corr_pooled"],
-                   "per condition (book metric)": live["psth_corr"],
-                   "  ceiling": live["ceiling"],
-                   "  fraction of ceiling": live["fraction_of_ceiling"],
-                   "single-trial correlation": live["single_trial_corr"],
-                   "units with mean rate in 1-50 spikes/s": live["rates_in_range"]},
-                  name=f"validation, seed {seed}").to_frame().style.format(precision=3))
-for key in ("psth_corr_pooled", "psth_corr", "fraction_of_ceiling", "psth_corr_pooled_e",
-            "psth_corr_pooled_i"):
-    glue(f"live_{key}", float(live[key]), display=False)
+live = sc_fit.evaluate(model, session, session.test_idx, seed=seed)
+live_table = sc_fit.score_table({**report, "fit": live})[columns]
+display(live_table.style.format(precision=3, na_rep=""))
 glue("live_steps", live_steps, display=False)
 glue("seed", seed, display=False)
-glue("published_pooled", published["psth_corr_pooled"], display=False)
-glue("published_epochs", published["epochs"], display=False)
 glue("batch_size", config.batch_size, display=False)
-glue("default_steps", sc_fit.FitConfig().steps, display=False)
 glue("live_cpu", float(live_cpu), display=False)
+glue("live_best_step", history["best_step"], display=False)
+glue("live_rollbacks", len(history["rollbacks"]), display=False)
+for metric in ("bits_per_spike", "psth_r_smooth", "single_trial_r", "pooled_metric"):
+    glue(f"live_{metric}", live[metric], display=False)
+glue("resampled_single_trial_r", baselines["resampled trials"]["single_trial_r"],
+     display=False)
 
-# %% mystnb={"image": {"alt": "Training loss per step, validation scores of both metrics during the fit with the published figure as a line, and per-unit pooled against per-condition correlation for excitatory and inhibitory units"}} tags=["hide-input"]
-per_unit = sc_analysis.unit_scores(model, session, seed=seed)
-sc_analysis.training_figure(history, per_unit["pooled"], per_unit["per_condition"],
-                            per_unit["excitatory"], published["psth_corr_pooled"])
+# %% mystnb={"image": {"alt": "Training loss per step and validation bits per spike at every check of the live fit, with the kept state marked"}} tags=["hide-input"]
+sc_analysis.training_figure(history)
 plt.show()
 
 # %% [markdown]
-# After {glue:text}`live_steps` steps ({glue:text}`live_cpu:.0f` s of one core) the fit scores
-# {glue:text}`live_psth_corr_pooled:.2f` on the published metric (E units
-# {glue:text}`live_psth_corr_pooled_e:.2f`, I units {glue:text}`live_psth_corr_pooled_i:.2f`),
-# against the published {glue:text}`published_pooled` of their best epoch; and
-# {glue:text}`live_psth_corr:.3f` on the book's per-condition metric, which is
-# {glue:text}`live_fraction_of_ceiling:.0%` of its ceiling. The scatter shows the two metrics
-# disagree unit by unit: the pooled score is high for almost every unit (it is carried by the
-# trial ends), while the per-condition score is small for most units, as their low ceilings
-# predict. The next figure shows the model's pooled PSTHs for the best, median and worst
-# units by the published metric.
+# After {glue:text}`live_steps` steps ({glue:text}`live_cpu:.0f` s of one core; best
+# validation state at step {glue:text}`live_best_step`, {glue:text}`live_rollbacks` rollbacks)
+# the fit scores {glue:text}`live_bits_per_spike:.3f` bits/spike on the test trials and a
+# smoothed PSTH $r$ of {glue:text}`live_psth_r_smooth:.3f`, against the GLM's
+# {glue:text}`glm_bits_per_spike:.3f` and {glue:text}`glm_psth_r_smooth:.3f`. Its single-trial
+# correlation, {glue:text}`live_single_trial_r:.2f`, is above that of resampled recorded
+# trials ({glue:text}`resampled_single_trial_r:.2f`), but this reference is weak: a smooth
+# prediction correlates better with a noisy trial than another noisy trial does. The figure
+# below shows the test PSTHs of the best and the median neuron (by the fit's smoothed $r$) in
+# the two conditions with most trials, beside the best baseline's; the one after, each
+# neuron's selectivity for each factor, recorded against predicted.
 
-# %% mystnb={"image": {"alt": "Pooled validation PSTHs of the data and of the fitted model for the two best, two median and two worst units"}} tags=["hide-input"]
-sc_fit.pooled_psth_figure(model, session, seed=seed)
+# %% mystnb={"image": {"alt": "Smoothed test-trial PSTHs of the recorded best and median neurons in two conditions, with the fitted network's and the best baseline's predictions"}} tags=["hide-input"]
+sc_fit.psth_figure(model, session, fitted)
+plt.show()
+
+# %% mystnb={"image": {"alt": "Recorded against predicted selectivity of every neuron for each task factor, for the fitted network and the Poisson GLM, with their correlations across neurons"}} tags=["hide-input"]
+sc_analysis.selectivity_figure(model, session, fitted, session.test_idx)
 plt.show()
 
 # %% [markdown]
-# ### The baseline over seeds (stored runs)
+# Selectivity is only as reliable as the test trials allow: the split-half reliability of the
+# recorded selectivity is in the `ceiling` row of the table above, and a factor with a low one
+# (identity here) cannot be matched by any model on these trials.
 #
-# The live fit is one seed. The baseline was also run with seeds 0, 1 and 2 at the same
-# {glue:text}`live_steps` steps through the sweep command
-# (`OMP_NUM_THREADS=1 python -m hdlib sweep notebooks/experiments/sc_fit_run.py -f
-# notebooks/sweeps/04_phases.yaml -o results/04_phases --workers 1`); the stored results carry
-# their provenance. Seed 0 of the stored runs repeats the live fit.
+# ## 4. `python -m hdlib fit` at three minutes, over seeds (stored runs)
+#
+# The live fit is one seed at book scale. The fit command's defaults were run for three minutes
+# of one core each with seeds 0, 1 and 2, as `python -m hdlib fit SESSION --minutes 3` does,
+# through the sweep command (`OMP_NUM_THREADS=1 python -m hdlib sweep -f
+# notebooks/sweeps/04_fit_3min.yaml -o results/04_fit_3min --workers 2`), scored on the same
+# test trials. The baselines are deterministic given the split, so they are one value each.
+
+# %%
+fit_runs = results.load_results(fit_runs_dir)
+print(results.describe_provenance(fit_runs))
+fit_runs = fit_runs[fit_runs["status"] == "ok"]
+display(fit_runs[["steps", "best_step", "rollbacks"] + columns].style.format(precision=3))
+gaps = {}
+for metric in ("bits_per_spike", "psth_r_smooth"):
+    best = sc_fit.best_baseline(baselines, metric)
+    gap = fit_runs[metric] - baselines[best][metric]
+    glue(f"runs_{metric}_mean", float(fit_runs[metric].mean()), display=False)
+    glue(f"runs_{metric}_gap", float(gap.mean()), display=False)
+    glue(f"runs_{metric}_best", best, display=False)
+glue("runs_steps", float(fit_runs["steps"].mean()), display=False)
+glue("runs_fraction", float(fit_runs["psth_r_smooth"].mean() / ceiling["psth_r_smooth"]),
+     display=False)
+
+# %% [markdown]
+# In three minutes a fit takes about {glue:text}`runs_steps:.0f` steps. Over the three seeds it
+# reaches {glue:text}`runs_bits_per_spike_mean:.3f` bits/spike, {glue:text}`runs_bits_per_spike_gap:+.3f`
+# against the best baseline ({glue:text}`runs_bits_per_spike_best`), and a smoothed PSTH $r$ of
+# {glue:text}`runs_psth_r_smooth_mean:.3f`, {glue:text}`runs_psth_r_smooth_gap:+.3f` against
+# the best baseline ({glue:text}`runs_psth_r_smooth_best`); that is
+# {glue:text}`runs_fraction:.0%` of the smoothed ceiling. The claims table (section 7) decides
+# each of these with its interval over seeds. What was tried to close the gap, each measured at
+# three minutes on seed 0 during development and then as configurations of section 5: the
+# document's $L_{\mathrm{trial}}$ on (it costs most of the bits per spike), a 3x learning rate
+# (worse), a 10x weight decay (worse), 128 trials per step instead of 64 (no better on bits,
+# equal on shape); and what helped: the GLM's temporal features as inputs, a rate scale and
+# baseline per neuron started at the mean rate, learnable $\alpha$ per unit, keeping the best
+# validation state. The validation score still rises at the end of a three-minute run, so a
+# longer budget, an initialisation from the GLM's weights, or hidden units are the next things
+# to try.
+#
+# ## 5. The document's items on the recording
+#
+# Every Phase-1 and Phase-2 item of the document is one configuration of
+# `notebooks/sweeps/04_phases.yaml`, changing one thing against a fixed baseline (the fit
+# command's defaults without learnable $\alpha$, spelled out in the file), three seeds each at
+# {glue:text}`live_steps` steps, every run keeping its best validation state and scored on the
+# test trials. Two rows ask what the network needs (raw task inputs instead of the GLM's
+# features; one shared rate scale). Phase 1: the document's correlation loss for the PSTHs,
+# hybrid losses (0.3, 0.5), the published pipeline's pooled term, and learnable $\tau$ per
+# population or per neuron **in the document's own form**, clamped to [10, 200] ms. Phase 2:
+# $L_{\mathrm{trial}}$ on (c = 0.5) with its Euclidean or Poisson distance; learnable $\alpha$
+# (scalar, population, neuron); the document's debugging plan for $\tau$ (frozen, and a soft
+# clamp through a sigmoid); low rank 10/20/30/50; cosine schedules with warm-up 0 and 50 steps;
+# activity regularisation 0.01 and 0.001. The table gives the mean and 95% interval over seeds of
+# test bits/spike, smoothed PSTH $r$ and the published metric, and the change of bits/spike
+# against the baseline paired by seed, with its paired t-test and Holm's correction over the
+# {glue:text}`n_comparisons` comparisons (family-wise rate {glue:text}`family_alpha`).
 
 # %%
 phases = results.load_results(phases_dir)
 print(results.describe_provenance(phases))
-groups = sc_analysis.by_configuration(phases)
-baseline = groups["baseline"]
-display(baseline[["psth_corr_pooled", "psth_corr_pooled_e", "psth_corr_pooled_i", "psth_corr",
-                  "fraction_of_ceiling", "single_trial_corr", "rates_in_range"]]
-        .style.format(precision=3))
-for key in ("psth_corr_pooled", "psth_corr"):
-    glue(f"base_{key}_mean", float(baseline[key].mean()), display=False)
-    glue(f"base_{key}_sd", float(baseline[key].std()), display=False)
-glue("live_vs_stored", float(abs(baseline.loc[seed, "psth_corr_pooled"]
-                                 - live["psth_corr_pooled"])) if seed in baseline.index
-     else math.nan, display=False)
-
-# %% [markdown]
-# Over three seeds the baseline scores {glue:text}`base_psth_corr_pooled_mean:.3f` $\pm$
-# {glue:text}`base_psth_corr_pooled_sd:.3f` (mean $\pm$ sd) on the published metric and
-# {glue:text}`base_psth_corr_mean:.3f` $\pm$ {glue:text}`base_psth_corr_sd:.3f` on the book's.
-# The live fit and the stored seed-{glue:text}`seed` run differ by
-# {glue:text}`live_vs_stored:.1e` on the published metric (the same computation; what differs is
-# the library version and the machine, see the provenance line).
-#
-# ## 3. Where the default fit comes from
-#
-# Before this chapter, `sc_fit.fit` took every step on the whole training split and had no
-# pooled term. Each change below was compared with the book's baseline, one at a time,
-# three seeds each at the same {glue:text}`live_steps` steps
-# (`notebooks/sweeps/04_search.yaml`, stored in `results/04_search`): no pooled term (the old
-# loss), a learning rate 3x the baseline's, and 20 hidden units with a learned initial state
-# (as the published pipeline has). The default number of steps of
-# `python -m hdlib fit` ({glue:text}`default_steps`) is set by the time budget, about a minute
-# of one core, not by a score; the stored comparisons all use {glue:text}`live_steps` steps.
-
-# %%
-search = pd.concat([phases.loc[phases.index.str.startswith("baseline_seed")],
-                    results.load_results(search_dir)])
-search_table = sc_analysis.paired_table(search, alpha=family_alpha)
-display(search_table.style.format(precision=3, na_rep=""))
-glue("no_pooled_mean", float(search_table.loc["no_pooled_term", "psth_corr_pooled"]),
-     display=False)
-glue("no_pooled_cond", float(search_table.loc["no_pooled_term", "psth_corr"]), display=False)
-no_pooled = sc_analysis.by_configuration(search)["no_pooled_term"]["psth_corr_pooled"]
-glue("no_pooled_low", float(no_pooled.min()), display=False)
-glue("no_pooled_high", float(no_pooled.max()), display=False)
-
-# %% [markdown]
-# Without the pooled term the fit scores {glue:text}`no_pooled_mean:.2f` on the published metric
-# on average (seeds from {glue:text}`no_pooled_low:.2f` to {glue:text}`no_pooled_high:.2f`),
-# and {glue:text}`no_pooled_cond:.3f` on the book's: the per-condition loss never sees the bins
-# after a trial's end, so the network is not asked to fall silent there, and the pooled metric,
-# which is mostly about those bins, stays near or below the published figure. The pooled term
-# is what carries the fit past it. The other two changes move the scores by amounts the table
-# shows with their paired intervals; neither is needed to pass the published figure.
-#
-# `python -m hdlib fit SESSION.mat` uses these defaults on any session of the schema and writes
-# `metrics.json`, a checkpoint (`sc_fit.load_fitted` reads it back for analysis) and a PSTH
-# figure; `benchmarks/sc_fit_speed.py` times a training step against a per-trial loop.
-#
-# ## 4. The document's items on the recording
-#
-# Every Phase-1 and Phase-2 item of the document is one configuration of
-# `notebooks/sweeps/04_phases.yaml`, changing one thing against the baseline: Phase 1, a Poisson
-# or hybrid (0.3, 0.5) loss for the PSTHs and learnable $\tau$ per population or per neuron
-# (with `torch.clamp`, as in the document); Phase 2, a Poisson distance inside
-# $L_{\mathrm{trial}}$, learnable $\alpha$ (scalar, population, neuron; logits, as the document
-# proposes), learnable $\tau$ with its parameters frozen (the document's debugging test), low
-# rank 10/20/30/50, cosine schedules with warm-up 0 and 50 steps, and activity regularisation
-# 0.01 and 0.001. Three seeds each, {glue:text}`live_steps` steps each. The table gives the mean
-# and 95% interval over seeds of both metrics and of the fraction of ceiling, and the change of
-# the published metric against the baseline paired by seed, with its paired t-test and Holm's
-# correction over the {glue:text}`n_comparisons` comparisons (family-wise rate
-# {glue:text}`family_alpha`).
-
-# %%
 expected = list(dict.fromkeys(name.rsplit("_seed", 1)[0]
                               for name in sweeps.load_sweep("sweeps/04_phases.yaml")[1]))
 phase_table = sc_analysis.paired_table(phases, alpha=family_alpha)
@@ -365,44 +369,57 @@ phase_table = phase_table.reindex([name for name in expected if name in phase_ta
 missing = sc_analysis.missing_configurations(phases, expected)
 print(f"configurations with fewer than 3 stored seeds: {', '.join(missing) or 'none'}")
 display(phase_table.style.format(precision=3, na_rep=""))
-condition_table = sc_analysis.paired_table(
-    phases, metrics=("psth_corr", "psth_corr_pooled"), alpha=family_alpha)
+shape_table = sc_analysis.paired_table(phases, metrics=("psth_r_smooth",), alpha=family_alpha)
 glue("family_alpha", family_alpha, display=False)
 glue("n_comparisons", int(phase_table["p"].notna().sum()), display=False)
-glue("n_survive", int(phase_table["survives Holm"].sum()), display=False)
-glue("n_survive_condition", int(condition_table["survives Holm"].sum()), display=False)
+glue("base_bits", float(phase_table.loc["baseline", "bits_per_spike"]), display=False)
+glue("base_shape", float(phase_table.loc["baseline", "psth_r_smooth"]), display=False)
 
-# %% mystnb={"image": {"alt": "Validation scores of every configuration of the document, one point per seed and a bar for the mean, for the published pooled metric and the book's per-condition metric"}} tags=["hide-input"]
-sc_analysis.sweep_points_figure(phases, list(phase_table.index), published["psth_corr_pooled"])
+# %% mystnb={"image": {"alt": "Test bits per spike and smoothed PSTH correlation of every configuration of the document, one point per seed and a bar for the mean, with the Poisson GLM as a dashed line"}} tags=["hide-input"]
+sc_analysis.sweep_points_figure(phases, list(phase_table.index), {
+    "bits_per_spike": ("bits/spike", ("Poisson GLM",
+                                      baselines["Poisson GLM"]["bits_per_spike"])),
+    "psth_r_smooth": ("smoothed PSTH r", ("Poisson GLM",
+                                          baselines["Poisson GLM"]["psth_r_smooth"]))})
 plt.show()
-survivors = ", ".join(f"{name} ({row['change']:+.3f})" for name, row in phase_table.iterrows()
-                      if row["survives Holm"]) or "none"
-survivors_condition = ", ".join(
-    f"{name} ({row['change']:+.3f})" for name, row in condition_table.iterrows()
-    if row["survives Holm"]) or "none"
-glue("survivors", survivors, display=False)
-glue("survivors_condition", survivors_condition, display=False)
-glue("poisson_pooled_change", float(phase_table.loc["poisson_lneuron", "change"]), display=False)
-glue("poisson_condition_change", float(condition_table.loc["poisson_lneuron", "change"]),
-     display=False)
+
+
+def survivors(table):
+    names = [f"{name} ({row['change']:+.3f})" for name, row in table.iterrows()
+             if row["survives Holm"]]
+    return ", ".join(names) or "none"
+
+
+glue("survivors", survivors(phase_table), display=False)
+glue("survivors_shape", survivors(shape_table), display=False)
+for name in ("correlation_lneuron", "pooled_term", "ltrial_on", "raw_inputs"):
+    glue(f"{name}_bits", float(phase_table.loc[name, "change"]), display=False)
+    glue(f"{name}_shape", float(shape_table.loc[name, "change"]), display=False)
+    glue(f"{name}_pooled", float(phase_table.loc[name, "pooled_metric"]
+                                 - phase_table.loc["baseline", "pooled_metric"]), display=False)
 
 # %% [markdown]
-# On the published metric {glue:text}`n_survive` of the changes differ from the baseline after
-# Holm's correction: {glue:text}`survivors`. The rest are within the seed-to-seed spread at
-# three seeds. On the book's per-condition metric, {glue:text}`n_survive_condition` survive:
-# {glue:text}`survivors_condition`. The two metrics can disagree in direction: the Poisson loss
-# for the PSTHs changes the published metric by {glue:text}`poisson_pooled_change:+.3f` and the
-# per-condition one by {glue:text}`poisson_condition_change:+.3f` (paired means): whether "it
-# hurts", as Phase 1 found, depends on which metric is asked. The document's own Phase-1 table is for another session
-# (1043 trials, 54 units), so only directions compare: it found the Poisson and hybrid PSTH
-# losses 40-48% worse than its baseline and learnable $\tau$ catastrophic (-91% and -97%). The
-# claims table at the end tests each direction on this session with the paired per-seed
-# changes.
+# At {glue:text}`live_steps` steps the baseline reaches {glue:text}`base_bits:.3f` bits/spike and
+# a smoothed PSTH $r$ of {glue:text}`base_shape:.3f`. On bits/spike, the changes that differ from
+# it after Holm's correction are: {glue:text}`survivors`. On the smoothed PSTH $r$:
+# {glue:text}`survivors_shape`. Everything else is within the spread of three seeds.
+#
+# The rulers reverse some of the document's conclusions. Its Phase 1 found the Poisson loss worse
+# than its correlation loss; measured on held-out likelihood, the correlation loss changes
+# bits/spike by {glue:text}`correlation_lneuron_bits:+.3f` (it leaves the rate scale free, so its
+# rates are wrong in absolute terms) and the smoothed $r$ by
+# {glue:text}`correlation_lneuron_shape:+.3f`. The published pipeline's pooled term moves the
+# published metric by {glue:text}`pooled_term_pooled:+.3f`, bits/spike by
+# {glue:text}`pooled_term_bits:+.3f` and shape by {glue:text}`pooled_term_shape:+.3f`: it
+# trains the network to fall silent when trials end. The document's $L_{\mathrm{trial}}$ changes
+# bits/spike by {glue:text}`ltrial_on_bits:+.3f`. Feeding the raw task inputs instead of their
+# temporal features changes bits/spike by {glue:text}`raw_inputs_bits:+.3f`. The document's own
+# Phase-1 table is for another session (1043 trials, 54 units), so only directions compare.
 #
 # **Learnable $\tau$.** The document's hypotheses for its collapse were a clamp that blocks the
 # gradient, a broadcasting error, the noise scaled by the mean $\alpha$ and a device mismatch.
 # Measured on this implementation (`sc_analysis.diagnose_time_constants`, one batch of 96
-# training trials):
+# training trials, the document's correlation loss):
 
 # %%
 diagnosis = sc_analysis.diagnose_time_constants(
@@ -416,58 +433,26 @@ glue("reversal_20", float(100 * diagnosis.reversals[20.0]), display=False)
 # Inside its bounds the clamp passes the gradient unchanged, and only a parameter pushed past a
 # bound gets exactly zero; $\alpha$ has one entry per unit and broadcasts over trials; the noise
 # form changes the variances, not the mean dynamics; everything is on one device. None of these
-# can collapse a fit while $\tau$ stays put. What does break the dynamics is a bound the
-# document allows: $\tau_I = 20$ ms with 25 ms bins makes $\alpha_I = 1.25 > 1$, so every update
-# overshoots, and the inhibitory rates reverse direction in {glue:text}`reversal_20:.0f`% of
-# steps (against {glue:text}`reversal_50:.0f`% at 50 ms). `EIRNN` bounds $\tau$ below by one bin.
+# can collapse a fit while $\tau$ stays put. What can break the dynamics is the document's lower
+# bound: $\tau = 10$ ms with 25 ms bins makes $\alpha = 2.5 > 1$, so an update overshoots its
+# target; at $\tau_I = 20$ ms the inhibitory rates already reverse direction in
+# {glue:text}`reversal_20:.0f`% of steps (against {glue:text}`reversal_50:.0f`% at 50 ms). The
+# rows of section 5 run the document's clamp to [10, 200] ms as written, and its soft clamp;
+# the claims table says whether either breaks training on the honest scores.
 #
-# ### The Phase-1 losses at the fit's default length (stored runs)
-#
-# The comparisons above are at book scale, {glue:text}`live_steps` steps, where a change may
-# only speed a fit up. The two Phase-1 losses that changed the published metric there were run
-# again with the baseline at {glue:text}`full_steps` steps, the default of
-# `python -m hdlib fit` (`notebooks/sweeps/04_phases_full.yaml`, three seeds each, the same
-# validation split), and compared in the same way, Holm's correction now over these
-# {glue:text}`n_full_comparisons` comparisons.
-
-# %%
-phases_full = results.load_results(phases_full_dir)
-print(results.describe_provenance(phases_full))
-full_table = sc_analysis.paired_table(phases_full, alpha=family_alpha)
-display(full_table.style.format(precision=3, na_rep=""))
-full_steps = int(phases_full["steps"].iloc[0])
-glue("full_steps", full_steps, display=False)
-glue("n_full_comparisons", int(full_table["p"].notna().sum()), display=False)
-glue("full_base_pooled", float(full_table.loc["baseline", "psth_corr_pooled"]), display=False)
-for name in ("poisson_lneuron", "hybrid_0.5"):
-    glue(f"full_{name}_change", float(full_table.loc[name, "change"]), display=False)
-    glue(f"full_{name}_ci", full_table.loc[name, "change 95% CI"], display=False)
-    glue(f"full_{name}_holm", "survives" if full_table.loc[name, "survives Holm"]
-         else "does not survive", display=False)
-
-# %% [markdown]
-# At {glue:text}`full_steps` steps the baseline reaches {glue:text}`full_base_pooled:.3f` on the
-# published metric. The Poisson loss changes it by
-# {glue:text}`full_poisson_lneuron_change:+.3f` (paired 95% interval
-# {glue:text}`full_poisson_lneuron_ci`; the change {glue:text}`full_poisson_lneuron_holm`
-# Holm's correction) and the hybrid loss at 0.5 by {glue:text}`full_hybrid_0.5_change:+.3f`
-# ({glue:text}`full_hybrid_0.5_ci`; {glue:text}`full_hybrid_0.5_holm`). The claims table at the
-# end carries both lengths.
-#
-# ## 5. Synthetic teachers: can a fit recover the time constants?
+# ## 6. Synthetic teachers: can a fit recover the time constants?
 #
 # A recording has no ground truth for $\tau$. A synthetic session does: `sc_teacher` simulates
 # an `EIRNN` teacher ($\tau_E$ = {glue:text}`teacher_tau_e:.0f` ms, $\tau_I$ =
 # {glue:text}`teacher_tau_i:.0f` ms, 41 E and 13 I units as in the document's session, Poisson
-# spikes,
-# the task's inputs and trial ends) and writes it in the same file schema. A fit with
+# spikes, the task's inputs and trial ends) and writes it in the same file schema. A fit with
 # population-level learnable $\alpha$ starts at $\tau_E$ = {glue:text}`start_tau_e:.0f` ms and
-# $\tau_I$ = {glue:text}`start_tau_i:.0f` ms. An earlier
-# version of this chapter recovered both time constants only on a larger session fitted with a
-# 10x learning rate for the time constants, changing two things at once. The
-# `notebooks/sweeps/04_recovery.yaml` design separates them: 400 or 1043 trials, crossed with
-# the time constants' learning rate at 1x or 10x that of the other parameters, three seeds per
-# cell, {glue:text}`live_steps` steps each (stored in `results/04_recovery`).
+# $\tau_I$ = {glue:text}`start_tau_i:.0f` ms. The `notebooks/sweeps/04_recovery.yaml` design
+# crosses 400 or 1043 trials with the time constants' learning rate at 1x or 10x that of the
+# other parameters, three seeds per cell, 200 steps each (stored in `results/04_recovery`). These
+# runs predate the Poisson default; the sweep file spells out the options they used (the
+# document's correlation loss, raw inputs), and the question, whether $\tau$ is recovered, does
+# not depend on the PSTH ruler.
 
 # %%
 recovery = results.load_results(recovery_dir)
@@ -498,54 +483,56 @@ glue("recovery_tolerance", recovery_tolerance, display=False)
 # The main effect of the trial count (1043 against 400 trials, averaged over both learning
 # rates) on the worse of the two relative errors is {glue:text}`effect_trials:+.2f`; the main
 # effect of the 10x learning rate (averaged over both trial counts) is
-# {glue:text}`effect_lr:+.2f`. Negative is better. Over all {glue:text}`n_recovery_runs` runs the fitted $\tau_E$ ends
-# between {glue:text}`tau_e_low:.0f` and {glue:text}`tau_e_high:.0f` ms, short of the teacher's,
-# and $\tau_I$ between {glue:text}`tau_i_low:.0f` and {glue:text}`tau_i_high:.0f` ms. The claims
-# table states, cell by cell, whether both time constants end within
-# {glue:text}`recovery_tolerance:.0%` of the teacher's; at this budget the design separates the
-# two factors, but says nothing about longer fits, which remain to be run.
+# {glue:text}`effect_lr:+.2f`. Negative is better. Over all {glue:text}`n_recovery_runs` runs
+# the fitted $\tau_E$ ends between {glue:text}`tau_e_low:.0f` and {glue:text}`tau_e_high:.0f`
+# ms, and $\tau_I$ between {glue:text}`tau_i_low:.0f` and {glue:text}`tau_i_high:.0f` ms. The
+# claims table states, cell by cell, whether both time constants end within
+# {glue:text}`recovery_tolerance:.0%` of the teacher's.
 #
-# ## 6. What the document claims, and what we measured
+# ## 7. What the document claims, what the book targets, and what we measured
 #
 # Each row states a threshold and is decided by the book's one rule (`hdlib.book.claims`): over
 # the seeds, the 95% t-interval of the mean lies wholly on the claim's side (holds), wholly on
-# the other side (fails), or contains the threshold (inconclusive). A change "helps" or "hurts"
-# by its paired per-seed change of the published metric against the baseline; a change that
-# "breaks" training loses more than half of the baseline's score, as in Phase 1.
+# the other side (fails), or contains the threshold (inconclusive). Rows sourced "book" are
+# targets this book sets (beating the best baseline on the test trials, 0.6 of the smoothed
+# ceiling, selectivity matches of 0.5); rows sourced "003" are the document's claims, each
+# decided by the paired per-seed change of test bits/spike against the baseline (the loss rows
+# against the document's own correlation loss; "breaks training" as a relative loss of more
+# than half). The published metric decides nothing.
 
 # %%
-claims = sc_analysis.document_claims(phases, recovery, published=published["psth_corr_pooled"],
-                                     tolerance=recovery_tolerance, longer=phases_full)
+claims = sc_analysis.document_claims(phases, recovery, fit_runs, baselines, ceiling,
+                                     tolerance=recovery_tolerance)
 table = evidence_table(claims)
 display(table.style.hide(axis="index"))
 
 # %% [markdown]
-# The pooled metric reproduced and passed here says more about the recording's trial lengths
-# than about the network: a predictor that knows only when trials end already scores above the
-# published figure, and above our fits at {glue:text}`live_steps` steps
-# ({glue:text}`ref_on:.2f` against {glue:text}`base_psth_corr_pooled_mean:.2f`); the training
-# split's pooled PSTH does better than our fits on both metrics. Passing the published figure is
-# therefore no
-# evidence that the network has learned the task's responses; the per-condition metric, against
-# its ceiling and against those references, is the test that remains open. On the book's per-condition metric the fits reach a fraction of a low
-# ceiling, and the document's changes are judged on the published metric with their per-seed
-# changes; the changes that are within the spread of three seeds are marked inconclusive rather
-# than helped or hurt. Scale: every stored run took {glue:text}`live_steps` Adam steps of 64
-# trials on one core (book scale); the default of `python -m hdlib fit` is
-# {glue:text}`default_steps` steps.
+# ## 8. Fitting your own session
+#
+# `python -m hdlib fit SESSION` runs all of the above on any session of the export schema:
+# MATLAB (v7.3 or older) or **NWB**. An NWB file is read through a YAML mapping that names the
+# columns of its units and trials tables (spike times, cell type, alignment event, trial end,
+# the five task factors, the event times that make the input channels); the commented default,
+# `hdlib/datasets/nwb_mapping.yaml`, reads what `python -m hdlib export-nwb SESSION.mat OUT.nwb`
+# writes, and `--mapping MINE.yaml` adapts it to a lab's own names. The command checks the file
+# before writing anything (a missing factor, a single condition, fewer than 20 trials, a column
+# the mapping names but the file lacks: one line naming it), fits the baselines (`--baselines-only`
+# stops there, in seconds), fits the network for `--steps` or `--minutes` while keeping its best
+# validation state in `model.pt`, survives divergence and Ctrl-C, and prints one table of the
+# baselines, the fit and the ceiling on its test trials; `metrics.json` keeps the trial indices
+# of every split, so that anyone can re-score a saved model.
 
 # %% tags=["remove-cell"]
 # NBVAL_CHECK_OUTPUT
 print_evidence(table)
-print(f"stored baseline, published metric: {baseline['psth_corr_pooled'].mean():.3f}")
-print(f"ceiling of the per-condition metric: {ceiling['ceiling']:.3f}")
-print(f"recording-on predictor, published metric: {float(references.iloc[0, 0]):.3f}")
-print(f"live fit, published metric above 0.5: {live['psth_corr_pooled'] > 0.5}")
+print(f"trial-end predictor beats the published figure: "
+      f"{baselines['trial end']['pooled_metric'] > published['psth_corr_pooled']}")
+print(f"best baseline on bits/spike: {sc_fit.best_baseline(baselines, 'bits_per_spike')}")
 
 # %%
 results.write_result(result_path, {
-    "psth_corr_pooled": live["psth_corr_pooled"], "psth_corr": live["psth_corr"],
-    "fraction_of_ceiling": live["fraction_of_ceiling"], "ceiling": ceiling["ceiling"],
+    "bits_per_spike": live["bits_per_spike"], "psth_r_smooth": live["psth_r_smooth"],
+    "single_trial_r": live["single_trial_r"], "pooled_metric": live["pooled_metric"],
     "loss_curve": history["loss"]}, params)
 
 # %% [markdown]

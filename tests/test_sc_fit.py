@@ -85,9 +85,25 @@ def test_a_stored_sweep_run_is_reproduced_over_its_first_steps():
     params = record["parameters"]
     session = sessions.load_session(ROOT / "data/sc/rnn_export_Newton_08_14_2025_SC.mat",
                                     val_fraction=params["val_fraction"],
+                                    test_fraction=params["test_fraction"],
                                     seed=params["split_seed"])
     steps = 5
     options = {**params["fit_options"], "steps": steps, "seed": params["seed"]}
     _, history = sc_fit.fit(session, options, progress=False)
     np.testing.assert_allclose(history["loss"], record["metrics"]["loss_curve"][:steps],
                                rtol=1e-3)
+
+
+def test_prepared_network_starts_at_each_neurons_rate_with_a_stable_loop(session):
+    """Per-neuron scales change the loop gain; prepare() restores the configured radius
+    (computed here with numpy's eigenvalues) and starts each unit (x = 0, no input) at its mean
+    training rate."""
+    cfg = sc_fit.make_config()
+    model = sc_fit.prepare(sc_fit.build_model(session, cfg), session, cfg)
+    gain = (model.W_rec * model.rate_scale[None, :]).detach().numpy()
+    assert np.abs(np.linalg.eigvals(gain)).max() == pytest.approx(cfg.spectral_radius, rel=1e-4)
+    train = session.trials(session.train_idx)
+    w = train["mask"][..., None].double()
+    mean = ((train["rates"] * w).sum((0, 1)) / w.sum((0, 1))).clamp(min=0.5)
+    start = model.rates(torch.zeros(model.n_total))[:session.n_neurons].detach()
+    np.testing.assert_allclose(start.numpy(), mean.numpy(), rtol=1e-4)

@@ -51,6 +51,7 @@ class FitConfig:
     rate_gain: str = "neuron"  # rate scale and baseline: 'neuron' (one each per unit) or 'scalar'
     eval_every: int = 25  # steps between validation checks (best-state selection)
     max_rollbacks: int = 8  # divergences rolled back (learning rate halved) before giving up
+    init_from_glm: bool = False  # recorded units' input weights from the Poisson GLM
     hybrid_weight: float = 0.3
     ltrial_scale: float = 0.0  # c of L_trial (0: off; the document used 0.5)
     ltrial_distance: str = "euclidean"  # or 'poisson'
@@ -93,6 +94,9 @@ class FitConfig:
         self.rate_gain = validate.choice("rate_gain", self.rate_gain, ("neuron", "scalar"))
         self.eval_every = validate.positive_int("eval_every", self.eval_every)
         self.max_rollbacks = validate.non_negative_int("max_rollbacks", self.max_rollbacks)
+        self.init_from_glm = validate.boolean("init_from_glm", self.init_from_glm)
+        if self.init_from_glm and not (self.input_basis and self.rate_gain == "neuron"):
+            raise ValueError("init_from_glm needs input_basis=True and rate_gain='neuron'")
         self.scheduler = validate.choice("scheduler", self.scheduler,
                                          ("constant", "cosine", "plateau"))
         self.plateau_patience = validate.positive_int("plateau_patience", self.plateau_patience)
@@ -169,11 +173,21 @@ def neuron_loss(cfg: FitConfig, rates, batch, bin_size_ms):
                                       bin_size_ms=bin_size_ms)
 
 
-def prepare(model: EIRNN, session: Session, cfg: FitConfig) -> EIRNN:
+def prepare(model: EIRNN, session: Session, cfg: FitConfig, fitted=None) -> EIRNN:
     """Set what a fit takes from its training trials before the first step: the encoder's
     statistics, and with ``rate_gain='neuron'`` each recorded unit's rate so that it starts
     at its mean training rate ``m`` (baseline ``0.1 m``, scale ``0.9 m / ln 2``, as
-    ``softplus(0) = ln 2``; hidden units at the recorded units' mean)."""
+    ``softplus(0) = ln 2``; hidden units at the recorded units' mean), with the recurrent
+    weights rescaled so that the loop gain stays ``cfg.spectral_radius`` (per-neuron scales of
+    up to 90 spikes/s would otherwise raise it from 0.9 to 2.4 on the shipped session: an
+    unstable start).
+
+    With ``init_from_glm`` the recorded units' input weights start where the Poisson GLM of
+    ``fitted`` (:func:`hdlib.baselines.fit_baselines`, fitted here if not given) ends, matched
+    to first order around each neuron's mean rate ``m``: the GLM's rate is
+    ``m (1 + (eta - etabar))`` near it and the unit's ``m + (s / 2) x`` near ``x = 0``, so
+    ``W_in = (2 m / s) W_glm = (2 ln 2 / 0.9) W_glm`` and a zero bias (the features are
+    centred on the training rows, so ``etabar`` is the GLM's intercept)."""
     train = session.trials(session.train_idx)
     if model.encoder is not None:
         model.encoder.fit_statistics(train["inputs"], train["mask"])
@@ -181,6 +195,15 @@ def prepare(model: EIRNN, session: Session, cfg: FitConfig) -> EIRNN:
         mean = metrics.mean_rates(train["rates"], train["mask"]).float().clamp(min=0.5)
         mean = torch.cat([mean, mean.mean().expand(model.n_total - session.n_neurons)])
         model.set_rates(0.9 * mean / math.log(2), 0.1 * mean)
+        model.set_loop_gain(cfg.spectral_radius)
+    if cfg.init_from_glm:
+        from ..baselines import fit_baselines
+
+        fitted = fitted or fit_baselines(session)
+        with torch.no_grad():
+            n = session.n_neurons
+            model.W_in[:n] = (2 * math.log(2) / 0.9) * fitted.glm_weights.T.float()
+            model.bias[:n] = 0.0
     return model
 
 
@@ -203,11 +226,12 @@ class BestState:
 
 def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
         progress: bool = True, time_budget: float | None = None, monitor=None,
-        best_path=None, save_best=None):
+        best_path=None, save_best=None, fitted=None):
     """Train on ``session.train_idx`` (all of it each step, or ``batch_size`` trials drawn by
     the step's generator) with :class:`hdlib.train.Trainer`; returns ``(model, history)``.
 
-    ``model`` is built (:func:`build_model`) and prepared (:func:`prepare`) unless given.
+    ``model`` is built (:func:`build_model`) and prepared (:func:`prepare`, with the baselines
+    ``fitted`` if given) unless given.
     Step ``t`` draws the network's noise from a generator seeded by ``(cfg.seed, t)``; the
     balancing weight is carried from the step that computed it to the next
     ``balance_every - 1`` steps. Every ``eval_every`` steps the model (noise off) is scored on
@@ -223,7 +247,7 @@ def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
     metric with the ``step``), ``rollbacks``, ``best_step``, ``stop_reason``."""
     cfg = make_config(**cfg) if isinstance(cfg, dict) else cfg
     if model is None:
-        model = prepare(build_model(session, cfg), session, cfg)
+        model = prepare(build_model(session, cfg), session, cfg, fitted)
     timing = {id(p) for p in model.time_constant_parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in trainable if id(p) not in timing]}]
@@ -603,7 +627,7 @@ def fit_file(session_path, out_dir, *, steps: int | None = None, minutes: float 
 
     start, cpu_start = time.perf_counter(), time.process_time()
     model, history = fit(session, cfg, progress=progress, time_budget=budget,
-                         best_path=out_dir / "model.pt", save_best=save_best)
+                         best_path=out_dir / "model.pt", save_best=save_best, fitted=fitted)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     report["fit"] = evaluate(model, session, session.test_idx, seed=seed)
     report.update(seconds=seconds, cpu_seconds=cpu_seconds, steps=len(history["loss"]),

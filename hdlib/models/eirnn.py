@@ -180,6 +180,15 @@ class EIRNN(nn.Module):
         self._rate_baseline.copy_(_inverse_softplus(
             torch.as_tensor(baseline).float().clamp(min=1e-3)))
 
+    @torch.no_grad()
+    def set_loop_gain(self, radius: float) -> None:
+        """Rescale ``w_scale`` so that the spectral radius of ``W_rec diag(rate_scale)``, the
+        loop gain of the linearised network, is ``radius`` (after :meth:`set_rates`, which
+        changes it)."""
+        gain = self.W_rec * self.rate_scale.expand(self.n_total)[None, :]
+        current = torch.linalg.eigvals(gain).abs().max().item()
+        self.w_scale.mul_(validate.positive_float("radius", radius) / max(current, 1e-6))
+
     @property
     def rate_scale(self) -> torch.Tensor:
         return nn.functional.softplus(self._rate_scale)
