@@ -131,8 +131,8 @@ def fit_baselines(session, train_idx=None, val_idx=None, progress: bool = False)
     _, weight, smooth_ms, table = best
 
     # Poisson GLM on the task inputs through raised-cosine bases
-    encoder = RaisedCosineEncoder(session.inputs.shape[-1]).fit_statistics(train["inputs"],
-                                                                            train["mask"])
+    encoder = RaisedCosineEncoder(session.inputs.shape[-1], session.bin_size_ms)
+    encoder.fit_statistics(train["inputs"], train["mask"])
     with torch.no_grad():
         X = encoder(train["inputs"])[train["mask"]]
         X_val = encoder(val["inputs"])[val["mask"]].double()

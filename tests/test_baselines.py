@@ -35,11 +35,15 @@ def test_glm_solver_matches_scikit_learn():
 
 
 def test_raised_cosine_basis_tiles_time_and_is_causal():
-    basis = encoders.raised_cosine_basis()
+    basis = encoders.RaisedCosineEncoder(2, bin_size_ms=25.0).basis
     assert basis.shape[1] == encoders.N_BASES
+    # the last peak is at LAST_PEAK_MS whatever the bin width
+    for bin_ms in (10.0, 25.0):
+        peaks = encoders.RaisedCosineEncoder(1, bin_size_ms=bin_ms).basis.argmax(0)
+        assert peaks[-1].item() == pytest.approx(encoders.LAST_PEAK_MS / bin_ms, abs=1)
     # cosines of width 4 steps, one step apart on log time, sum to 2 wherever two neighbours
     # on each side exist: from lag 1 (the second peak) to the second-to-last peak
-    step = np.log(encoders.LAST_PEAK_BINS + 1) / (encoders.N_BASES - 1)
+    step = np.log(encoders.LAST_PEAK_MS / 25.0 + 1) / (encoders.N_BASES - 1)
     second_last = int(np.exp(step * (encoders.N_BASES - 2)) - 1)
     total = basis.sum(1)[1:second_last + 1]
     assert torch.allclose(total, torch.full_like(total, 2.0), atol=1e-5)

@@ -434,3 +434,20 @@ def test_every_problem_of_a_file_is_named_in_one_line(lab_file):
                               "labels.trial_reward); its columns are: start_time, stop_time,")
     assert "no TimeSeries named 'eyes'" in message and "TimeSeries in the file: gaze" in message
     assert "\n" not in message
+
+
+def test_export_command_writes_what_load_session_reads(shipped_fields, tmp_path, capsys):
+    """`python -m hdlib export-nwb` on part of the shipped export: the NWB file reads back with
+    the same rates, mask and conditions; a bad input is one line and writes no file."""
+    from hdlib.book.cli import main as cli
+
+    mat = sessions.write_session_v73(tmp_path / "part.mat", shipped_fields)
+    out = tmp_path / "part.nwb"
+    assert cli(["export-nwb", str(mat), str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    a, b = sessions.load_session(mat), sessions.load_session(out)
+    for name in ("rates", "mask", "condition"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert cli(["export-nwb", str(tmp_path / "missing.mat"), str(tmp_path / "x.nwb")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.nwb").exists()

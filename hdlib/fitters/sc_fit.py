@@ -136,7 +136,7 @@ def build_network(is_excitatory, n_inputs: int, bin_size_ms: float, cfg: FitConf
     ``tau_*_init`` or ``dt / alpha_init``; time constants frozen if asked; the inputs through a
     :class:`RaisedCosineEncoder` (statistics unset) with ``input_basis``."""
     n_hidden_inh = cfg.n_hidden // 4
-    encoder = RaisedCosineEncoder(n_inputs) if cfg.input_basis else None
+    encoder = RaisedCosineEncoder(n_inputs, bin_size_ms) if cfg.input_basis else None
     model = EIRNN(is_excitatory, n_inputs,
                   n_hidden_exc=cfg.n_hidden - n_hidden_inh, n_hidden_inh=n_hidden_inh,
                   dt=bin_size_ms, learnable_tau=cfg.learnable_tau,

@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 N_BASES = 8
-LAST_PEAK_BINS = 40.0
+#: The last basis peaks this long after an event; later lags are covered coarsely up to ~2.7x.
+LAST_PEAK_MS = 1000.0
 
 
-def raised_cosine_basis(n_bases: int = N_BASES, last_peak_bins: float = LAST_PEAK_BINS,
+def raised_cosine_basis(n_bases: int = N_BASES, last_peak_bins: float = 40.0,
                         offset_bins: float = 1.0) -> torch.Tensor:
     """Causal bases ``(L, n_bases)`` over lags ``0..L-1`` bins: with ``x = log(lag + offset)``
     and peaks ``phi_j`` evenly spaced from ``log(offset)`` to ``log(last_peak + offset)`` (step
@@ -50,12 +51,13 @@ def basis_features(inputs: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
 class RaisedCosineEncoder(nn.Module):
     """``inputs (K, T, n_inputs) -> features (K, T, n_inputs * n_bases)`` (module docstring).
     The basis and the z-scoring statistics are buffers: saved with a model, never trained.
-    :meth:`fit_statistics` sets them from training trials' recorded bins."""
+    :meth:`fit_statistics` sets them from training trials' recorded bins. The last peak is at
+    :data:`LAST_PEAK_MS`, whatever the bin width ``bin_size_ms``."""
 
-    def __init__(self, n_inputs: int, n_bases: int = N_BASES):
+    def __init__(self, n_inputs: int, bin_size_ms: float = 25.0, n_bases: int = N_BASES):
         super().__init__()
         self.n_inputs = n_inputs
-        self.register_buffer("basis", raised_cosine_basis(n_bases))
+        self.register_buffer("basis", raised_cosine_basis(n_bases, LAST_PEAK_MS / bin_size_ms))
         self.register_buffer("mean", torch.zeros(n_inputs * n_bases))
         self.register_buffer("sd", torch.ones(n_inputs * n_bases))
 
