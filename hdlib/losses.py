@@ -154,7 +154,9 @@ def compute_L_neuron_hybrid(rates, target, mask, condition, poisson_weight: floa
 def trial_cost_matrix(rates, target, mask, *, smooth_ms: float = 100.0,
                       bin_size_ms: float = 25.0, distance: str = "euclidean") -> torch.Tensor:
     """``D[i, j]``: distance between model trial ``i`` and data trial ``j`` (mean over the data
-    trial's recorded bins)."""
+    trial's recorded bins). The Euclidean distance z-scores each bin across the data trials;
+    a bin's spread is floored at the mean spread of the bins with at least 3 recorded trials,
+    so that a bin recorded in one or two trials (spread ~0) cannot dominate the cost."""
     distance = validate.choice("distance", distance, ("euclidean", "poisson"))
     kernel = max(1, int(round(smooth_ms / bin_size_ms)))
     w = mask.float()
@@ -165,7 +167,10 @@ def trial_cost_matrix(rates, target, mask, *, smooth_ms: float = 100.0,
     if distance == "euclidean":
         n = w.sum(0).clamp(min=1)
         mu = (data_pop * w).sum(0) / n
-        sd = (((data_pop - mu) ** 2 * w).sum(0) / n).sqrt() + 1e-3
+        sd = (((data_pop - mu) ** 2 * w).sum(0) / n).sqrt()
+        well = (w.sum(0) >= 3).to(sd.dtype)
+        floor = (sd * well).sum() / well.sum().clamp(min=1)
+        sd = torch.maximum(sd, floor) + 1e-3
         a, b = (model_pop - mu) / sd, (data_pop - mu) / sd  # z-scored across trials
         cost = a.square() @ w.T - 2 * a @ (w * b).T + (w * b.square()).sum(1)[None]
     else:

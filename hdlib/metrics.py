@@ -16,28 +16,34 @@ floored at :data:`RATE_FLOOR` so that a zero prediction costs a finite amount.
 **PSTH shape** (:func:`psth_scores`). For every condition ``c`` and neuron ``n`` the held-out
 PSTH ``d_cn(t)`` (mean over the trials recorded at ``t``) and the predicted one ``m_cn(t)``,
 both smoothed with a Gaussian of ``smooth_ms`` (sd; 0 = raw) over recorded bins, are compared
-over the bins with at least ``min_trials`` recorded trials: Pearson ``r`` and
-``R^2 = 1 - sum (d - m)^2 / sum (d - dbar)^2``; each is averaged over ``(c, n)`` pairs.
+over the bins with at least ``min_trials`` recorded trials: Pearson ``r``, averaged over
+``(c, n)`` pairs, and ``R^2 = 1 - sum_cn sum_t (d - m)^2 / sum_cn sum_t (d - dbar_cn)^2``, the
+sums of squares pooled over pairs (a mean of per-pair ``R^2`` would be ruled by nearly flat
+PSTHs, whose small variance turns any offset into a large negative value).
 
 **Noise ceiling** (:func:`noise_ceiling`). A noise-free perfect predictor ``S`` still misses
-the held-out PSTH ``D = S + e``. Split each condition's trials in random halves, correlate the
-halves' PSTHs (``r_h``, per pair, averaged over splits), correct to the full trial count
-(Spearman-Brown, ``rel = 2 r_h / (1 + r_h)``, clipped to [0, 1]): the expected ``R^2`` of ``S``
-is ``rel`` and its expected ``r`` is ``sqrt(rel)``, averaged over pairs as the scores are.
+the held-out PSTH ``D = S + e``. Split each condition's trials in two random halves of equal
+size ``h``, correlate the halves' PSTHs (``r_h``, per pair, averaged over splits), correct to
+the condition's ``n`` trials (Spearman-Brown with ``k = n / h``,
+``rel = k r_h / (1 + (k - 1) r_h)``, clipped to [0, 1]): the expected ``R^2`` of ``S`` is
+``rel`` (pooled over pairs with the weights ``sum_t (d - dbar)^2`` of the ``R^2`` above) and
+its expected ``r`` is ``sqrt(rel)``, averaged over pairs as the scores are.
 
 **Single trials** (:func:`single_trial_scores`): the held-out trial-matching cost of the
 document's ``L_trial`` (optimal transport between model and recorded trials,
 :func:`hdlib.losses.compute_L_trial`) and the correlation of one-to-one matched trials
 (:func:`hdlib.losses.single_trial_correlation`), each beside the value reached when the model is
-replaced by recorded *training* trials of the same conditions (a resampling reference).
+replaced by recorded *training* trials of the same conditions (:func:`resampled_trials`; scored
+on the bins recorded in both trials). That reference is weak: a smooth prediction correlates
+better with a noisy trial than another noisy trial does.
 
 **Selectivity** (:func:`selectivity`). For a factor with levels ``l``, a neuron's selectivity
-for level ``l`` is the normalised difference ``(a - b) / (a + b)`` of its mean rate in the
-target epoch (bins where a target is shown) on trials of level ``l`` (``a``) and of the other
-levels (``b``); a two-level factor uses its higher level only. :func:`selectivity_match`
-correlates recorded and predicted selectivity across neurons (averaged over levels);
-:func:`selectivity_reliability` is the split-half reliability of the recorded one
-(Spearman-Brown corrected).
+for level ``l`` is the normalised difference ``(a - b) / (a + b)`` of its mean rate in an
+epoch of each trial (for the SC task, a fixed window after target onset) on trials of level
+``l`` (``a``) and of the other levels (``b``); a two-level factor uses its higher level only.
+:func:`selectivity_match` correlates recorded and predicted selectivity across neurons
+(averaged over levels); :func:`selectivity_reliability` is the split-half reliability of the
+recorded one (Spearman-Brown corrected, clipped to [0, 1]).
 
 **The published metric** (:func:`hdlib.losses.psth_corr_pooled`) is reported as a column,
 beside the score of :func:`trial_end_predictor` that games it; no verdict rests on it.
@@ -111,8 +117,8 @@ def gaussian_smooth(x: torch.Tensor, valid: torch.Tensor, smooth_ms: float,
 
 
 def _pair_scores(model_psth, data_psth, valid):
-    """Pearson r and R^2 of every (condition, neuron) pair over ``valid`` bins; pairs with
-    fewer than three valid bins are NaN."""
+    """Pearson ``r``, residual and total sums of squares of every (condition, neuron) pair over
+    ``valid`` bins; pairs with fewer than three valid bins (or a flat PSTH) are NaN."""
     w = valid.to(data_psth.dtype)[..., None].expand_as(data_psth)
     n = w.sum(1)
     d_mean = (data_psth * w).sum(1) / n.clamp(min=1)
@@ -120,8 +126,8 @@ def _pair_scores(model_psth, data_psth, valid):
     ss_res = ((data_psth - model_psth) ** 2 * w).sum(1)
     r = fl.masked_correlation(model_psth, data_psth, w.bool())
     ok = (n >= 3) & (ss_tot > 0)
-    return torch.where(ok, r, torch.nan), torch.where(ok, 1 - ss_res / ss_tot.clamp(min=1e-12),
-                                                      torch.nan)
+    nan = torch.tensor(torch.nan, dtype=ss_tot.dtype)
+    return (torch.where(ok, r, nan), torch.where(ok, ss_res, nan), torch.where(ok, ss_tot, nan))
 
 
 def condition_psths(rates, mask, condition, labels, smooth_ms: float, bin_size_ms: float,
@@ -133,45 +139,70 @@ def condition_psths(rates, mask, condition, labels, smooth_ms: float, bin_size_m
     return gaussian_smooth(psth, valid, smooth_ms, bin_size_ms), valid
 
 
+def _weighted_r2(ss_res, ss_tot) -> float:
+    ok = ~(ss_res.isnan() | ss_tot.isnan())
+    return float(1 - ss_res[ok].sum() / ss_tot[ok].sum().clamp(min=1e-12))
+
+
 def psth_scores(rates, target, mask, condition, bin_size_ms: float, smooth_ms: float = 0.0,
                 min_trials: int = 2) -> dict:
-    """Per-condition PSTH ``r`` and ``R^2`` (module docstring): means over pairs and the
-    per-neuron mean ``r`` (``r_per_neuron``)."""
+    """Per-condition PSTH ``r`` (mean over pairs) and ``R^2`` (over all pairs' sums of squares,
+    module docstring), and the per-neuron mean ``r`` (``r_per_neuron``)."""
     labels = torch.unique(condition)
     data, valid = condition_psths(target, mask, condition, labels, smooth_ms, bin_size_ms,
                                   min_trials)
     model, _ = condition_psths(rates, mask, condition, labels, smooth_ms, bin_size_ms, min_trials)
-    r, r2 = _pair_scores(model, data, valid)
-    return {"r": float(r.nanmean()), "r2": float(r2.nanmean()),
+    r, ss_res, ss_tot = _pair_scores(model, data, valid)
+    return {"r": float(r.nanmean()), "r2": _weighted_r2(ss_res, ss_tot),
             "r_per_neuron": r.nanmean(0)}
+
+
+def _equal_halves(condition, rng):
+    """Two disjoint halves of ``h_c = floor(n_c / 2)`` trials of every condition (one trial of an
+    odd-sized condition left out), and ``k_c = n_c / h_c`` per trial-condition label order."""
+    cond = condition.numpy()
+    first, second = np.zeros(len(cond), bool), np.zeros(len(cond), bool)
+    ratio = []
+    for c in np.unique(cond):
+        trials = rng.permutation(np.flatnonzero(cond == c))
+        h = len(trials) // 2
+        first[trials[:h]], second[trials[h:2 * h]] = True, True
+        ratio.append(len(trials) / h if h else np.nan)
+    return torch.as_tensor(first), torch.as_tensor(second), torch.as_tensor(ratio)
 
 
 def noise_ceiling(target, mask, condition, bin_size_ms: float, smooth_ms: float = 0.0,
                   n_splits: int = 20, seed: int = 0) -> dict:
     """The ``r`` and ``R^2`` a noise-free perfect predictor is expected to reach against these
     trials' PSTHs (module docstring), and the raw split-half ``r``. Each condition's trials are
-    halved (``floor(n/2)`` in one half); only bins recorded in both halves count."""
+    halved into two equal halves of ``h = floor(n/2)`` (only bins recorded in both count), and
+    the split-half ``r`` is corrected to the ``n`` trials of the full PSTH by Spearman-Brown
+    with ``k = n / h``: ``rel = k r / (1 + (k - 1) r)``."""
     rng = np.random.default_rng(validate.non_negative_int("seed", seed))
     labels = torch.unique(condition)
     r_half = []
     for _ in range(validate.positive_int("n_splits", n_splits)):
-        half = fl.stratified_half(condition, rng)
-        a, valid_a = condition_psths(target[half], mask[half], condition[half], labels,
+        one, two, ratio = _equal_halves(condition, rng)
+        a, valid_a = condition_psths(target[one], mask[one], condition[one], labels,
                                      smooth_ms, bin_size_ms, min_trials=1)
-        b, valid_b = condition_psths(target[~half], mask[~half], condition[~half], labels,
+        b, valid_b = condition_psths(target[two], mask[two], condition[two], labels,
                                      smooth_ms, bin_size_ms, min_trials=1)
         r_half.append(_pair_scores(a, b, valid_a & valid_b)[0])
-    r = torch.stack(r_half).nanmean(0)
-    reliability = (2 * r / (1 + r)).clamp(0, 1)
-    return {"r": float(reliability.sqrt().nanmean()), "r2": float(reliability.nanmean()),
+    r = torch.stack(r_half).nanmean(0)  # (C, N)
+    k = ratio.to(r.dtype)[:, None]
+    reliability = (k * r / (1 + (k - 1) * r)).clamp(0, 1)
+    data, valid = condition_psths(target, mask, condition, labels, smooth_ms, bin_size_ms)
+    _, _, ss_tot = _pair_scores(data, data, valid)
+    ok = ~(reliability.isnan() | ss_tot.isnan())
+    r2 = float((reliability[ok] * ss_tot[ok]).sum() / ss_tot[ok].sum().clamp(min=1e-12))
+    return {"r": float(reliability.sqrt().nanmean()), "r2": r2,
             "split_half_r": float(r.nanmean())}
 
 
 # ---------------------------------------------------------------------------- single trials
-def resampled_trials(target, condition, reference_target, reference_condition,
-                     seed: int = 0) -> torch.Tensor:
-    """For every trial, the rates of a random trial of the same condition from the reference
-    set (e.g. the training trials); a condition absent there draws from all of them."""
+def resampled_trials(condition, reference_condition, seed: int = 0) -> torch.Tensor:
+    """For every trial, the index of a random trial of the same condition in the reference set
+    (e.g. the training trials); a condition absent there draws from all of them."""
     rng = np.random.default_rng(seed)
     cond, ref = condition.numpy(), reference_condition.numpy()
     picks = np.empty(len(cond), dtype=int)
@@ -180,7 +211,7 @@ def resampled_trials(target, condition, reference_target, reference_condition,
         pool = pool if len(pool) else np.arange(len(ref))
         where = np.flatnonzero(cond == c)
         picks[where] = rng.choice(pool, size=len(where))
-    return reference_target[torch.as_tensor(picks)]
+    return torch.as_tensor(picks)
 
 
 def single_trial_scores(rates, target, mask, condition, bin_size_ms: float) -> dict:
@@ -199,11 +230,12 @@ def epoch_rates(rates, epoch) -> torch.Tensor:
     return (rates.double() * w).sum(1) / w.sum(1).clamp(min=1)
 
 
-def selectivity(trial_rates, levels) -> torch.Tensor:
-    """Normalised differences ``(L', N)`` for the levels of ``levels (K,)`` (module docstring):
-    one row for a two-level factor, one per level otherwise; NaN where a level has no trial."""
+def selectivity(trial_rates, levels, values=None) -> torch.Tensor:
+    """Normalised differences ``(L', N)`` for the levels ``values`` (default: those of
+    ``levels (K,)``; module docstring): one row for a two-level factor, one per level otherwise;
+    NaN where a level has no trial or every trial."""
     levels = np.asarray(levels)
-    values = np.unique(levels)
+    values = np.unique(levels) if values is None else np.asarray(values)
     rows = values[1:] if len(values) == 2 else values
     out = []
     for level in rows:
@@ -255,10 +287,11 @@ def selectivity_reliability(target, epoch, labels: dict, n_splits: int = 20,
         halves = []
         for _ in range(validate.positive_int("n_splits", n_splits)):
             half = fl.stratified_half(torch.as_tensor(levels), rng).numpy()
-            halves.append(_across_neurons(selectivity(recorded[half], levels[half]),
-                                          selectivity(recorded[~half], levels[~half])))
+            values = np.unique(levels)
+            halves.append(_across_neurons(selectivity(recorded[half], levels[half], values),
+                                          selectivity(recorded[~half], levels[~half], values)))
         r = float(np.nanmean(halves)) if not np.all(np.isnan(halves)) else math.nan
-        out[name] = 2 * r / (1 + r) if r > -1 else math.nan
+        out[name] = min(max(2 * r / (1 + r), 0.0), 1.0) if r > -1 else math.nan
     return out
 
 

@@ -269,6 +269,7 @@ class Trainer:
         self._good = copy.deepcopy({
             "step": self.step, "carry": self.carry, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "history": {k: len(v) for k, v in self.history.items()},
             "evaluations": {k: len(v) for k, v in self.evaluations.items()}})
 
@@ -282,10 +283,14 @@ class Trainer:
         good = self._good
         self.model.load_state_dict(good["model"])
         self.optimizer.load_state_dict(copy.deepcopy(good["optimizer"]))
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(copy.deepcopy(good["scheduler"]))
         for group in self.optimizer.param_groups:
             group["lr"] *= 0.5
-        if hasattr(self.scheduler, "base_lrs"):
-            self.scheduler.base_lrs = [lr * 0.5 for lr in self.scheduler.base_lrs]
+        # a schedule computes its rates from base rates (a SequentialLR from its children's)
+        for scheduler in [self.scheduler, *getattr(self.scheduler, "_schedulers", [])]:
+            if hasattr(scheduler, "base_lrs"):
+                scheduler.base_lrs = [lr * 0.5 for lr in scheduler.base_lrs]
         self.step, self.carry = good["step"], copy.deepcopy(good["carry"])
         for table, lengths in ((self.history, good["history"]),
                                (self.evaluations, good["evaluations"])):

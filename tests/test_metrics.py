@@ -48,21 +48,24 @@ def test_bits_per_spike_matches_scipy_poisson_log_pmf():
                                   mean_rate, DT)["pooled"] == pytest.approx(0.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("smooth_ms", [0.0, 50.0])
-def test_noise_ceiling_predicts_what_the_true_rates_score(smooth_ms):
+@pytest.mark.parametrize("smooth_ms, trials", [(0.0, 30), (50.0, 30), (0.0, 3), (50.0, 5)])
+def test_noise_ceiling_predicts_what_the_true_rates_score(smooth_ms, trials):
     """The ceiling is what a noise-free perfect predictor reaches: on Poisson trials of known
     rates, the true rates' own PSTH r and R^2 against the held-out PSTHs must come out as the
-    split-half estimate says (within sampling error). Averaged over 4 draws."""
+    split-half estimate says (within sampling error), also with few and odd trial counts.
+    Averaged over 4 draws."""
     ceiling_r, ceiling_r2, true_r, true_r2 = [], [], [], []
     for seed in range(4):
-        S, target, mask, condition = poisson_population(seed=seed)
+        S, target, mask, condition = poisson_population(trials=trials, seed=seed)
         ceiling = metrics.noise_ceiling(target, mask, condition, 25.0, smooth_ms, seed=seed)
         truth = metrics.psth_scores(S[condition], target, mask, condition, 25.0, smooth_ms)
         ceiling_r.append(ceiling["r"])
         ceiling_r2.append(ceiling["r2"])
         true_r.append(truth["r"])
         true_r2.append(truth["r2"])
-    assert np.mean(ceiling_r) == pytest.approx(np.mean(true_r), abs=0.03)
+    # with halves of one trial (3 per condition) the estimate runs about 0.03 low
+    tolerance = 0.03 if trials >= 5 else 0.045
+    assert np.mean(ceiling_r) == pytest.approx(np.mean(true_r), abs=tolerance)
     assert np.mean(ceiling_r2) == pytest.approx(np.mean(true_r2), abs=0.05)
     # the raw split-half r is lower than the ceiling: two noisy halves are compared
     assert ceiling["split_half_r"] < ceiling["r"]
@@ -85,11 +88,11 @@ def test_psth_scores_by_hand():
         p = (rates.numpy()[trials] * m[..., None]).sum(0)[keep] / n[keep, None]
         for j in range(2):
             rs.append(np.corrcoef(d[:, j], p[:, j])[0, 1])
-            ss_res = ((d[:, j] - p[:, j]) ** 2).sum()
-            r2s.append(1 - ss_res / ((d[:, j] - d[:, j].mean()) ** 2).sum())
+            r2s.append((((d[:, j] - p[:, j]) ** 2).sum(), ((d[:, j] - d[:, j].mean()) ** 2).sum()))
     out = metrics.psth_scores(rates, target, mask, condition, 25.0)
     assert out["r"] == pytest.approx(np.mean(rs), rel=1e-9)
-    assert out["r2"] == pytest.approx(np.mean(r2s), rel=1e-9)
+    res, tot = np.array(r2s).sum(0)
+    assert out["r2"] == pytest.approx(1 - res / tot, rel=1e-9)
 
 
 def test_gaussian_smoothing_of_a_constant_is_the_constant_even_at_gaps():

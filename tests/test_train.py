@@ -580,3 +580,30 @@ def test_bad_arguments_name_themselves(kwargs, name):
 def test_an_optimizer_without_parameters_is_an_error():
     with pytest.raises(ValueError, match="no parameters"):
         Trainer(Line(), torch.optim.SGD([{"params": []}], lr=0.1), lambda ctx: None)
+
+
+def test_a_rollback_during_warm_up_stays_halved_after_it():
+    """A warm-up + cosine schedule (a SequentialLR) keeps the halved rate once the cosine phase
+    starts: every later rate is half of what the same schedule gives without the rollback."""
+    from hdlib.train import cosine_schedule
+
+    def run(bad_step):
+        model = Line(n=1)
+        seen = []
+
+        def step(ctx):
+            bad = ctx.step == bad_step and not seen  # diverges once
+            seen.extend([1] if bad else [])
+            return Step(model.w.square().sum() * (math.nan if bad else 1.0))
+
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        trainer = quiet(model, step, optimizer=optimizer, max_rollbacks=1,
+                        scheduler=cosine_schedule(optimizer, 20, warmup_steps=5))
+        trainer.run(20)
+        return trainer.history["lr"]
+
+    clean, rolled = run(-1), run(3)
+
+    # the rollback at step 3 goes back to the state before step 2's update, at half the rate
+    assert rolled[:2] == pytest.approx(clean[:2])
+    assert rolled[2:] == pytest.approx([lr / 2 for lr in clean[2:]])

@@ -1,7 +1,7 @@
 """Fitting an :class:`~hdlib.models.eirnn.EIRNN` to a recorded session: one configuration, one run.
 
 A :class:`FitConfig` holds every knob of the document's experiments; :func:`fit` trains with
-Adam on the whole training split each step (exact PSTHs), minimising
+Adam on minibatches of training trials (or the whole training split each step), minimising
 
     L = L_neuron + c * L_trial + L_reg [+ activity regularisation]
 
@@ -52,6 +52,7 @@ class FitConfig:
     eval_every: int = 25  # steps between validation checks (best-state selection)
     max_rollbacks: int = 8  # divergences rolled back (learning rate halved) before giving up
     init_from_glm: bool = False  # recorded units' input weights from the Poisson GLM
+    keep_best: bool = True  # end at the best validation state (False: the last state)
     hybrid_weight: float = 0.3
     ltrial_scale: float = 0.0  # c of L_trial (0: off; the document used 0.5)
     ltrial_distance: str = "euclidean"  # or 'poisson'
@@ -66,7 +67,7 @@ class FitConfig:
     learnable_tau: str = "none"
     tau_mode: str = "clamp"
     freeze_tau: bool = False
-    learnable_alpha: str = "neuron"  # the default fit learns one alpha per unit
+    learnable_alpha: str | None = None  # default: 'neuron', or 'none' with a learnable tau
     alpha_init: float = 0.5
     tau_min: float | None = None  # lower bound of a learnable tau (default: one bin)
     tau_e_init: float | None = None  # initial tau (ms); default dt / alpha_init
@@ -90,11 +91,17 @@ class FitConfig:
                                                ("euclidean", "poisson"))
         self.batch_size = validate.non_negative_int("batch_size", self.batch_size)
         self.pooled_weight = validate.float_in("pooled_weight", self.pooled_weight, 0.0, math.inf)
+        if self.learnable_alpha is None:
+            self.learnable_alpha = "neuron" if self.learnable_tau == "none" else "none"
+        if self.learnable_tau != "none" and self.learnable_alpha != "none":
+            raise ValueError(f"learnable_tau ({self.learnable_tau!r}) and learnable_alpha "
+                             f"({self.learnable_alpha!r}) cannot both be on")
         self.input_basis = validate.boolean("input_basis", self.input_basis)
         self.rate_gain = validate.choice("rate_gain", self.rate_gain, ("neuron", "scalar"))
         self.eval_every = validate.positive_int("eval_every", self.eval_every)
         self.max_rollbacks = validate.non_negative_int("max_rollbacks", self.max_rollbacks)
         self.init_from_glm = validate.boolean("init_from_glm", self.init_from_glm)
+        self.keep_best = validate.boolean("keep_best", self.keep_best)
         if self.init_from_glm and not (self.input_basis and self.rate_gain == "neuron"):
             raise ValueError("init_from_glm needs input_basis=True and rate_gain='neuron'")
         self.scheduler = validate.choice("scheduler", self.scheduler,
@@ -237,14 +244,16 @@ def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
     ``balance_every - 1`` steps. Every ``eval_every`` steps the model (noise off) is scored on
     ``session.val_idx`` (validation bits per spike, ``val_bits_per_spike``, plus the floats of
     ``monitor()`` if given); the best state is kept (and written by ``save_best(model,
-    best_path)`` when it improves) and loaded back at the end. ``time_budget`` (seconds) stops
+    best_path)`` when it improves) and loaded back at the end (unless ``cfg.keep_best`` is
+    off: then the last state is returned). ``time_budget`` (seconds) stops
     the fit early; Ctrl-C stops it too and keeps the best state; a non-finite loss or gradient
     rolls back and halves the learning rate up to ``cfg.max_rollbacks`` times, then ends the
     fit (``history['stop_reason']`` says which).
 
     History: per step the losses, the balancing weight, the learning rate, the E/I time
     constants, the seconds since the start; ``monitor`` (the validation checks, one list per
-    metric with the ``step``), ``rollbacks``, ``best_step``, ``stop_reason``."""
+    metric with the ``step``), ``rollbacks``, ``best_step``, ``best_val_bits_per_spike``,
+    ``final_val_bits_per_spike`` (the last check), ``stop_reason``."""
     cfg = make_config(**cfg) if isinstance(cfg, dict) else cfg
     if model is None:
         model = prepare(build_model(session, cfg), session, cfg, fitted)
@@ -280,13 +289,17 @@ def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
         L_neuron = neuron_loss(cfg, rates, batch, session.bin_size_ms)
         if cfg.pooled_weight > 0:
             L_neuron = L_neuron + cfg.pooled_weight * fl.compute_L_pooled(rates, batch["rates"])
-        L_trial = fl.compute_L_trial(rates, batch["rates"], batch["mask"],
-                                     smooth_ms=cfg.smooth_ms, bin_size_ms=session.bin_size_ms,
-                                     distance=cfg.ltrial_distance, epsilon=cfg.sinkhorn_epsilon)
-        weight = ctx.carry or 0.0
-        if cfg.ltrial_scale > 0 and ctx.step % cfg.balance_every == 0:
-            weight = fl.balanced_weight(L_neuron, L_trial, trainable, cfg.ltrial_scale)
-        loss = L_neuron + weight * L_trial + fl.compute_L_reg(model, cfg.lambda_reg)
+        loss = L_neuron + fl.compute_L_reg(model, cfg.lambda_reg)
+        weight, L_trial = ctx.carry or 0.0, torch.tensor(math.nan)
+        if cfg.ltrial_scale > 0:  # off by default: it would cost half of every step
+            L_trial = fl.compute_L_trial(rates, batch["rates"], batch["mask"],
+                                         smooth_ms=cfg.smooth_ms,
+                                         bin_size_ms=session.bin_size_ms,
+                                         distance=cfg.ltrial_distance,
+                                         epsilon=cfg.sinkhorn_epsilon)
+            if ctx.step % cfg.balance_every == 0:
+                weight = fl.balanced_weight(L_neuron, L_trial, trainable, cfg.ltrial_scale)
+            loss = loss + weight * L_trial
         if cfg.activity_reg > 0:
             loss = loss + fl.compute_activity_regularization(rates, batch["mask"],
                                                              lambda_mean=cfg.activity_reg)
@@ -312,31 +325,35 @@ def fit(session: Session, cfg: FitConfig | dict, model: EIRNN | None = None,
         engine.run_evaluation()  # the initial state is a candidate too
         engine.run(cfg.steps)
         stop_reason = engine.stop_reason
+        if engine.step % cfg.eval_every:
+            engine.max_rollbacks = len(engine.rollbacks)  # no rollback now: just score it
+            engine.run_evaluation()  # the final state is a candidate too
     except KeyboardInterrupt:
         stop_reason = f"interrupted at step {engine.step}"
     except FloatingPointError as error:
         stop_reason = f"diverged: {error}"
-    if engine.step % cfg.eval_every and "diverged" not in stop_reason:
-        engine.run_evaluation()  # the final state is a candidate too
     if best.state is None:
         raise FloatingPointError(f"the fit diverged before its first validation check "
                                  f"({stop_reason})")
-    model.load_state_dict(best.state)
+    final = engine.evaluations["val_bits_per_spike"][-1]
+    if cfg.keep_best:
+        model.load_state_dict(best.state)
     history = {key: engine.history.get(key, []) for key in (
         "loss", "L_neuron", "L_trial", "weight", "tau_e_ms", "tau_i_ms", "seconds", "lr")}
     history.update(monitor=engine.evaluations, rollbacks=engine.rollbacks,
                    best_step=best.step, best_val_bits_per_spike=best.best,
-                   stop_reason=stop_reason)
+                   final_val_bits_per_spike=final, stop_reason=stop_reason)
     return model, history
 
 
 def resampling_reference(trials: dict, train: dict, bin_size_ms: float, seed: int = 0) -> dict:
     """What a model's single-trial scores must beat: the same scores with the model replaced
-    by recorded training trials of the same conditions (:func:`hdlib.metrics.resampled_trials`)."""
-    resampled = metrics.resampled_trials(trials["rates"], trials["condition"], train["rates"],
-                                         train["condition"], seed=seed)
-    return metrics.single_trial_scores(resampled, trials["rates"], trials["mask"],
-                                       trials["condition"], bin_size_ms)
+    by recorded training trials of the same conditions (:func:`hdlib.metrics.resampled_trials`),
+    on the bins recorded in both the held-out and the resampled trial."""
+    picks = metrics.resampled_trials(trials["condition"], train["condition"], seed=seed)
+    both = trials["mask"] & train["mask"][picks]
+    return metrics.single_trial_scores(train["rates"][picks], trials["rates"] * both[..., None],
+                                       both, trials["condition"], bin_size_ms)
 
 
 @torch.no_grad()
@@ -366,10 +383,20 @@ def evaluate(model: EIRNN, session: Session, index=None, seed: int = 0) -> dict:
     return out
 
 
+#: The selectivity epoch: this long from target onset (a fixed window, so that a predictor
+#: locked to trial time gains nothing from the targets' different timings).
+TARGET_WINDOW_MS = 400.0
+
+
 def target_epoch(session: Session, trials: dict) -> torch.Tensor:
-    """Bins ``(K, T)`` where a target is on screen (any ``input_is_*`` channel), recorded."""
+    """Recorded bins ``(K, T)`` within :data:`TARGET_WINDOW_MS` of target onset (the first bin
+    of any ``input_is_*`` channel); empty for a trial without a target."""
     channels = [i for i, name in enumerate(session.input_names) if name.startswith("input_is_")]
-    return (trials["inputs"][..., channels].sum(-1) > 0) & trials["mask"]
+    shown = trials["inputs"][..., channels].sum(-1) > 0
+    onset = shown.float().argmax(1, keepdim=True)
+    t = torch.arange(shown.shape[1])[None]
+    width = max(1, round(TARGET_WINDOW_MS / session.bin_size_ms))
+    return (t >= onset) & (t < onset + width) & shown.any(1, keepdim=True) & trials["mask"]
 
 
 # ---------------------------------------------------------------------------- fitted models on disk

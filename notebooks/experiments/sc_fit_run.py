@@ -82,6 +82,7 @@ metrics = {**scores, **truth, "tau_e_ms": taus["tau_e_ms"], "tau_i_ms": taus["ta
            "steps": len(history["loss"]), "final_loss": history["loss"][-1],
            "best_step": history["best_step"], "rollbacks": len(history["rollbacks"]),
            "val_bits_per_spike": history["best_val_bits_per_spike"],
+           "final_val_bits_per_spike": history["final_val_bits_per_spike"],
            "stop_reason": history["stop_reason"],
            "train_loss_end": sum(history["loss"][-10:]) / len(history["loss"][-10:]),
            "loss_curve": history["loss"], "L_neuron_curve": history["L_neuron"],
