@@ -185,3 +185,13 @@ def test_the_best_validation_state_is_kept_and_written_when_interrupted(tiny, tm
     saved = sc_fit.load_fitted(path)
     for name, value in model.state_dict().items():
         assert torch.equal(saved.state_dict()[name], value), name
+
+
+def test_a_fit_that_cannot_keep_any_state_is_one_line(tiny, tmp_path, capsys, monkeypatch):
+    def diverged(*args, **kwargs):
+        raise FloatingPointError("the fit diverged before its first validation check (x)")
+
+    monkeypatch.setattr(sc_fit, "fit", diverged)
+    assert cli(["fit", str(tiny["v73"]), "--steps", "2", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the fit diverged") and len(err.strip().splitlines()) == 1

@@ -145,6 +145,9 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except FloatingPointError as error:  # a fit that diverged before any state was kept
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except Exception as error:
         if type(error).__name__ != "PapermillExecutionError":
             raise

@@ -458,8 +458,7 @@ def selectivity_figure(model: EIRNN, session: sessions.Session, fitted, index):
     fit_rates = model.eval()(trials["inputs"])[..., :session.n_neurons]
     glm_rates = fitted.predict(trials["inputs"], trials["condition"])["Poisson GLM"]
     recorded = metrics.epoch_rates(trials["rates"], epoch)
-    predicted = {"E-I RNN fit": metrics.epoch_rates(fit_rates, epoch),
-                 "Poisson GLM": metrics.epoch_rates(glm_rates, epoch)}
+    predicted = {"E-I RNN fit": fit_rates, "Poisson GLM": glm_rates}
     factors = [(metrics.FACTORS[name], values[index.numpy()])
                for name, values in session.labels.items()
                if len(np.unique(values[index.numpy()])) >= 2]
@@ -468,7 +467,7 @@ def selectivity_figure(model: EIRNN, session: sessions.Session, fitted, index):
         x = metrics.selectivity(recorded, levels).nanmean(0)
         title = []
         for (label, rates), color in zip(predicted.items(), ("C3", "C0")):
-            y = metrics.selectivity(rates, levels).nanmean(0)
+            y = metrics.selectivity(metrics.epoch_rates(rates, epoch), levels).nanmean(0)
             ax.scatter(x, y, s=12, color=color, label=label, alpha=0.8)
             match = metrics.selectivity_match(rates, trials["rates"], epoch,
                                               {name: levels})[name]
