@@ -164,3 +164,10 @@ def test_document_claims_measure_gaps_to_the_best_baseline_and_invert_the_loss_c
     poisson = rows["Poisson L_neuron hurts the fit (bits/spike, vs the correlation loss)"]
     assert poisson.values == pytest.approx([0.05, 0.04, 0.06])
     assert not any("Low rank" in claim for claim in rows)  # not in this sweep
+    longer = fit_runs.assign(steps=8000, bits_per_spike=[0.05, 0.06, 0.07])
+    with_longer = {row.claim: row for row in sc_analysis.document_claims(
+        phases, recovery, fit_runs, baselines, {"psth_r_smooth": 0.4}, tolerance=0.25,
+        longer=longer)}
+    row = with_longer["The 8000-step fit beats the best baseline (Poisson GLM) on test bits/spike"]
+    assert row.values == pytest.approx([-0.009, 0.001, 0.011])
+    assert len(with_longer) == len(rows) + 2

@@ -106,6 +106,7 @@ SUPERIOR_COLLICULUS = {
     "live_steps": validate.positive_int,
     "phases_dir": validate.path_string,
     "fit_runs_dir": validate.path_string,
+    "fit_long_dir": validate.path_string,
     "recovery_dir": validate.path_string,
     "recovery_tolerance": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True),
     "family_alpha": lambda n, v: validate.float_in(n, v, 0.0, 1.0, low_open=True, high_open=True),
