@@ -76,14 +76,20 @@ def test_fit_writes_metrics_checkpoint_and_figure(tiny, tmp_path, capsys, kind):
 ])
 def test_a_bad_file_is_refused_with_the_field_named_and_nothing_written(tiny, tmp_path, capsys,
                                                                         edit, field):
+    err, out = _fit_edited(tiny, tmp_path, capsys, edit)
+    assert err.startswith("error: ") and field in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def _fit_edited(tiny, tmp_path, capsys, edit):
+    """``hdlib fit`` on the tiny session with ``edit`` applied to its fields (exit code 2
+    expected): the error text and the output folder."""
     fields = sessions.read_fields(tiny["v73"])
     edit(fields)
     bad = sessions.write_session_v73(tmp_path / "bad.mat", fields)
     out = tmp_path / "out"
     assert cli(["fit", str(bad), "--steps", "2", "--out", str(out), "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and field in err and len(err.strip().splitlines()) == 1
-    assert not out.exists()
+    return capsys.readouterr().err, out
 
 
 def test_bad_options_are_refused_before_anything_is_written(tiny, tmp_path, capsys):
@@ -132,12 +138,7 @@ def _relabel(**labels):
 ])
 def test_a_session_that_cannot_be_scored_gets_one_line_and_no_files(tiny, tmp_path, capsys,
                                                                     edit, message):
-    fields = sessions.read_fields(tiny["v73"])
-    edit(fields)
-    bad = sessions.write_session_v73(tmp_path / "bad.mat", fields)
-    out = tmp_path / "out"
-    assert cli(["fit", str(bad), "--steps", "2", "--out", str(out), "--no-progress"]) == 2
-    err = capsys.readouterr().err
+    err, out = _fit_edited(tiny, tmp_path, capsys, edit)
     assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
 
