@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from hdlib.models.scans import new_like
+from hdlib.models.numba_kernels import new_like
 
 RESULTS = Path(__file__).parent / "results"
 try:
@@ -117,7 +117,7 @@ def write_seconds(like: torch.Tensor, count: int = 1, repeats: int = 5) -> float
     (allocated, then filled): what any form pays for the outputs it returns, the operating
     system's first touch of the new pages included. Timed together, because the allocator
     recycles one freed block cheaply but hands larger totals back to the system. The tensors
-    come from :func:`hdlib.models.scans.new_like`, huge pages for large ones, as hdlib's
+    come from :func:`hdlib.models.numba_kernels.new_like`, huge pages for large ones, as hdlib's
     outputs do: the cheapest new memory this machine supplies."""
     if count == 0:
         return 0.0

@@ -179,13 +179,16 @@ plt.show()
 # {glue:text}`tau_slow_frames:.0f` frames of every recording ramping up, and the fit would
 # have to explain that ramp with the constants.
 #
-# Both stages are linear recurrences, $s_t = d_t\, s_{t-1} + u_t$, so
-# `hdlib.models.polar.linear_recurrence` evaluates all frames at once: with
-# $c_t = \sum_{k \le t} \log d_k$, every state is
-# $s_t = e^{c_t} s_{-1} + \sum_{k \le t} e^{c_t - c_k} u_k$, a lower-triangular matrix product
-# per block of frames in which no exponent is positive. Gradients with respect to the
-# constants flow through those matrices. The unit tests check the matrix form against a Python
-# loop over frames, and `benchmarks/polar_speed.py` measures the gain.
+# Both stages are linear recurrences, $s_t = d_t\, s_{t-1} + (1 - d_t)\, x_t$. Their
+# definition in hdlib is the frame loop the document writes,
+# `hdlib.models.polar.amplitude_relaxation` and `hdlib.models.polar.exponential_average`;
+# the models run the same equations through a `backend` (`hdlib.models.backends`). On the CPU
+# the default is compiled kernels that read each input once; the `"torch"` backend, for a GPU,
+# uses the closed form: with $c_t = \sum_{k \le t} \log d_k$, every state is
+# $s_t = e^{c_t} s_{-1} + \sum_{k \le t} e^{c_t - c_k} (1 - d_k) x_k$, a lower-triangular
+# matrix product per block of frames in which no exponent is positive. The unit tests check
+# every backend's values and gradients against the frame loop, and `benchmarks/polar_speed.py`
+# measures what each gains.
 #
 # ## A teacher with known constants
 #
@@ -403,14 +406,14 @@ plt.show()
 # learning them means back-propagating through both recurrences over every frame; with the
 # constants frozen, only the readout needs gradients. Seconds depend on the machine and its
 # load (`benchmarks/polar_speed.py` times them), so the chapter counts operations instead:
-# `polar_fit.step_flops` counts the floating-point operations of one training step's forward
-# and backward pass with PyTorch's `FlopCounterMode`. The counter sees matrix products: the
-# readout and the relaxation, whose blocks of frames are lower-triangular matrix products. The
-# moving averages run frame by frame as element-wise updates, which the counter does not
-# count in either kind of step; when the alphas learn they add a backward pass of their own,
-# so the count leaves out work that only the learnable step does. It compares a model whose
-# four constants learn with one whose constants are frozen, on {glue:text}`n_flop_cases`
-# random batches of {glue:text}`batch_size` training videos.
+# `polar_fit.step_operations` counts the floating-point operations of one training step's
+# forward and backward pass with `hdlib.operations.OperationCounter`, which counts matrix
+# products (PyTorch's formulas) and element-wise arithmetic (one operation per element). It
+# counts on the model's reference form, the frame-by-frame recurrences as the document writes
+# them, so the count is the model's arithmetic, not that of whichever fast backend trains it
+# (compiled kernels are invisible to any counter that watches PyTorch operations). It compares
+# a model whose four constants learn with one whose constants are frozen, on
+# {glue:text}`n_flop_cases` random batches of {glue:text}`batch_size` training videos.
 
 # %%
 n_features = features.amplitude.shape[-1]
@@ -421,17 +424,19 @@ picker = torch.Generator().manual_seed(seed)
 flop_ratios = []
 for case in range(n_flop_cases):
     batch = train.trials(torch.randperm(n_train_trials, generator=picker)[:batch_size])
-    learned_ops = polar_fit.step_flops(learnable_model, batch)
-    flop_ratios.append(learned_ops / polar_fit.step_flops(frozen_model, batch))
+    learned_ops = polar_fit.step_operations(learnable_model, batch)
+    flop_ratios.append(learned_ops / polar_fit.step_operations(frozen_model, batch))
 print(f"operations per step, constants learnable: {learned_ops / 1e6:.1f} MFLOP; "
       f"learnable / frozen: {', '.join(f'{r:.3f}' for r in flop_ratios)}")
 note(flop_ratio=flop_ratios[0], n_flop_cases=n_flop_cases)
 
 # %% [markdown]
 # A step that learns the constants takes {glue:text}`flop_ratio:.2f` times the counted
-# operations of a readout-only step, in every batch: the gradient with respect to a decay has
-# to run back through the readout's inputs and the relaxation's transfer matrices, which a
-# readout-only step never needs. Four parameters, but not a negligible cost.
+# operations of a step that learns the readout alone. With the constants frozen, the backward
+# pass stops at the readout: its inputs (the relaxed amplitudes and both averages) need no
+# gradient. With the constants learnable, the backward pass runs through both recurrences over
+# every frame, and those element-wise updates cost about as much again as their forward pass.
+# Four parameters, but not a negligible cost.
 
 # %% tags=["hide-input"]
 metrics = {"ceiling_bits_per_spike": float(ceiling),

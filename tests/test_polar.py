@@ -1,4 +1,5 @@
-"""hdlib.models.polar: the two temporal stages, their fast forms and the configurations."""
+"""hdlib.models.polar: the two temporal stages, their constants and the configurations (the
+backends are checked against the reference forms in test_backends.py)."""
 
 import math
 
@@ -7,14 +8,6 @@ import torch
 
 from hdlib import circular
 from hdlib.models import polar, polar_v1
-
-
-@pytest.fixture(params=["compiled", "torch"], autouse=True)
-def form(request, monkeypatch):
-    """Every test runs through the compiled kernels (the CPU's) and the torch forms (every
-    other device's: the chunked matrix form for ``(..., T, F)``)."""
-    monkeypatch.setattr(polar, "COMPILED", request.param == "compiled")
-    return request.param
 
 
 def loop_relaxation(amplitude, gate, lam_fix, lam_sac, dt):
@@ -80,17 +73,6 @@ def test_step_response_and_kernels_have_their_closed_forms():
     assert slow.sum() == pytest.approx(1 - 0.95 ** 30, rel=1e-5)
 
 
-def test_relaxation_at_a_signed_rate():
-    drive = torch.ones(1, 240, 1)
-    # Positive rate: the PolarDynamics form; negative rate: growth by exp(|rate| t).
-    torch.testing.assert_close(polar.relax_at_rate(drive, 10.0),
-                               polar.PolarDynamics(10.0, 40.0)(drive, torch.zeros(1, 240),
-                                                               initial=torch.zeros(1, 1)))
-    # From 0 toward a drive of 1: A[t] = 1 - exp(-rate (t + 1) dt), here 1 - e^20 at t = 239.
-    grown = polar.relax_at_rate(drive, -10.0)[0, -1, 0].item()
-    assert grown == pytest.approx(-math.expm1(10.0 * 240 / 120), rel=1e-3)
-
-
 def test_time_constants():
     taus = polar.time_constants(10.0, 40.0, 0.75, 0.95)
     assert taus == pytest.approx({"tau_fix_ms": 100.0, "tau_sac_ms": 25.0,
@@ -101,9 +83,9 @@ def test_ema_matches_the_loop_and_is_unbiased_at_the_start():
     summarizer = polar.TemporalSummarizer(0.74, 0.95)
     x = torch.randn(4, 240, 6, generator=torch.Generator().manual_seed(2))
     fast, slow = summarizer(x)
-    torch.testing.assert_close(fast, polar.ema_loop(x, summarizer.alpha_fast), atol=1e-5,
+    torch.testing.assert_close(fast, polar.exponential_average(x, summarizer.alpha_fast), atol=1e-5,
                                rtol=1e-5)
-    torch.testing.assert_close(slow, polar.ema_loop(x, summarizer.alpha_slow), atol=1e-5,
+    torch.testing.assert_close(slow, polar.exponential_average(x, summarizer.alpha_slow), atol=1e-5,
                                rtol=1e-5)
     constant = torch.full((1, 10, 1), 3.0)
     torch.testing.assert_close(summarizer(constant)[1], constant)

@@ -17,7 +17,7 @@ from hdlib import losses
 from hdlib.datasets import sessions, stimuli
 from hdlib.datasets.tasks import AVIntegrationDataset, HeadDirectionTrackingTask
 from hdlib.fitters import av_integration, polar_fit, sc_fit, sc_teacher, training
-from hdlib.models import ei_ring, polar, polar_v1
+from hdlib.models import backends, ei_ring, polar, polar_v1
 from hdlib.models.ei_ring import RingAttractorNetwork
 from hdlib.models.eirnn import EIRNN
 from hdlib.models.leaky_ring import LeakyRingAttractor
@@ -251,7 +251,7 @@ def test_ring_attractor_pieces_follow_the_input_device():
 def test_polar_temporal_stages_follow_the_input_device():
     """PolarV1's forward pass checks that the gate lies in [0, 1], which reads values and so
     cannot run on meta; the summariser and the recurrence it shares with the dynamics can."""
-    fast, slow = polar.TemporalSummarizer().to(META)(on_meta(2, 70, 4))
+    fast, slow = polar.TemporalSummarizer(backend="torch").to(META)(on_meta(2, 70, 4))
     assert fast.device == META and slow.device == META and fast.shape == (2, 70, 4)
-    states = polar.linear_recurrence(on_meta(2, 70), on_meta(2, 70, 4), on_meta(2, 4))
+    states = backends.linear_recurrence(on_meta(2, 70), on_meta(2, 70, 4), on_meta(2, 4))
     assert states.device == META and states.shape == (2, 70, 4)

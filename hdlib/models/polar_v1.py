@@ -115,18 +115,20 @@ class PolarV1(nn.Module):
 
     ``forward(amplitude (trials, T, F), gate (trials, T))`` returns rates in spikes/s,
     ``(trials, T, n_neurons)``. ``learnable_lambdas``/``learnable_alphas`` freeze the constants
-    (kept as buffers) when false.
+    (kept as buffers) when false. ``backend`` chooses how both recurrences run
+    (:mod:`hdlib.models.backends`; default: the fastest for the input's device).
     """
 
     def __init__(self, n_features: int, n_neurons: int, lambda_fix: float = 10.0,
                  lambda_sac: float = 40.0, alpha_fast: float = 0.74, alpha_slow: float = 0.95,
                  learnable_alphas: bool = True, learnable_lambdas: bool = True,
-                 dt: float = 1 / 120, seed: int = 0):
+                 dt: float = 1 / 120, seed: int = 0, backend: str | None = None):
         super().__init__()
         self.n_features = validate.positive_int("n_features", n_features)
         self.n_neurons = validate.positive_int("n_neurons", n_neurons)
-        self.dynamics = PolarDynamics(lambda_fix, lambda_sac, dt, learnable=learnable_lambdas)
-        self.summarizer = TemporalSummarizer(alpha_fast, alpha_slow, learnable_alphas)
+        self.dynamics = PolarDynamics(lambda_fix, lambda_sac, dt, learnable=learnable_lambdas,
+                                      backend=backend)
+        self.summarizer = TemporalSummarizer(alpha_fast, alpha_slow, learnable_alphas, backend)
         generator = torch.Generator().manual_seed(validate.non_negative_int("seed", seed))
         self.readout = nn.utils.skip_init(nn.Linear, 3 * n_features, n_neurons)
         with torch.no_grad():

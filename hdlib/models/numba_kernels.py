@@ -1,5 +1,6 @@
-"""Compiled (numba) passes of the Polar V1 model's two temporal stages on the CPU: the
-summariser's two exponential averages and the amplitude relaxation.
+"""The kernels of the numba backend (:mod:`hdlib.models.backends`): compiled CPU passes of the
+Polar V1 model's two temporal stages, the summariser's two exponential averages and the
+amplitude relaxation.
 
 The input is viewed as ``x (R, T, F)``: rows (every axis before time), frames, and the
 features of one frame (every axis after time), which is both ``(..., T, F)`` and a feature map
@@ -16,8 +17,6 @@ average ``k`` (``k = 0, 1``; ``b = 1 - a``):
   forward in time: ``s_k[t] = a_k[t] s_k[t-1] + a_k'[t] (y_k[t-1] - x[t])`` with the averages
   recomputed on the way, ``dL/dtheta_k = sum g_k[t] s_k[t]``, reading ``x`` and the output
   gradients once;
-- :func:`weighted_sums`: ``s_k = sum_t w_k[t] x[t]``, the last frame of each average as one
-  read of ``x``;
 - :func:`relax` and :func:`relax_adjoint`: ``s[t] = d[t] s[t-1] + (1 - d[t]) x[t]`` from a
   given ``s[-1]``, with a decay per trial and frame shared by the trial's rows (the channels of
   a feature map), and its adjoint.
@@ -98,10 +97,8 @@ def use_torch_threads() -> None:
 def _frames_wide(x, a, b, y0, y1):
     R, T, F = x.shape
     for r in prange(R):
-        # The running averages live in arrays of their own: read back from the previous frame
-        # of the output, they share its base at a distance the compiler cannot bound, and the
-        # loops stay scalar (about a third slower at 64x8x8, one thread). Each loop writes one
-        # array, which keeps it vectorised.
+        # The running averages live in arrays of their own, not in the previous output frame,
+        # so the compiler can prove they do not overlap and vectorise each loop.
         state0, state1 = np.zeros(F, x.dtype), np.zeros(F, x.dtype)
         for t in range(T):
             a0, b0, a1, b1 = a[t, 0], b[t, 0], a[t, 1], b[t, 1]
@@ -156,10 +153,8 @@ def _adjoint(x, y0, y1, g0, g1, a, b, grad_x, need_x, need_a, grad_a):
     for group in prange(groups):
         lam0 = np.empty(F, dtype=x.dtype)
         lam1 = np.empty(F, dtype=x.dtype)
-        # rows, frames and features all in descending order, one descending stream through
-        # memory: measured 3-4x faster than ascending features within descending frames (23
-        # against 5.6 ms at 64x8x8, one thread). The relaxation's adjoint, measured the same
-        # way, is faster with ascending features, and keeps them.
+        # rows, frames and features all in descending order: one descending stream through
+        # memory
         for r in range((group + 1) * R // groups - 1, group * R // groups - 1, -1):
             lam0[:] = 0
             lam1[:] = 0
@@ -303,34 +298,6 @@ def _sensitivities_single_feature(x, g0, g1, a, b, c, totals):
 
 
 @njit(parallel=True, cache=True)
-def _weighted_sums(x, w, out):
-    R, T, F = x.shape
-    for r in prange(R):
-        for f in range(F):
-            out[0, r, f] = 0
-            out[1, r, f] = 0
-        for t in range(T):
-            w0, w1 = w[0, t], w[1, t]
-            for f in range(F):
-                v = x[r, t, f]
-                out[0, r, f] += w0 * v
-                out[1, r, f] += w1 * v
-
-
-@njit(parallel=True, cache=True, fastmath=_REORDER)
-def _weighted_sums_single_feature(x, w, out):
-    # time is contiguous: a dot product per row
-    R, T = x.shape
-    for r in prange(R):
-        s0 = s1 = x.dtype.type(0)
-        for t in range(T):
-            v = x[r, t]
-            s0 += w[0, t] * v
-            s1 += w[1, t] * v
-        out[0, r], out[1, r] = s0, s1
-
-
-@njit(parallel=True, cache=True)
 def _relax(x, d, per_trial, start, out):
     R, T, F = x.shape
     one = x.dtype.type(1)  # an integer 1 would promote float32 arithmetic to float64
@@ -382,8 +349,7 @@ def _relax_adjoint_single_feature(x, d, per_trial, start, out, g, grad_x, need_x
             m1, m2, m3 = (one if rows > 1 else zero, one if rows > 2 else zero,
                           one if rows > 3 else zero)
             l0 = l1 = l2 = l3 = zero
-            # t = 0, where s[t-1] is start, is peeled off after the loop: a branch or a mask
-            # choosing between out and start inside it measured 1.5-2x slower
+            # t = 0, where s[t-1] is start rather than out, is peeled off the loop
             for t in range(T - 1, 0, -1):
                 c = k[t + 1]
                 l0 = g[r, t] + c * l0
@@ -519,16 +485,6 @@ def average_sensitivities(x: np.ndarray, g0: np.ndarray, g1: np.ndarray, a: np.n
     else:
         _sensitivities(x, g0, g1, a, b, slopes, totals)
     return totals.sum(axis=0)
-
-
-def weighted_sums(x: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
-    """``out[k, r, f] = sum_t weights[k, t] x[r, t, f]`` for ``x (R, T, F)`` and
-    ``weights (2, T)`` of ``x``'s dtype, ``out (2, R, F)``; all C-contiguous."""
-    use_torch_threads()
-    if x.shape[2] == 1:
-        _weighted_sums_single_feature(x[..., 0], weights, out[..., 0])
-    else:
-        _weighted_sums(x, weights, out)
 
 
 def relax(x: np.ndarray, decay: np.ndarray, start: np.ndarray, out: np.ndarray) -> None:
