@@ -1,8 +1,10 @@
-"""Shared pieces of the benchmarks: CPU timing, peak memory, this machine's floors, saved tables.
+"""Shared pieces of the benchmarks: side-by-side timing at 1 and 2 threads, peak memory, this
+machine's floors, saved tables.
 
-Times are CPU seconds of the process (``time.process_time``), best of a few repeats, measured
-with one thread: on a machine shared with other jobs, wall-clock time mostly measures how long
-the process waited for a core, CPU time what the work cost.
+:func:`side_by_side` is how every benchmark compares forms: wall-clock seconds at a given
+thread count, the forms taking turns in one process (so that a noisy stretch of the machine
+slows all of them alike), median of 9 rounds. The older helpers time CPU seconds of the
+process (``time.process_time``) with one thread.
 
 Peak memory is the growth of the process's resident set during a form's first call (Linux: the
 high-water mark ``VmHWM`` is reset through ``/proc/self/clear_refs`` before it, after glibc's
@@ -23,6 +25,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -86,6 +89,48 @@ def cpu_seconds(fn, repeats: int = 3, slow: float = 0.5) -> tuple[float, float]:
         fn()
         best = min(best, time.process_time() - start)
     return best, peak
+
+
+#: The thread counts every figure is measured at.
+THREADS = (1, 2)
+
+
+def side_by_side(forms: dict, threads: int, rounds: int = 9, slow: float = 2.0) -> dict:
+    """``{name: median wall-clock seconds}`` of each ``forms[name]()`` at ``threads`` threads.
+
+    Every form is called once to warm up; then the forms take turns, ``rounds`` rounds, each
+    call timed with ``time.perf_counter``. A form whose warm-up call took more than ``slow``
+    seconds takes part in the first 3 rounds only (its median is then of 3)."""
+    torch.set_num_threads(threads)
+    warm = {}
+    for name, form in forms.items():
+        start = time.perf_counter()
+        form()
+        warm[name] = time.perf_counter() - start
+    samples = {name: [] for name in forms}
+    for round_ in range(rounds):
+        for name, form in forms.items():
+            if round_ >= 3 and warm[name] > slow:
+                continue
+            start = time.perf_counter()
+            form()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def thread_arguments(description: str, argv=None) -> argparse.Namespace:
+    """Options of the side-by-side benchmarks (``--rounds``, ``--no-save``); memory reused from
+    call to call as in training (:func:`steady_allocator`). Needs a process allowed at least
+    ``max(THREADS)`` threads (``OMP_NUM_THREADS``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    steady_allocator()
+    if torch.get_num_threads() < max(THREADS):
+        raise SystemExit(f"the benchmarks measure at {THREADS} threads: run with "
+                         f"OMP_NUM_THREADS={max(THREADS)} on a machine with as many cores")
+    return args
 
 
 def _resident_kib(field: str) -> int:
@@ -155,7 +200,8 @@ def machine() -> dict:
             "memory_gb": round(memory_gb, 1), "torch": torch.__version__,
             "python": platform.python_version(), "system": platform.platform(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "timing": "CPU seconds (time.process_time), best of the repeats, one thread"}
+            "timing": "wall-clock seconds, forms taking turns in one process, median of the "
+                      "rounds, at 1 and 2 threads"}
 
 
 def save(name: str, rows: list[dict], floors: dict) -> Path:

@@ -3,11 +3,13 @@ import math
 import pytest
 import torch
 
-from benchmarks.ei_ring_speed import per_sample_dense_forward, per_sample_forward
 from hdlib.circular import angle_grid, circular_mae, fourier_basis, von_mises_bump
 from hdlib.datasets.tasks import HeadDirectionTrackingTask
 from hdlib.models.ei_ring import (
+    BACKENDS,
+    NOISE_FORMS,
     RingAttractorNetwork,
+    _EIRingRecurrence,
     batch_gap,
     bump_regimes,
     chunked_run_gap,
@@ -54,8 +56,58 @@ def test_vectorised_matches_per_sample_loop(small):
     x = _inputs(small)
     h0 = small.initial_state(torch.tensor([0.0, 1.0, 2.0]))
     fast, _ = small(x, h0, noise=False)
-    torch.testing.assert_close(fast, per_sample_forward(small, x, h0), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(fast, per_sample_dense_forward(small, x, h0), atol=1e-5, rtol=1e-5)
+    singles = torch.stack([small(x[b], (h0[0][b], h0[1][b]), noise=False)[0] for b in range(3)])
+    torch.testing.assert_close(fast, singles, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("noise_form", NOISE_FORMS)
+@pytest.mark.parametrize("noise", [False, True])
+def test_the_torch_backend_matches_the_reference_step(noise_form, noise):
+    # the reference backend runs ei_ring_step with the dense W_EE under autograd; the torch
+    # backend runs the Fourier modes with a written-out backward pass. Both draw the same noise.
+    F64 = torch.float64
+    results = {}
+    for backend in BACKENDS:
+        model = RingAttractorNetwork(48, 12, seed=2, noise_form=noise_form, backend=backend,
+                                     noise_rate_e=2000.0, noise_rate_i=3000.0).to(F64)
+        g = torch.Generator().manual_seed(0)
+        heading = torch.rand(3, 25, generator=g, dtype=F64) * 2 * math.pi
+        r_e, r_i = model.initial_state(heading[:, 0])
+        h0 = (r_e.requires_grad_(), (r_i + 0.1).requires_grad_())
+        rates, (_, r_i_end) = model(model.cue(heading), h0, noise=noise,
+                                    generator=torch.Generator().manual_seed(3))
+        weights = torch.randn(rates.shape, generator=g, dtype=F64)
+        loss = (rates * weights).sum() + (rates ** 2).sum() + (r_i_end ** 2).sum()
+        names = [name for name, _ in model.named_parameters()]
+        grads = torch.autograd.grad(loss, [*model.parameters(), *h0], allow_unused=True)
+        results[backend] = [rates, r_i_end, *grads]
+    # float64; the modes are built in float32, so the two products agree to about 1e-7
+    for name, got, expected in zip(["rates", "r_I", *names, "r_E0", "r_I0"], results["torch"],
+                                   results["reference"]):
+        assert (got is None) == (expected is None), name
+        if expected is not None:
+            gap = ((got - expected).abs().max() / expected.abs().max()).item()
+            assert gap < 2e-5, name
+
+
+@pytest.mark.parametrize("noise_form", [None, "gaussian", "poisson"])
+def test_the_written_out_backward_passes_gradcheck(noise_form):
+    # (the straight-through estimator is not the derivative of its forward value by design:
+    # the comparison with the reference above checks it)
+    F64 = torch.float64
+    g = torch.Generator().manual_seed(0)
+    inputs = (torch.rand(2, 6, dtype=F64, generator=g), torch.rand(2, 3, dtype=F64, generator=g),
+              torch.randn(2, 4, 6, dtype=F64, generator=g),
+              0.5 * torch.randn(6, 5, dtype=F64, generator=g),
+              0.5 * torch.randn(5, 6, dtype=F64, generator=g),
+              torch.tensor(0.3, dtype=F64), torch.tensor(0.2, dtype=F64))
+    inputs = [x.requires_grad_() for x in inputs]
+
+    def run(*values):  # the same noise on every call
+        return _EIRingRecurrence.apply(*values, 2, 0.3, 0.5, 1.0, noise_form,
+                                       torch.Generator().manual_seed(7))
+
+    assert torch.autograd.gradcheck(run, inputs)
 
 
 def test_every_parameter_gets_a_gradient_including_noise_rates(small):

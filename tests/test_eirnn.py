@@ -106,3 +106,24 @@ def test_population_alpha_starts_inhibition_faster():
 def test_bad_model_options(kwargs, name):
     with pytest.raises(ValueError, match=name):
         eirnn.EIRNN(torch.ones(5, dtype=torch.bool), 2, **kwargs)
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_the_torch_backend_matches_the_reference_step(noise):
+    # the folded form (one product per step, terms formed beforehand) against eirnn_step
+    F64 = torch.float64
+    results = {}
+    for backend in ("reference", "torch"):
+        model = eirnn.EIRNN([True, True, False, True], 3, n_hidden_exc=2, n_hidden_inh=1,
+                            learnable_alpha="neuron", rate_gain="neuron", learnable_x0=True,
+                            seed=4,
+                            backend=backend).to(F64)
+        inputs = torch.randn(5, 30, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
+        rates = model(inputs, noise=noise, generator=torch.Generator().manual_seed(2))
+        weights = torch.randn(rates.shape, dtype=F64, generator=torch.Generator().manual_seed(3))
+        names = [name for name, p in model.named_parameters() if p.requires_grad]
+        grads = torch.autograd.grad((rates * weights).sum(),
+                                    [p for p in model.parameters() if p.requires_grad])
+        results[backend] = [rates, *grads]
+    for name, got, expected in zip(["rates", *names], results["torch"], results["reference"]):
+        assert ((got - expected).abs().max() / expected.abs().max()).item() < 1e-10, name

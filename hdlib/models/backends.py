@@ -1,4 +1,12 @@
-"""Fast forms of the Polar V1 model's two recurrences, chosen by one ``backend=`` argument.
+"""Fast forms of the models' recurrences, chosen by one ``backend=`` argument.
+
+Every model defines its recurrence once, as a plain torch function that reads like the
+document's equation (``"reference"``): :func:`hdlib.models.leaky_ring.leaky_ring_step`,
+:func:`hdlib.models.ei_ring.ei_ring_step`, :func:`hdlib.models.eirnn.eirnn_step`,
+:func:`hdlib.models.polar.exponential_average` and
+:func:`hdlib.models.polar.amplitude_relaxation`. The ring models' ``"torch"`` backend is a
+whole-sequence autograd function with a written-out backward pass, in the model's own module;
+this module holds :func:`resolve`, which every model calls, and the Polar model's fast forms.
 
 Both temporal stages of :mod:`hdlib.models.polar` are the first-order recurrence
 
@@ -38,13 +46,14 @@ _NUMBA_DTYPES = (torch.float32, torch.float64)
 CHUNK = 32
 
 
-def resolve(backend: str | None, x: torch.Tensor) -> str:
-    """The backend that runs on ``x``: ``backend`` itself, checked, or the default for ``x``'s
-    device (``"numba"`` for float32/float64 on the CPU, ``"torch"`` elsewhere)."""
+def resolve(backend: str | None, x: torch.Tensor, available: tuple = BACKENDS) -> str:
+    """The backend that runs on ``x``: ``backend`` itself, checked against ``available``, or
+    the default for ``x``'s device (``"numba"`` for float32/float64 on the CPU when available,
+    ``"torch"`` otherwise). The ring models offer ``("reference", "torch")``."""
     on_cpu = x.device.type == "cpu" and x.dtype in _NUMBA_DTYPES
     if backend is None:
-        return "numba" if on_cpu else "torch"
-    backend = validate.choice("backend", backend, BACKENDS)
+        return "numba" if on_cpu and "numba" in available else "torch"
+    backend = validate.choice("backend", backend, available)
     if backend == "numba" and not on_cpu:
         raise ValueError(f"backend 'numba' runs float32/float64 tensors on the CPU; got "
                          f"{x.dtype} on {x.device} (use backend='torch')")

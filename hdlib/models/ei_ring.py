@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from .. import validate
+from .backends import resolve
 from ..circular import (
     angle_grid,
     circular_error,
@@ -63,6 +64,140 @@ from ..circular import (
 )
 
 NOISE_FORMS = ("gaussian", "poisson", "poisson_straight_through")
+BACKENDS = ("reference", "torch")
+
+
+def ei_ring_step(r_e, r_i, cue, w_ee, w_ie, w_ei, rate_e: float, rate_i: float, activation,
+                 xi_e=0.0, xi_i=0.0):
+    """One Euler step of document 000's E/I ring for a batch ``r_e (B, N_E)``, ``r_i (B, N_I)``,
+    with the gains folded into the dense weights (``w_ee = g_EE W_EE``,
+    ``w_ie = g_IE W_IE / N_I``, ``w_ei = g_EI W_EI / N_E``), ``cue = g_in u_t`` and
+    ``rate = dt / tau``:
+    ``r_E + rate_E (-r_E + F(W_EE r_E - W_IE r_I + u + xi_E))`` and
+    ``r_I + rate_I (-r_I + F(W_EI r_E + xi_I))``."""
+    drive_e = r_e @ w_ee.T - r_i @ w_ie.T + cue + xi_e
+    drive_i = r_e @ w_ei.T + xi_i
+    return (r_e + rate_e * (-r_e + activation(drive_e)),
+            r_i + rate_i * (-r_i + activation(drive_i)))
+
+
+class _EIRingRecurrence(torch.autograd.Function):
+    """All states of the E/I ring (:func:`ei_ring_step`) as one autograd node, two products
+    per step: ``P = r_E from_E`` (the ``M`` mode amplitudes of ``r_E`` and the drive of I), then
+    ``drive_E = cue_t + [P_M, r_I] into_E``, ``drive_I = P_I``, plus noise ``xi(r)`` drawn
+    step by step (E, then I). ``scale_e``/``scale_i`` are the Gaussian noise scales
+    (``xi = s sqrt(r) eps``) or the Poisson means per unit rate (``xi ~ Poisson(k relu(r))``).
+
+    Backward, with ``g`` the gradient reaching a state, ``d = rate F'(drive) g`` that reaching
+    a drive, and ``n = dxi/dr`` (``s eps / (2 sqrt(r))``, or ``k`` for the straight-through
+    estimator, 0 for plain Poisson counts)::
+
+        gZ = d_E into_E^T,   gP = [gZ_M, d_I],
+        g_E[t-1] = (1 - rate_E) g_E + gP from_E^T + n_E d_E,
+        g_I[t-1] = (1 - rate_I) g_I + gZ_I + n_I d_I,
+
+    and the weights' gradients ``sum_t r_E^T gP`` and ``sum_t Z^T d_E`` are one product each
+    over all steps.
+    """
+
+    @staticmethod
+    def forward(ctx, r_e, r_i, cue, from_e, into_e, scale_e, scale_i, n_modes, rate_e, rate_i,
+                r_max, noise_form, generator):
+        batch, steps, n_exc = cue.shape
+        n_inh = r_i.shape[1]
+        states_e = cue.new_empty(batch, steps + 1, n_exc)
+        states_i = cue.new_empty(batch, steps + 1, n_inh)
+        states_e[:, 0], states_i[:, 0] = r_e, r_i
+        fired_e = cue.new_empty(steps, batch, n_exc)  # F(drive), for the slopes
+        fired_i = cue.new_empty(steps, batch, n_inh)
+        mixed = cue.new_empty(steps, batch, n_modes + n_inh)  # Z = [P_M, r_I]
+        gaussian = noise_form == "gaussian"
+        eps_e = cue.new_empty(steps, batch, n_exc) if gaussian else None
+        eps_i = cue.new_empty(steps, batch, n_inh) if gaussian else None
+        cue_t = cue.transpose(0, 1)
+        for t in range(steps):
+            r_e, r_i = states_e[:, t], states_i[:, t]
+            projected = r_e @ from_e
+            mixed[t, :, :n_modes] = projected[:, :n_modes]
+            mixed[t, :, n_modes:] = r_i
+            drive_e = torch.addmm(cue_t[t], mixed[t], into_e)
+            drive_i = projected[:, n_modes:]
+            if gaussian:
+                torch.randn(eps_e[t].shape, generator=generator, out=eps_e[t])
+                drive_e.addcmul_(r_e.clamp_min(1e-12).sqrt_().mul_(scale_e), eps_e[t])
+                torch.randn(eps_i[t].shape, generator=generator, out=eps_i[t])
+                drive_i = torch.addcmul(drive_i, r_i.clamp_min(1e-12).sqrt_().mul_(scale_i),
+                                        eps_i[t])
+            elif noise_form is not None:
+                drive_e += torch.poisson(scale_e * torch.relu(r_e), generator=generator)
+                drive_i = drive_i + torch.poisson(scale_i * torch.relu(r_i), generator=generator)
+            for drive, fired in ((drive_e, fired_e[t]), (drive_i, fired_i[t])):
+                if r_max == 1.0:
+                    torch.tanh(drive, out=fired).relu_()
+                else:
+                    torch.tanh(drive.div_(r_max), out=fired).relu_().mul_(r_max)
+            torch.lerp(r_e, fired_e[t], rate_e, out=states_e[:, t + 1])
+            torch.lerp(r_i, fired_i[t], rate_i, out=states_i[:, t + 1])
+        ctx.constants = n_modes, rate_e, rate_i, r_max, noise_form
+        ctx.save_for_backward(from_e, into_e, scale_e, scale_i, states_e, states_i, fired_e,
+                              fired_i, mixed, eps_e, eps_i)
+        return states_e[:, 1:], states_i[:, 1:]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_e, grad_i):
+        (from_e, into_e, scale_e, scale_i, states_e, states_i, fired_e, fired_i, mixed, eps_e,
+         eps_i) = ctx.saved_tensors
+        n_modes, rate_e, rate_i, r_max, noise_form = ctx.constants
+        steps, batch, n_exc = fired_e.shape
+        before_e = states_e[:, :-1].transpose(0, 1)  # r[t-1] of each step, (T, B, N)
+        before_i = states_i[:, :-1].transpose(0, 1)
+        # rate F'(drive) for every step at once: F = r_max relu(tanh(x / r_max))
+        slope_e = rate_e * (1 - (fired_e / r_max) ** 2) * (fired_e > 0)
+        slope_i = rate_i * (1 - (fired_i / r_max) ** 2) * (fired_i > 0)
+        noise_slopes = None
+        if noise_form == "gaussian":
+            noise_slopes = [scale * eps * 0.5 * before.clamp_min(1e-12).rsqrt() * (before > 1e-12)
+                            for scale, eps, before in ((scale_e, eps_e, before_e),
+                                                       (scale_i, eps_i, before_i))]
+        elif noise_form == "poisson_straight_through":
+            noise_slopes = [scale * (before > 0) for scale, before in ((scale_e, before_e),
+                                                                       (scale_i, before_i))]
+        d_e = fired_e.new_empty(fired_e.shape)  # the gradient reaching drive_E, every step
+        g_p = mixed.new_empty(mixed.shape)  # the gradient reaching P = r_E from_E
+        g_e = fired_e.new_zeros(batch, n_exc)
+        g_i = fired_i.new_zeros(batch, fired_i.shape[2])
+        grad_e_t = None if grad_e is None else grad_e.transpose(0, 1)
+        grad_i_t = None if grad_i is None else grad_i.transpose(0, 1)
+        for t in range(steps - 1, -1, -1):
+            if grad_e_t is not None:
+                g_e = g_e + grad_e_t[t]
+            if grad_i_t is not None:
+                g_i = g_i + grad_i_t[t]
+            torch.mul(g_e, slope_e[t], out=d_e[t])
+            d_i = torch.mul(g_i, slope_i[t], out=g_p[t, :, n_modes:])
+            g_z = d_e[t] @ into_e.T
+            g_p[t, :, :n_modes] = g_z[:, :n_modes]
+            g_e = torch.addmm(g_e, g_p[t], from_e.T, beta=1 - rate_e)
+            g_i = torch.add(g_z[:, n_modes:], g_i, alpha=1 - rate_i)
+            if noise_slopes is not None:
+                g_e.addcmul_(d_e[t], noise_slopes[0][t])
+                g_i.addcmul_(d_i, noise_slopes[1][t])
+        flat = steps * batch
+        grad_from = before_e.reshape(flat, n_exc).T @ g_p.view(flat, -1)
+        grad_into = mixed.view(flat, -1).T @ d_e.view(flat, n_exc)
+        grad_scales = [None, None]
+        if noise_form == "gaussian":
+            grad_scales = [(d * before.clamp_min(1e-12).sqrt() * eps).sum().reshape(scale.shape)
+                           for d, before, eps, scale in ((d_e, before_e, eps_e, scale_e),
+                                                         (g_p[..., n_modes:], before_i, eps_i,
+                                                          scale_i))]
+        elif noise_form == "poisson_straight_through":
+            grad_scales = [(d * torch.relu(before)).sum().reshape(scale.shape)
+                           for d, before, scale in ((d_e, before_e, scale_e),
+                                                    (g_p[..., n_modes:], before_i, scale_i))]
+        return (g_e, g_i, d_e.transpose(0, 1), grad_from, grad_into, *grad_scales,
+                *(None,) * 6)
 
 
 class RingAttractorNetwork(nn.Module):
@@ -74,8 +209,11 @@ class RingAttractorNetwork(nn.Module):
                  g_ei: float = 1.0, g_ie: float = 2.0, input_gain: float = 1.0,
                  noise_rate_e: float = 1.0, noise_rate_i: float = 1.0, r_max: float = 1.0,
                  noise_form: str = "gaussian", direct_connections: bool = False,
-                 direct_gain: float = 1e-3, seed: int = 0, device=None):
+                 direct_gain: float = 1e-3, seed: int = 0, device=None,
+                 backend: str | None = None):
         super().__init__()
+        self.backend = None if backend is None else validate.choice("backend", backend,
+                                                                    BACKENDS)
         self.n_exc = validate.positive_int("n_exc", n_exc)
         self.n_inh = validate.positive_int("n_inh", n_inh)
         self.tau_e = validate.positive_float("tau_e", tau_e)
@@ -180,9 +318,12 @@ class RingAttractorNetwork(nn.Module):
         rates ``(batch, time, N_E)`` (unbatched in, unbatched out) and the final state
         ``(r_E, r_I)``; passing that state back continues the run exactly. ``noise``: ``None``
         follows the mode (on in ``train()``, off in ``eval()``); ``True``/``False`` force it.
+        Noise is drawn step by step (E, then I) from ``generator``, by every backend alike.
 
-        Each step is two matrix products for the whole batch: ``r_E`` onto the E->E modes and
-        the I population at once, then the mode amplitudes and ``r_I`` back onto E.
+        ``self.backend``: ``"reference"`` runs :func:`ei_ring_step` (the document's dense
+        ``W_EE``) under autograd; ``"torch"`` (the default) runs :class:`_EIRingRecurrence`,
+        two matrix products per step through the Fourier modes of ``W_EE``, with a written-out
+        backward pass.
         """
         validate.tensor("inputs", inputs, ndim=(2, 3), size={-1: self.n_exc})
         noise = self.training if noise is None else validate.boolean("noise", noise)
@@ -195,28 +336,32 @@ class RingAttractorNetwork(nn.Module):
             r_i = inputs.new_zeros(batch, self.n_inh)
         else:
             r_e, r_i = self._check_state(h0, batch, unbatched)
-        modes, gains = self.excitation_modes()
-        n_modes = gains.numel()
-        w_ie = self.g_ie * self.W_IE / self.n_inh
-        w_ei = self.g_ei * self.W_EI / self.n_exc
-        from_e = torch.cat([modes, w_ei.T], dim=1)  # r_E -> (mode amplitudes, drive of I)
-        into_e = torch.cat([gains[:, None] * modes.T, -w_ie.T], dim=0)  # (amplitudes, r_I) -> E
-        scale_e, scale_i = self.noise_scales()
+        cue = self.input_gain * inputs
+        noise_form = self.noise_form if noise else None
+        scales = self.noise_scales() if noise_form == "gaussian" else self.noise_means()
         a_e, a_i = self.dt / self.tau_e, self.dt / self.tau_i
-        rates = []
-        # unbind, not indexing: the gradient of one step's input must not allocate the sequence
-        for drive_in in (self.input_gain * inputs).unbind(1):
-            projected = r_e @ from_e
-            drive_e = torch.addmm(drive_in, torch.cat([projected[:, :n_modes], r_i], dim=1),
-                                  into_e)
-            drive_i = projected[:, n_modes:]
-            if noise:
-                drive_e = drive_e + self._noise(r_e, scale_e, self.noise_rate_e, generator)
-                drive_i = drive_i + self._noise(r_i, scale_i, self.noise_rate_i, generator)
-            r_e = torch.lerp(r_e, self.activation(drive_e), a_e)  # r + a (F - r)
-            r_i = torch.lerp(r_i, self.activation(drive_i), a_i)
-            rates.append(r_e)
-        rates = torch.stack(rates, dim=1)
+        if resolve(self.backend, inputs, BACKENDS) == "reference":
+            w_ee = self.g_ee * self.w_ee()
+            w_ie = self.g_ie * self.W_IE / self.n_inh
+            w_ei = self.g_ei * self.W_EI / self.n_exc
+            rates = []
+            for cue_t in cue.unbind(1):
+                xi_e, xi_i = (self._noise(r_e, scales[0], generator),
+                              self._noise(r_i, scales[1], generator)) if noise else (0.0, 0.0)
+                r_e, r_i = ei_ring_step(r_e, r_i, cue_t, w_ee, w_ie, w_ei, a_e, a_i,
+                                        self.activation, xi_e, xi_i)
+                rates.append(r_e)
+            rates = torch.stack(rates, dim=1)
+        else:
+            modes, gains = self.excitation_modes()
+            w_ie = self.g_ie * self.W_IE / self.n_inh
+            w_ei = self.g_ei * self.W_EI / self.n_exc
+            from_e = torch.cat([modes, w_ei.T], dim=1)  # r_E -> (mode amplitudes, drive of I)
+            into_e = torch.cat([gains[:, None] * modes.T, -w_ie.T], dim=0)  # -> drive of E
+            states_e, states_i = _EIRingRecurrence.apply(
+                r_e, r_i, cue, from_e, into_e, *scales, gains.numel(), a_e, a_i, self.r_max,
+                noise_form, generator)
+            rates, r_e, r_i = states_e, states_e[:, -1], states_i[:, -1]
         if self.direct_connections:
             scalars = [p for p in self.parameters() if p.numel() == 1]
             rates = rates + self.direct_gain * sum(p.expand_as(rates) for p in scalars)
@@ -224,9 +369,17 @@ class RingAttractorNetwork(nn.Module):
             return rates[0], (r_e[0], r_i[0])
         return rates, (r_e, r_i)
 
-    def _noise(self, rate, scale, noise_rate, generator):
+    def noise_means(self):
+        """``noise_rate * dt / 1000`` for E and I: a Poisson count's mean is this times
+        ``relu(r)``."""
+        seconds = self.dt / 1000.0
+        return self.noise_rate_e * seconds, self.noise_rate_i * seconds
+
+    def _noise(self, rate, scale, generator):
+        """One step's noise of a population at rates ``rate``: ``scale`` is
+        :meth:`noise_scales` (Gaussian) or :meth:`noise_means` (Poisson forms)."""
         if self.noise_form != "gaussian":
-            mean = noise_rate * torch.relu(rate) * (self.dt / 1000.0)
+            mean = scale * torch.relu(rate)
             count = torch.poisson(mean.detach(), generator=generator)
             if self.noise_form == "poisson":
                 return count

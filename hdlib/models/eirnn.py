@@ -38,9 +38,20 @@ import torch
 from torch import nn
 
 from .. import validate
+from .backends import resolve
 
 TAU_OPTIONS = ("none", "population", "neuron")
+BACKENDS = ("reference", "torch")
 ALPHA_OPTIONS = ("none", "scalar", "population", "neuron")
+
+
+def eirnn_step(x, u, W_rec, W_in, bias, alpha, rate_scale, rate_baseline, xi=0.0):
+    """One step of document 001's E-I RNN for a batch of trials ``x (K, N)``:
+    ``r = softplus(x) rate_scale + rate_baseline``, then
+    ``x' = (1 - alpha) x + alpha (W_rec r + W_in u + b) + xi`` with the noise
+    ``xi = sqrt(alpha) s eps`` drawn by the caller."""
+    r = nn.functional.softplus(x) * rate_scale + rate_baseline
+    return (1 - alpha) * x + alpha * (r @ W_rec.T + u @ W_in.T + bias) + xi
 
 
 def _inverse_softplus(y: torch.Tensor) -> torch.Tensor:
@@ -59,8 +70,11 @@ class EIRNN(nn.Module):
                  bypass_dale: bool = False, spectral_radius: float = 0.9,
                  noise_scale: float = 0.1, noise_alpha: str = "unit", rate_scale: float = 10.0,
                  rate_baseline: float = 1.0, learnable_x0: bool = False,
-                 rate_gain: str = "scalar", encoder: nn.Module | None = None, seed: int = 0):
+                 rate_gain: str = "scalar", encoder: nn.Module | None = None, seed: int = 0,
+                 backend: str | None = None):
         super().__init__()
+        self.backend = None if backend is None else validate.choice("backend", backend,
+                                                                    BACKENDS)
         recorded = torch.as_tensor(is_excitatory, dtype=torch.bool).flatten()
         if recorded.numel() == 0:
             raise ValueError("is_excitatory must list at least one recorded unit")
@@ -258,24 +272,34 @@ class EIRNN(nn.Module):
         alpha = self.alpha
         if alpha.shape != (self.n_total,):
             raise RuntimeError(f"alpha has shape {tuple(alpha.shape)}, expected ({self.n_total},)")
-        # With h = softplus(x) and r = s h + b, the update is
-        #   x[t] = (1 - alpha) x[t-1] + h[t-1] @ (s W^T alpha) + alpha (b W 1 + W_in u[t]) + noise,
-        # so each step is one softplus, one matrix product and one multiply-add; the input,
-        # bias and noise terms of every step are formed at once beforehand.
         scale, baseline = self.rate_scale, self.rate_baseline
-        w_alpha = self.W_rec.T * alpha
-        drive = (inputs @ self.W_in.T + self.bias) * alpha + (baseline.reshape(-1, 1)
-                                                              * w_alpha).sum(0)
+        xi = None
         if noise and self.noise_scale > 0:
             noise_alpha = alpha if self.noise_alpha == "unit" else alpha.mean()
             sigma = self.noise_scale * noise_alpha.sqrt()
-            drive = drive + torch.randn(K, T, self.n_total, generator=generator,
-                                         device=inputs.device, dtype=inputs.dtype) * sigma
-        w_alpha = w_alpha * scale.reshape(-1, 1)
-        decay = 1 - alpha
+            xi = torch.randn(K, T, self.n_total, generator=generator, device=inputs.device,
+                             dtype=inputs.dtype) * sigma
         if x0 is None:
             x0 = self.x0 if hasattr(self, "x0") else inputs.new_zeros(self.n_total)
         x = x0.expand(K, self.n_total)
+        if resolve(self.backend, inputs, BACKENDS) == "reference":
+            rates = []
+            for t in range(T):
+                x = eirnn_step(x, inputs[:, t], self.W_rec, self.W_in, self.bias, alpha, scale,
+                               baseline, 0.0 if xi is None else xi[:, t])
+                rates.append(self.rates(x))
+            return torch.stack(rates, dim=1)
+        # With h = softplus(x) and r = s h + b, the update is
+        #   x[t] = (1 - alpha) x[t-1] + h[t-1] @ (s W^T alpha) + alpha (b W 1 + W_in u[t]) + xi,
+        # so each step is one softplus, one matrix product and one multiply-add; the input,
+        # bias and noise terms of every step are formed at once beforehand.
+        w_alpha = self.W_rec.T * alpha
+        drive = (inputs @ self.W_in.T + self.bias) * alpha + (baseline.reshape(-1, 1)
+                                                              * w_alpha).sum(0)
+        if xi is not None:
+            drive = drive + xi
+        w_alpha = w_alpha * scale.reshape(-1, 1)
+        decay = 1 - alpha
         h = nn.functional.softplus(x)
         out = []
         # unbind, not drive[:, t]: each indexed step's gradient would allocate the whole drive

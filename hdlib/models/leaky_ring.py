@@ -13,15 +13,17 @@ global inhibition (the all-to-all matrix ``J0/N``), ``W0`` the maintenance weigh
 ``R_t = g_R(av_t)`` come from two small gain networks (1 -> hidden -> 1, tanh) applied to the
 angular velocity ``av_t`` (radians per step, positive = counter-clockwise = left).
 
-Each step is one matrix product of the batch against the stacked weights
-``[J0/N + J1 W0; WL; WR]`` (shape ``3N x N``) followed by a per-sample mix with ``(1, L_t, R_t)``:
-no per-sample ``N x N`` matrix is ever formed. The whole sequence is one autograd node
+The document writes each step with every sample's own effective matrix
+``W_eff = J0/N + J1 W0 + L_t WL + R_t WR``: :func:`leaky_ring_step`, the model's definition
+(``backend="reference"``). The default ``"torch"`` backend computes the same values with one
+matrix product of the batch against the stacked weights ``[J0/N + J1 W0; WL; WR]`` (shape
+``3N x N``) per step, followed by a per-sample mix with ``(1, L_t, R_t)``: no per-sample
+``N x N`` matrix is ever formed. The whole sequence is one autograd node
 (:class:`_RingRecurrence`) whose backward pass is written out (backpropagation through time):
 with ``u_t`` the drive, ``g_t`` the gradient reaching ``r_t`` and ``e_t = alpha F'(u_t) g_t``,
-the gradient reaching ``r_{t-1}`` is ``(1 - alpha) g_t + [e_t, L_t e_t, R_t e_t] W_stack`` (plus
-the loss's own gradient at ``t - 1``) and the stacked weights' gradient is
-``sum_t [e_t, L_t e_t, R_t e_t]^T r_{t-1}``: each backward step is two matrix products, one
-for the state's gradient and one adding the step's share of the weights' gradient.
+the gradient reaching ``r_{t-1}`` is ``(1 - alpha) g_t + [e_t, L_t e_t, R_t e_t] W_stack``
+(plus the loss's own gradient at ``t - 1``), one matrix product per step; the stacked weights'
+gradient ``sum_t [e_t, L_t e_t, R_t e_t]^T r_{t-1}`` is one product over all steps at the end.
 """
 from __future__ import annotations
 
@@ -34,9 +36,11 @@ from torch import nn
 
 from .. import validate
 from ..circular import angle_grid, population_vector, von_mises_bump, wrap
+from .backends import resolve
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "gelu": F.gelu}
 INITS = ("random", "perfect", "debug_perfect")
+BACKENDS = ("reference", "torch")
 CALIBRATION_RANGE = 0.5  # rad/step covered when the ideal gain networks are fitted
 
 
@@ -86,25 +90,31 @@ class _RingRecurrence(torch.autograd.Function):
                 u = pre.detach().requires_grad_()
                 slope = torch.autograd.grad(ACTIVATIONS[ctx.activation](u), u,
                                             torch.full_like(u, alpha))[0]
-        # One step's (e_t, L_t e_t, R_t e_t), reused: written to a new (T, B, 3N) tensor, every
-        # step's writes went to memory not yet in cache, and the single weight-gradient product
-        # over all steps cost more than one product per step.
-        e = pre.new_empty(batch, 3, n)
-        mixed = e.view(batch, 3 * n)
-        turns = pre.new_empty(steps, batch, 2)  # dL/dL_t, dL/dR_t
-        grad_weights = weights.new_zeros(weights.shape)
+        coefficients = torch.cat([torch.ones_like(left_t), left_t, right_t], dim=-1)[..., None]
+        mixed = pre.new_empty(steps, batch, 3, n)  # (e_t, L_t e_t, R_t e_t) of every step
         g = initial.new_zeros(batch, n)
         for t in range(steps - 1, -1, -1):
             if grad_states is not None:
                 g = g + grad_states[:, t]
-            torch.mul(g, slope[t], out=e[:, 0])
-            torch.mul(e[:, 0], left_t[t], out=e[:, 1])
-            torch.mul(e[:, 0], right_t[t], out=e[:, 2])
-            # dL/dL_t = <e_t, WL r_{t-1}>, dL/dR_t = <e_t, WR r_{t-1}>
-            torch.linalg.vecdot(drives[t, :, 1:], e[:, :1], out=turns[t])
-            grad_weights.addmm_(mixed.t(), states[:, t - 1] if t > 0 else initial)
-            g = torch.addmm(g, mixed, weights, beta=1 - alpha)
+            torch.mul((g * slope[t])[:, None, :], coefficients[t], out=mixed[t])
+            g = torch.addmm(g, mixed[t].view(batch, 3 * n), weights, beta=1 - alpha)
+        # the weights' gradient, sum_t [e_t, L_t e_t, R_t e_t]^T r_{t-1}, as one product
+        previous = torch.cat([initial[None], states.transpose(0, 1)[:-1]])  # (T, B, N)
+        grad_weights = mixed.view(steps * batch, 3 * n).t() @ previous.reshape(steps * batch, n)
+        # dL/dL_t = <e_t, WL r_{t-1}>, dL/dR_t = <e_t, WR r_{t-1}>
+        turns = (mixed[:, :, :1] * drives[:, :, 1:]).sum(-1)  # (T, B, 2)
         return g, turns[..., 0].t(), turns[..., 1].t(), grad_weights, None, None, None
+
+
+def leaky_ring_step(r: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
+                    W0: torch.Tensor, WL: torch.Tensor, WR: torch.Tensor, J0: torch.Tensor,
+                    J1: torch.Tensor, alpha: float, activation) -> torch.Tensor:
+    """One step of document 002's leaky ring for a batch ``r (B, N)`` with turn signals
+    ``left, right (B,)``: each sample's own matrix
+    ``W_eff = J0/N + J1 W0 + L WL + R WR``, then ``r + alpha (-r + F(W_eff r))``."""
+    n = r.shape[-1]
+    w_eff = J0 / n + J1 * W0 + left[:, None, None] * WL + right[:, None, None] * WR
+    return r + alpha * (-r + activation(torch.bmm(w_eff, r[..., None])[..., 0]))
 
 
 class GainNetwork(nn.Module):
@@ -140,13 +150,21 @@ class LeakyRingAttractor(nn.Module):
     ``'perfect'`` starts from the ideal ring (:meth:`ideal_weights`) with gain networks fitted to
     its velocity curve, and keeps learning; ``'debug_perfect'`` is the same network with every
     parameter frozen, a reference for what the architecture can do.
+
+    ``backend``: ``"reference"`` runs :func:`leaky_ring_step`, the document's form, step by
+    step under autograd; ``"torch"`` (the default) runs the whole sequence as one autograd
+    node with its backward pass written out (:class:`_RingRecurrence`). Both give the same
+    values and gradients.
     """
 
     def __init__(self, num_neurons: int = 120, tau: float = 20.0, dt: float = 10.0,
                  alpha: float | None = None, activation: str = "tanh",
                  hidden_gain_neurons: int = 16, init: str = "random",
-                 bump_concentration: float = 4.0, init_scale: float = 0.1, seed: int = 0):
+                 bump_concentration: float = 4.0, init_scale: float = 0.1, seed: int = 0,
+                 backend: str | None = None):
         super().__init__()
+        self.backend = None if backend is None else validate.choice("backend", backend,
+                                                                    BACKENDS)
         self.num_neurons = validate.positive_int("num_neurons", num_neurons)
         self.tau = validate.positive_float("tau", tau)
         self.dt = validate.positive_float("dt", dt)
@@ -276,6 +294,14 @@ class LeakyRingAttractor(nn.Module):
         else:
             r = validate.tensor("initial_state", initial_state, ndim=2,
                                 size={0: batch, 1: self.num_neurons})
-        inputs = (r, self.gain_left(av), self.gain_right(av), self.stacked_weights())
+        left, right = self.gain_left(av), self.gain_right(av)
+        if resolve(self.backend, av, BACKENDS) == "reference":
+            states = []
+            for t in range(av.shape[1]):
+                r = leaky_ring_step(r, left[:, t], right[:, t], self.W0, self.WL, self.WR,
+                                    self.J0, self.J1, self.alpha, ACTIVATIONS[self.activation])
+                states.append(r)
+            return torch.stack(states, dim=1)
+        inputs = (r, left, right, self.stacked_weights())
         backward_to_come = torch.is_grad_enabled() and any(x.requires_grad for x in inputs)
         return _RingRecurrence.apply(*inputs, self.alpha, self.activation, backward_to_come)
