@@ -51,7 +51,6 @@ import torch
 from torch import nn
 
 from .. import validate
-from .backends import resolve
 from ..circular import (
     angle_grid,
     circular_error,
@@ -62,6 +61,7 @@ from ..circular import (
     von_mises_bump,
     wrap,
 )
+from .backends import resolve
 
 NOISE_FORMS = ("gaussian", "poisson", "poisson_straight_through")
 BACKENDS = ("reference", "torch")
