@@ -180,6 +180,7 @@ def test_the_kernels_leave_torch_thread_count_alone():
     assert done.stdout.split() == ["1"]
 
 
+@pytest.mark.filterwarnings("ignore:There is a performance drop")  # vmap of addcmul_
 @pytest.mark.parametrize("backend", ["reference", "torch"])
 def test_torch_func_transforms_see_the_reference(backend):
     # vmap and functional gradients over the constants: backends made of torch operations

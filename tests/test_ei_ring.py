@@ -367,3 +367,28 @@ def test_first_epochs_of_a_stored_chapter_run_repeat():
         torch.set_num_threads(threads)
     expected = stored["metrics"]["val_loss_document"][:2]
     assert history["val_loss"] == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("batch, steps", [(0, 5), (2, 1)])
+def test_both_backends_agree_on_edge_shapes(batch, steps):
+    F64 = torch.float64
+    outputs = {}
+    for backend in BACKENDS:
+        model = RingAttractorNetwork(32, 8, seed=1, backend=backend).to(F64)
+        heading = torch.rand(batch, steps, dtype=F64, generator=torch.Generator().manual_seed(0))
+        rates, _ = model(model.cue(heading), model.initial_state(heading[:, 0]), noise=True,
+                         generator=torch.Generator().manual_seed(1))
+        outputs[backend] = rates
+    assert outputs["torch"].shape == outputs["reference"].shape == (batch, steps, 32)
+    assert torch.allclose(outputs["torch"], outputs["reference"], rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_torch_backend_on_the_gpu_matches_the_cpu(small):
+    x = _inputs(small)
+    h0 = small.initial_state(torch.tensor([0.0, 1.0, 2.0]))
+    expected, _ = small(x, h0, noise=False)
+    model = RingAttractorNetwork(n_exc=64, n_inh=16, seed=1, device="cuda")
+    got, _ = model(x.cuda(), (h0[0].cuda(), h0[1].cuda()), noise=False)
+    assert torch.allclose(got.cpu(), expected, rtol=1e-4, atol=1e-6)

@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hdlib import losses as fl
-from hdlib.fitters import sc_analysis, sc_fit
+from hdlib.fitters import sc_analysis
 
 EXCITATORY = torch.arange(12) % 4 != 0  # 9 E, 3 I, interleaved
 
@@ -65,18 +64,6 @@ def test_diagnosis_table_has_one_row_per_measurement(session):
     assert diagnosis.alpha_shape == (session.n_neurons,)
     assert diagnosis.devices == {"cpu"} and diagnosis.clamp_blocks_gradient
     assert len(diagnosis.table()) == 2 + 1 + 2 + 1 + 2
-
-
-def test_validation_psths_match_the_loss_module(session):
-    model = sc_fit.build_model(session, sc_fit.make_config())
-    psths = sc_analysis.validation_psths(model, session, seed=3)
-    val = session.trials(session.val_idx)
-    with torch.no_grad():
-        rates = model(val["inputs"], generator=torch.Generator().manual_seed(3))
-    expected, counts, _ = fl.psth(rates, val["mask"], val["condition"])
-    torch.testing.assert_close(psths["model"], expected)
-    assert torch.equal(psths["counts"], counts)
-    assert psths["data"].shape == expected.shape
 
 
 def test_holm_adjusts_by_rank():

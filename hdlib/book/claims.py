@@ -12,8 +12,6 @@ interval, ``mean +- t_{0.975, n-1} * sd / sqrt(n)`` (Student's t). The verdict i
 With ``n = 1`` there is no interval and the verdict is ``inconclusive``. A deterministic check
 (an exactness gap, a gradient that is exactly zero) is measured on at least three random cases;
 its interval then has zero width when every case gives the same value.
-
-The old three-column form (``claims_table``) remains for chapters not yet converted.
 """
 from __future__ import annotations
 
@@ -26,7 +24,6 @@ from scipy import stats
 
 from .. import validate
 
-COLUMNS = ["claim", "measured", "holds"]
 EVIDENCE_COLUMNS = ["claim", "source", "measured", "n", "verdict"]
 VERDICTS = ("holds", "fails", "inconclusive")
 
@@ -90,16 +87,3 @@ def print_evidence(table: pd.DataFrame) -> None:
     """One line per claim, ``verdict (n=..): claim`` (stable text for regression tests)."""
     for claim, n, result in zip(table["claim"], table["n"], table["verdict"]):
         print(f"{result} (n={n}): {claim}")
-
-
-def claims_table(rows) -> pd.DataFrame:
-    """``rows`` of ``(claim, measured, holds)``; ``holds`` is coerced to ``bool``."""
-    table = pd.DataFrame(list(rows), columns=COLUMNS)
-    table["holds"] = table["holds"].astype(bool)
-    return table
-
-
-def print_verdicts(table: pd.DataFrame) -> None:
-    """One line per claim, ``holds: ...`` or ``FAILS: ...`` (stable text for regression tests)."""
-    for claim, holds in zip(table["claim"], table["holds"]):
-        print(f"{'holds' if holds else 'FAILS'}: {claim}")

@@ -10,8 +10,7 @@ answer the document's questions.
 * Stored runs (rows ``NAME_seedS`` of :func:`hdlib.book.results.load_results`):
   :func:`by_configuration`, :func:`paired_table` (means, intervals, changes paired by seed,
   :func:`holm`), :func:`paired_changes`, :func:`recovery_errors`, :func:`recovery_summary`,
-  :func:`main_effects` and :func:`document_claims`; :func:`loss_profile` and
-  :func:`validation_psths` for the figures of :mod:`hdlib.book.plots`.
+  :func:`main_effects` and :func:`document_claims`.
 """
 from __future__ import annotations
 
@@ -169,39 +168,6 @@ def diagnose_time_constants(is_excitatory, batch: dict, seed: int = 0,
 
 
 # ---------------------------------------------------------------------------- the sweep
-def score(results: pd.DataFrame, name: str, column: str = "psth_corr") -> float:
-    """``column`` of configuration ``name``; NaN when it is missing or failed."""
-    if name not in results.index or results.loc[name, "status"] != "ok":
-        return math.nan
-    return float(results.loc[name, column])
-
-
-def loss_profile(results: pd.DataFrame, trials, taus) -> pd.DataFrame:
-    """One row per finished ``fixed_tau_i_{t}_{n}_trials`` run (``n`` in ``trials``, ``t`` in
-    ``taus``): its training loss at the end, validation PSTH correlation and Poisson NLL."""
-    rows = []
-    for n in trials:
-        for tau in taus:
-            name = f"fixed_tau_i_{tau:g}_{n}_trials"
-            if not math.isnan(score(results, name)):
-                row = results.loc[name]
-                rows.append({"trials": int(n), "tau_I (ms)": float(tau),
-                             "training loss at the end": float(row["train_loss_end"]),
-                             "validation PSTH corr": float(row["psth_corr"]),
-                             "validation Poisson NLL": float(row["poisson_nll"])})
-    return pd.DataFrame(rows)
-
-
-@torch.no_grad()
-def validation_psths(model: EIRNN, session: sessions.Session, seed: int = 0) -> dict:
-    """PSTHs of the model (noise seeded by ``seed``) and of the data on the validation trials:
-    ``model``/``data`` ``(C, T, N)``, ``counts (C, T)`` and the condition ``labels``."""
-    val = session.trials(session.val_idx)
-    rates = model(val["inputs"], generator=torch.Generator().manual_seed(seed))
-    model_psth, counts, labels = fl.psth(rates[..., :session.n_neurons], val["mask"],
-                                         val["condition"])
-    data_psth, _, _ = fl.psth(val["rates"], val["mask"], val["condition"])
-    return {"model": model_psth, "data": data_psth, "counts": counts, "labels": labels}
 
 
 # ---------------------------------------------------------------------------- the recorded session

@@ -55,54 +55,61 @@ class _RingRecurrence(torch.autograd.Function):
         batch, steps = left.shape
         n = initial.shape[1]
         act, tanh = ACTIVATIONS[activation], activation == "tanh"
-        # the per-step drives are kept for the backward pass only when one is to come
-        kept = steps if backward_to_come else 1
         states = initial.new_empty(batch, steps, n)
-        drives = initial.new_empty(kept, batch, 3, n)  # (M r, WL r, WR r) of each step
-        pre = initial.new_empty(kept, batch, n)  # u_t
-        rates = initial.new_empty(kept, batch, n)  # F(u_t)
+        drives = initial.new_empty(batch, 3, n)  # (M r, WL r, WR r) of the current step
+        # what the backward pass needs: F(u_t) for tanh (F' = 1 - F^2), else u_t itself
+        kept = initial.new_empty(steps if backward_to_come else 1, batch, n)
+        u = initial.new_empty(batch, n)
         left_t, right_t = left.t().unsqueeze(-1), right.t().unsqueeze(-1)  # (T, B, 1)
         transposed = weights.t()
         r = initial
         for t in range(steps):
-            k = t if kept == steps else 0
-            d = drives[k]
-            torch.mm(r, transposed, out=d.view(batch, 3 * n))
-            u = pre[k]
-            torch.addcmul(d[:, 0], d[:, 1], left_t[t], out=u)
-            u.addcmul_(d[:, 2], right_t[t])
-            rate = torch.tanh(u, out=rates[k]) if tanh else rates[k].copy_(act(u))
+            torch.mm(r, transposed, out=drives.view(batch, 3 * n))
+            torch.addcmul(drives[:, 0], drives[:, 1], left_t[t], out=u)
+            u.addcmul_(drives[:, 2], right_t[t])
+            saved = kept[t if backward_to_come else 0]
+            if tanh:
+                rate = torch.tanh(u, out=saved)
+            else:
+                saved.copy_(u)
+                rate = act(u)
             r = torch.lerp(r, rate, alpha, out=states[:, t])
         ctx.alpha, ctx.activation = alpha, activation
-        ctx.save_for_backward(initial, left_t, right_t, weights, states, drives, pre, rates)
+        ctx.save_for_backward(initial, left_t, right_t, weights, states, kept)
         return states
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_states):
-        initial, left_t, right_t, weights, states, drives, pre, rates = ctx.saved_tensors
+        initial, left_t, right_t, weights, states, kept = ctx.saved_tensors
         alpha = ctx.alpha
-        steps, batch, n = pre.shape
+        steps, batch, n = kept.shape
         if ctx.activation == "tanh":  # alpha F'(u) for all steps at once: alpha (1 - F(u)^2)
-            slope = torch.addcmul(rates.new_tensor(alpha), rates, rates, value=-alpha)
+            slope = torch.addcmul(kept.new_tensor(alpha), kept, kept, value=-alpha)
         else:
             with torch.enable_grad():
-                u = pre.detach().requires_grad_()
+                u = kept.detach().requires_grad_()
                 slope = torch.autograd.grad(ACTIVATIONS[ctx.activation](u), u,
                                             torch.full_like(u, alpha))[0]
         coefficients = torch.cat([torch.ones_like(left_t), left_t, right_t], dim=-1)[..., None]
-        mixed = pre.new_empty(steps, batch, 3, n)  # (e_t, L_t e_t, R_t e_t) of every step
+        errors = kept.new_empty(steps, batch, n)  # e_t of every step
+        mixed = kept.new_empty(batch, 3, n)  # (e_t, L_t e_t, R_t e_t) of the current step
         g = initial.new_zeros(batch, n)
         for t in range(steps - 1, -1, -1):
             if grad_states is not None:
                 g = g + grad_states[:, t]
-            torch.mul((g * slope[t])[:, None, :], coefficients[t], out=mixed[t])
-            g = torch.addmm(g, mixed[t].view(batch, 3 * n), weights, beta=1 - alpha)
-        # the weights' gradient, sum_t [e_t, L_t e_t, R_t e_t]^T r_{t-1}, as one product
+            e = torch.mul(g, slope[t], out=errors[t])
+            torch.mul(e[:, None, :], coefficients[t], out=mixed)
+            g = torch.addmm(g, mixed.view(batch, 3 * n), weights, beta=1 - alpha)
+        # over all steps at once: the weights' gradient sum_t [e_t, L_t e_t, R_t e_t]^T r_{t-1},
+        # and dL/dL_t = <e_t, WL r_{t-1}>, dL/dR_t = <e_t, WR r_{t-1}>
         previous = torch.cat([initial[None], states.transpose(0, 1)[:-1]])  # (T, B, N)
-        grad_weights = mixed.view(steps * batch, 3 * n).t() @ previous.reshape(steps * batch, n)
-        # dL/dL_t = <e_t, WL r_{t-1}>, dL/dR_t = <e_t, WR r_{t-1}>
-        turns = (mixed[:, :, :1] * drives[:, :, 1:]).sum(-1)  # (T, B, 2)
+        previous = previous.reshape(steps * batch, n)
+        scaled = (errors[:, :, None, :] * coefficients).transpose(1, 2)  # (T, 3, B, N)
+        grad_weights = torch.cat([block.reshape(steps * batch, n).t() @ previous
+                                  for block in scaled.unbind(1)])
+        turned = (previous @ weights[n:].t()).view(steps, batch, 2, n)  # WL r, WR r
+        turns = (errors[:, :, None, :] * turned).sum(-1)  # (T, B, 2)
         return g, turns[..., 0].t(), turns[..., 1].t(), grad_weights, None, None, None
 
 

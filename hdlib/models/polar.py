@@ -146,10 +146,12 @@ class PolarDynamics(nn.Module):
         rotated = log_d + 1j * phase_shift  # (..., T, F)
         measured = torch.polar(torch.ones_like(phase), phase)
         # One recurrence per feature: features become a batch axis, time the recurrence axis.
-        drive = (-torch.expm1(log_d) * measured).transpose(-1, -2)[..., None]
         start = measured[..., 0, :] if initial is None else torch.polar(
             torch.ones_like(initial), initial)
-        phasor = backends.linear_recurrence(rotated.transpose(-1, -2), drive, start[..., None])
+        phasor = backends.linear_recurrence(rotated.transpose(-1, -2),
+                                            measured.transpose(-1, -2)[..., None],
+                                            start[..., None],
+                                            gain=-torch.expm1(log_d).transpose(-1, -2))
         return torch.angle(phasor[..., 0]).transpose(-1, -2)
 
 
