@@ -434,9 +434,9 @@ note(flop_ratio=flop_ratios[0], n_flop_cases=n_flop_cases)
 # A step that learns the constants takes {glue:text}`flop_ratio:.2f` times the counted
 # operations of a step that learns the readout alone. With the constants frozen, the backward
 # pass stops at the readout: its inputs (the relaxed amplitudes and both averages) need no
-# gradient. With the constants learnable, the backward pass runs through both recurrences over
-# every frame, and those element-wise updates cost about as much again as their forward pass.
-# Four parameters, but not a negligible cost.
+# gradient. With the constants learnable, the backward pass runs back through both recurrences
+# over every frame, element-wise updates that the frozen step never makes. Four parameters, but
+# not a negligible cost.
 
 # %% tags=["hide-input"]
 metrics = {"ceiling_bits_per_spike": float(ceiling),
