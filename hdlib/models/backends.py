@@ -62,6 +62,12 @@ def resolve(backend: str | None, x: torch.Tensor, available: tuple = BACKENDS) -
     return backend
 
 
+def chosen(backend: str | None, available: tuple = BACKENDS) -> str | None:
+    """A model's ``backend`` argument, checked when the model is built: ``None`` (the device's
+    default, decided per call by :func:`resolve`) or one of ``available``."""
+    return None if backend is None else validate.choice("backend", backend, available)
+
+
 # ----------------------------------------------------------------------------- torch backend
 def _transfer_matrix(c: torch.Tensor) -> torch.Tensor:
     """``M[..., t, j] = exp(c[t] - c[j])`` for ``j <= t``, 0 above the diagonal, from the

@@ -61,7 +61,7 @@ from ..circular import (
     von_mises_bump,
     wrap,
 )
-from .backends import resolve
+from .backends import chosen, resolve
 
 NOISE_FORMS = ("gaussian", "poisson", "poisson_straight_through")
 BACKENDS = ("reference", "torch")
@@ -212,8 +212,7 @@ class RingAttractorNetwork(nn.Module):
                  direct_gain: float = 1e-3, seed: int = 0, device=None,
                  backend: str | None = None):
         super().__init__()
-        self.backend = None if backend is None else validate.choice("backend", backend,
-                                                                    BACKENDS)
+        self.backend = chosen(backend, BACKENDS)
         self.n_exc = validate.positive_int("n_exc", n_exc)
         self.n_inh = validate.positive_int("n_inh", n_inh)
         self.tau_e = validate.positive_float("tau_e", tau_e)
@@ -340,10 +339,10 @@ class RingAttractorNetwork(nn.Module):
         noise_form = self.noise_form if noise else None
         scales = self.noise_scales() if noise_form == "gaussian" else self.noise_means()
         a_e, a_i = self.dt / self.tau_e, self.dt / self.tau_i
+        w_ie = self.g_ie * self.W_IE / self.n_inh
+        w_ei = self.g_ei * self.W_EI / self.n_exc
         if resolve(self.backend, inputs, BACKENDS) == "reference":
             w_ee = self.g_ee * self.w_ee()
-            w_ie = self.g_ie * self.W_IE / self.n_inh
-            w_ei = self.g_ei * self.W_EI / self.n_exc
             rates = []
             for cue_t in cue.unbind(1):
                 xi_e, xi_i = (self._noise(r_e, scales[0], generator),
@@ -354,8 +353,6 @@ class RingAttractorNetwork(nn.Module):
             rates = torch.stack(rates, dim=1)
         else:
             modes, gains = self.excitation_modes()
-            w_ie = self.g_ie * self.W_IE / self.n_inh
-            w_ei = self.g_ei * self.W_EI / self.n_exc
             from_e = torch.cat([modes, w_ei.T], dim=1)  # r_E -> (mode amplitudes, drive of I)
             into_e = torch.cat([gains[:, None] * modes.T, -w_ie.T], dim=0)  # -> drive of E
             states_e, states_i = _EIRingRecurrence.apply(

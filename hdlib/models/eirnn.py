@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .. import validate
-from .backends import resolve
+from .backends import chosen, resolve
 
 TAU_OPTIONS = ("none", "population", "neuron")
 BACKENDS = ("reference", "torch")
@@ -73,8 +73,7 @@ class EIRNN(nn.Module):
                  rate_gain: str = "scalar", encoder: nn.Module | None = None, seed: int = 0,
                  backend: str | None = None):
         super().__init__()
-        self.backend = None if backend is None else validate.choice("backend", backend,
-                                                                    BACKENDS)
+        self.backend = chosen(backend, BACKENDS)
         recorded = torch.as_tensor(is_excitatory, dtype=torch.bool).flatten()
         if recorded.numel() == 0:
             raise ValueError("is_excitatory must list at least one recorded unit")

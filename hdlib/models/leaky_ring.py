@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import validate
 from ..circular import angle_grid, population_vector, von_mises_bump, wrap
-from .backends import resolve
+from .backends import chosen, resolve
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "gelu": F.gelu}
 INITS = ("random", "perfect", "debug_perfect")
@@ -170,8 +170,7 @@ class LeakyRingAttractor(nn.Module):
                  bump_concentration: float = 4.0, init_scale: float = 0.1, seed: int = 0,
                  backend: str | None = None):
         super().__init__()
-        self.backend = None if backend is None else validate.choice("backend", backend,
-                                                                    BACKENDS)
+        self.backend = chosen(backend, BACKENDS)
         self.num_neurons = validate.positive_int("num_neurons", num_neurons)
         self.tau = validate.positive_float("tau", tau)
         self.dt = validate.positive_float("dt", dt)

@@ -85,8 +85,7 @@ class PolarDynamics(nn.Module):
         lambda_fix = validate.positive_float("lambda_fix", lambda_fix)
         lambda_sac = validate.positive_float("lambda_sac", lambda_sac)
         self.dt = validate.positive_float("dt", dt)
-        self.backend = None if backend is None else validate.choice("backend", backend,
-                                                                    backends.BACKENDS)
+        self.backend = backends.chosen(backend)
         for name, value in (("log_lambda_fix", lambda_fix), ("log_lambda_sac", lambda_sac)):
             tensor = torch.tensor(math.log(value))
             if learnable:
@@ -169,8 +168,7 @@ class TemporalSummarizer(nn.Module):
     def __init__(self, alpha_fast: float = 0.74, alpha_slow: float = 0.95,
                  learnable_alphas: bool = True, backend: str | None = None):
         super().__init__()
-        self.backend = None if backend is None else validate.choice("backend", backend,
-                                                                    backends.BACKENDS)
+        self.backend = backends.chosen(backend)
         for name, value in (("alpha_fast", alpha_fast), ("alpha_slow", alpha_slow)):
             value = validate.float_in(name, value, 0.0, 1.0, low_open=True, high_open=True)
             logit = torch.logit(torch.tensor(value, dtype=torch.float64)).float()
