@@ -70,6 +70,22 @@ def test_every_backend_matches_the_reference(backend, shape):
 
 
 @pytest.mark.parametrize("backend", FAST)
+def test_a_gate_shared_by_the_channels_gives_the_reference_values_and_gradients(backend):
+    # one gate per trial, expanded over the channels (the kernels then get one decay per trial)
+    x, gate, initial = random_case((3, 4, 30, 5), seed=5)
+    shared = gate[:, :1].expand(3, 4, 30)
+    results = {}
+    for name, g in (("reference", shared.contiguous()), (backend, shared)):
+        leaf = x.clone().requires_grad_()
+        dynamics = polar.PolarDynamics(backend=name).to(F64)
+        out = dynamics(leaf, g, initial)
+        grads = torch.autograd.grad((out * x).sum(), [leaf, *dynamics.parameters()])
+        results[name] = [out, *grads]
+    for got, expected in zip(results[backend], results["reference"]):
+        assert relative_gap(got, expected) < 1e-12
+
+
+@pytest.mark.parametrize("backend", FAST)
 def test_the_constants_alone_and_the_input_alone_get_the_reference_gradients(backend):
     # a fixed input (chapter 05 fits the constants on fixed features), and frozen constants
     x, gate, initial = random_case((3, 5, 40, 2), seed=3)

@@ -258,7 +258,8 @@ class _NumbaAverages(torch.autograd.Function):
 
 class _NumbaRelaxation(torch.autograd.Function):
     """``s[t] = d[t] s[t-1] + (1 - d[t]) x[t]`` from ``s[-1] = initial`` for ``x (..., T, F)``
-    with one decay per row and frame, ``decay (rows, T)``, through the kernels. The backward
+    with one decay per trial and frame, ``decay (trials, T)``, shared by each trial's
+    consecutive rows, through the kernels. The backward
     pass is the adjoint recurrence,
 
         lam[t] = g[t] + d[t+1] lam[t+1],
@@ -303,7 +304,14 @@ def _numba_relaxation(drive, log_decay, initial):
     if drive.numel() == 0:
         return _torch_relaxation(drive, log_decay, initial)
     rows = drive.shape[:-1]
-    decay = log_decay.exp().to(drive.dtype).expand(rows).reshape(-1, drive.shape[-2])
+    lead = (1,) * (len(rows) - log_decay.dim()) + tuple(log_decay.shape[:-1])
+    shared = len(lead)  # the kernels take one decay per trial, shared by its consecutive rows
+    while shared > 0 and lead[shared - 1] == 1:
+        shared -= 1
+    trials = rows[:shared] + (drive.shape[-2],)
+    decay = log_decay.reshape(lead + (-1,))[
+        (Ellipsis,) + (0,) * (len(lead) - shared) + (slice(None),)].expand(trials)
+    decay = decay.reshape(-1, drive.shape[-2]).exp().to(drive.dtype)
     start = initial.to(drive.dtype).expand(drive[..., 0, :].shape)
     return _NumbaRelaxation.apply(drive, decay, start)
 

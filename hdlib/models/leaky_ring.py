@@ -56,7 +56,8 @@ class _RingRecurrence(torch.autograd.Function):
         n = initial.shape[1]
         act, tanh = ACTIVATIONS[activation], activation == "tanh"
         states = initial.new_empty(batch, steps, n)
-        drives = initial.new_empty(batch, 3, n)  # (M r, WL r, WR r) of the current step
+        # (M r_{t-1}, WL r_{t-1}, WR r_{t-1}) of every step (of the current one without backward)
+        drives = initial.new_empty(steps if backward_to_come else 1, batch, 3, n)
         # what the backward pass needs: F(u_t) for tanh (F' = 1 - F^2), else u_t itself
         kept = initial.new_empty(steps if backward_to_come else 1, batch, n)
         u = initial.new_empty(batch, n)
@@ -64,9 +65,10 @@ class _RingRecurrence(torch.autograd.Function):
         transposed = weights.t()
         r = initial
         for t in range(steps):
-            torch.mm(r, transposed, out=drives.view(batch, 3 * n))
-            torch.addcmul(drives[:, 0], drives[:, 1], left_t[t], out=u)
-            u.addcmul_(drives[:, 2], right_t[t])
+            drive = drives[t if backward_to_come else 0]
+            torch.mm(r, transposed, out=drive.view(batch, 3 * n))
+            torch.addcmul(drive[:, 0], drive[:, 1], left_t[t], out=u)
+            u.addcmul_(drive[:, 2], right_t[t])
             saved = kept[t if backward_to_come else 0]
             if tanh:
                 rate = torch.tanh(u, out=saved)
@@ -75,13 +77,13 @@ class _RingRecurrence(torch.autograd.Function):
                 rate = act(u)
             r = torch.lerp(r, rate, alpha, out=states[:, t])
         ctx.alpha, ctx.activation = alpha, activation
-        ctx.save_for_backward(initial, left_t, right_t, weights, states, kept)
+        ctx.save_for_backward(initial, left_t, right_t, weights, states, kept, drives)
         return states
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_states):
-        initial, left_t, right_t, weights, states, kept = ctx.saved_tensors
+        initial, left_t, right_t, weights, states, kept, drives = ctx.saved_tensors
         alpha = ctx.alpha
         steps, batch, n = kept.shape
         if ctx.activation == "tanh":  # alpha F'(u) for all steps at once: alpha (1 - F(u)^2)
@@ -91,25 +93,21 @@ class _RingRecurrence(torch.autograd.Function):
                 u = kept.detach().requires_grad_()
                 slope = torch.autograd.grad(ACTIVATIONS[ctx.activation](u), u,
                                             torch.full_like(u, alpha))[0]
-        coefficients = torch.cat([torch.ones_like(left_t), left_t, right_t], dim=-1)[..., None]
-        errors = kept.new_empty(steps, batch, n)  # e_t of every step
-        mixed = kept.new_empty(batch, 3, n)  # (e_t, L_t e_t, R_t e_t) of the current step
+        turn = torch.cat([left_t, right_t], dim=-1)[..., None]  # (T, B, 2, 1)
+        mixed = kept.new_empty(steps, batch, 3, n)  # (e_t, L_t e_t, R_t e_t) of every step
         g = initial.new_zeros(batch, n)
         for t in range(steps - 1, -1, -1):
             if grad_states is not None:
                 g = g + grad_states[:, t]
-            e = torch.mul(g, slope[t], out=errors[t])
-            torch.mul(e[:, None, :], coefficients[t], out=mixed)
-            g = torch.addmm(g, mixed.view(batch, 3 * n), weights, beta=1 - alpha)
+            e = torch.mul(g, slope[t], out=mixed[t, :, 0])
+            torch.mul(e[:, None], turn[t], out=mixed[t, :, 1:])
+            g = torch.addmm(g, mixed[t].view(batch, 3 * n), weights, beta=1 - alpha)
         # over all steps at once: the weights' gradient sum_t [e_t, L_t e_t, R_t e_t]^T r_{t-1},
         # and dL/dL_t = <e_t, WL r_{t-1}>, dL/dR_t = <e_t, WR r_{t-1}>
         previous = torch.cat([initial[None], states.transpose(0, 1)[:-1]])  # (T, B, N)
         previous = previous.reshape(steps * batch, n)
-        scaled = (errors[:, :, None, :] * coefficients).transpose(1, 2)  # (T, 3, B, N)
-        grad_weights = torch.cat([block.reshape(steps * batch, n).t() @ previous
-                                  for block in scaled.unbind(1)])
-        turned = (previous @ weights[n:].t()).view(steps, batch, 2, n)  # WL r, WR r
-        turns = (errors[:, :, None, :] * turned).sum(-1)  # (T, B, 2)
+        grad_weights = mixed.view(steps * batch, 3 * n).t() @ previous
+        turns = torch.einsum("tbn,tbkn->tbk", mixed[:, :, 0], drives[:, :, 1:])  # (T, B, 2)
         return g, turns[..., 0].t(), turns[..., 1].t(), grad_weights, None, None, None
 
 

@@ -56,9 +56,12 @@ def _check_time_axis(name: str, x: torch.Tensor) -> None:
 
 
 def _check_gate(gate: torch.Tensor) -> None:
-    if gate.numel() and (gate.min() < 0 or gate.max() > 1):
-        raise ValueError(f"gate must lie in [0, 1]; got values from {gate.min().item():.3g} to "
-                         f"{gate.max().item():.3g}")
+    if not gate.numel():
+        return
+    low, high = torch.aminmax(gate.detach())
+    if bool((low < 0) | (high > 1)):
+        raise ValueError(f"gate must lie in [0, 1]; got values from {low.item():.3g} to "
+                         f"{high.item():.3g}")
 
 
 class PolarDynamics(nn.Module):
@@ -104,8 +107,8 @@ class PolarDynamics(nn.Module):
     def log_decay(self, gate: torch.Tensor) -> torch.Tensor:
         """``log d[t] = -lambda[t] dt`` for a gate ``(..., T)``."""
         _check_gate(gate)
-        rate = (1 - gate) * self.lambda_fix + gate * self.lambda_sac
-        return -rate * self.dt
+        fix = self.lambda_fix
+        return (fix + gate * (self.lambda_sac - fix)) * -self.dt
 
     def forward(self, amplitude: torch.Tensor, gate: torch.Tensor,
                 initial: torch.Tensor | None = None) -> torch.Tensor:
@@ -118,7 +121,9 @@ class PolarDynamics(nn.Module):
             raise ValueError(f"gate must have shape {tuple(amplitude.shape[:-1])} to match "
                              f"amplitude; got {tuple(gate.shape)}")
         start = amplitude[..., 0, :] if initial is None else initial.to(amplitude.dtype)
-        log_d = self.log_decay(gate)
+        # a gate expanded over channels keeps one decay per trial (the backends broadcast it)
+        log_d = self.log_decay(gate[tuple(slice(0, 1) if stride == 0 else slice(None)
+                                          for stride in gate.stride())])
         backend = backends.resolve(self.backend, amplitude)
         if backend == "reference":
             return amplitude_relaxation(amplitude, log_d.exp(), start)
