@@ -241,31 +241,31 @@ def test_step_operations_count_the_reference_whatever_backend_trains(data):
 def test_stored_tables_and_claims_by_hand():
     import pandas as pd
 
+    from hdlib.book import parameters
+
     o1, o2, o3 = "polar_v1@0.1", "polar_v1_relaxed@0.1", "polar_v1_very_relaxed@0.1"
     table = pd.DataFrame({
-        f"{o1}/largest_error": [0.05, 0.06, 0.07], f"{o1}/converged": [True, True, True],
-        f"{o2}/largest_error": [0.30, 0.40, 0.35], f"{o2}/converged": [True, True, False],
+        f"{o1}/largest_tau_error": [0.05, 0.06, 0.07], f"{o1}/converged": [True, True, True],
+        f"{o2}/largest_tau_error": [0.30, 0.40, 0.35], f"{o2}/converged": [True, True, False],
         f"{o2}/steps": [1000, 1200, 4000], f"{o3}/steps": [2000, 2100, 4000],
-        f"{o3}/largest_error": [0.1, 0.5, 0.2], f"{o3}/converged": [True, True, True],
+        f"{o3}/largest_tau_error": [0.1, 0.5, 0.2], f"{o3}/converged": [True, True, True],
         f"{o3}/alpha_slow": [0.9, 0.9, 0.9], f"{o3}/alpha_fast": [0.8, 0.85, 0.7],
         f"{o3}/lambda_sac": [40.0, 50.0, 45.0], f"{o3}/lambda_fix": [10.0, 10.0, 10.0],
+        **{f"{label}/largest_error": [0.0, 0.0, 0.0] for label in (o1, o2, o3)},
         **{f"se_learned_{k}": [0.01, 0.02, 0.03] for k in polar_fit.CONSTANTS}})
     assert polar_fit.stored_fits(table) == [o1, o2, o3]
     assert polar_fit.start_name(o2) == "Option 2 at 0.1x"
-    rows = {c.source + " " + c.claim[:8]: c for c in
-            polar_fit.claims_of_document(table, [1.8, 1.8, 1.8], 0.15)}
-    verdicts = {key: c.row()["verdict"] for key, c in rows.items()}
-    assert verdicts["004: 3. Option 1 Option 1"] == "holds"  # mean 0.06, interval within 0.15
-    assert verdicts["004: 3. Option 2 Option 2"] == "fails"  # interval [0.23, 0.47] > 0.15
-    assert verdicts["004: 3. Option 3 Option 3"] == "inconclusive"
-    converged = next(c for c in rows.values() if c.source == "004: 5. Expected Behavior")
-    assert converged.values == pytest.approx([1.0, 1.0, 2 / 3])
-    longer = next(c for c in rows.values() if c.source == "004: 7. For Exploratory Users")
-    assert longer.values == [1000, 900, 0]
-    cost = next(c for c in rows.values() if c.source == "004: Questions")
-    assert cost.row()["verdict"] == "fails"
-    bound = next(c for c in rows.values() if c.source == "book")
-    assert bound.values == pytest.approx([0.0196, 0.0392, 0.0588])
+    claim_rows, check_rows = polar_fit.claims_of_document(table, [1.8, 1.8, 1.8],
+                                                          parameters.POLAR_TARGETS)
+    by_key = {key: c for c in claim_rows for key, t in parameters.POLAR_TARGETS.items()
+              if c.target is t}
+    assert by_key["recovery_polar_v1"].values == [0.05, 0.06, 0.07]  # the tau errors
+    assert by_key["converge"].values == pytest.approx([1.0, 1.0, 2 / 3])
+    assert by_key["relaxed_needs_more"].values == [1000, 900, 0]
+    assert by_key["identifiable"].values == pytest.approx([0.0196, 0.0392, 0.0588])
+    assert "recovery_polar_v1_conservative" not in by_key  # no such fits in the table
+    lambda_order, cost = check_rows
+    assert lambda_order.passed and not cost.passed  # ratios 4-5 > 1; 1.8 > 1.1
     keys = polar_fit.CONSTANTS + ("largest_error", "largest_tau_error", "checks_passed",
                                   "bits_per_spike", "steps")
     only_o1 = pd.DataFrame({**{f"{o1}/{k}": [1.0, 2.0, 3.0] for k in keys},

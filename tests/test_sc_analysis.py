@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from hdlib.book import parameters
 from hdlib.fitters import sc_analysis
 
 EXCITATORY = torch.arange(12) % 4 != 0  # 9 E, 3 I, interleaved
@@ -64,14 +65,6 @@ def test_diagnosis_table_has_one_row_per_measurement(session):
     assert diagnosis.alpha_shape == (session.n_neurons,)
     assert diagnosis.devices == {"cpu"} and diagnosis.clamp_blocks_gradient
     assert len(diagnosis.table()) == 2 + 1 + 2 + 1 + 2
-
-
-def test_holm_adjusts_by_rank():
-    # sorted p: 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> running max 0.06
-    adjusted = sc_analysis.holm([0.01, 0.04, 0.03, float("nan")])
-    np.testing.assert_allclose(adjusted[:3], [0.03, 0.06, 0.06])
-    assert np.isnan(adjusted[3])
-    assert sc_analysis.holm([0.6, 0.7]).tolist() == [1.0, 1.0]
 
 
 def test_paired_table_pairs_by_seed_and_corrects():
@@ -140,21 +133,30 @@ def test_document_claims_measure_gaps_to_the_best_baseline_and_invert_the_loss_c
                  "shrunk PSTH": {"bits_per_spike": 0.03, "psth_r_smooth": 0.298},
                  "trial end": {"pooled_metric": 0.9},
                  "resampled trials": {"single_trial_r": 0.2}}
-    rows = {row.claim: row for row in sc_analysis.document_claims(
-        phases, recovery, fit_runs, baselines, {"psth_r_smooth": 0.4}, tolerance=0.25)}
-    gap = rows["The 3-minute fit beats the best baseline (Poisson GLM) on test bits/spike"]
+    targets = parameters.SUPERIOR_COLLICULUS_TARGETS
+    rows = {row.target.claim: row for row in sc_analysis.document_claims(
+        phases, recovery, fit_runs, baselines, {"psth_r_smooth": 0.4}, targets)}
+    gap = rows["The 3-minute fit beats the best baseline (Poisson GLM) on test bits/spike "
+               "(difference)"]
     assert gap.values == pytest.approx([0.001, 0.011, 0.006])
-    ratio = rows["The 3-minute fit reaches 0.6 of the smoothed PSTH ceiling"]
+    ratio = rows[targets["ceiling"].claim]
     assert ratio.values == pytest.approx([0.75, 0.775, 0.8])
     # the document found Poisson worse than its correlation loss: the change of the
     # correlation loss against the Poisson baseline, negated
-    poisson = rows["Poisson L_neuron hurts the fit (bits/spike, vs the correlation loss)"]
+    poisson = rows[targets["correlation_lneuron"].claim]
     assert poisson.values == pytest.approx([0.05, 0.04, 0.06])
     assert not any("Low rank" in claim for claim in rows)  # not in this sweep
+    assert poisson.versions is None  # these tables carry no code versions
     longer = fit_runs.assign(steps=8000, bits_per_spike=[0.05, 0.06, 0.07])
-    with_longer = {row.claim: row for row in sc_analysis.document_claims(
-        phases, recovery, fit_runs, baselines, {"psth_r_smooth": 0.4}, tolerance=0.25,
+    with_longer = {row.target.claim: row for row in sc_analysis.document_claims(
+        phases, recovery, fit_runs, baselines, {"psth_r_smooth": 0.4}, targets,
         longer=longer)}
-    row = with_longer["The 8000-step fit beats the best baseline (Poisson GLM) on test bits/spike"]
+    row = with_longer["The 8000-step fit beats the best baseline (Poisson GLM) on test "
+                      "bits/spike (difference)"]
     assert row.values == pytest.approx([-0.009, 0.001, 0.011])
+    # the versions of both configurations' runs go with a paired row
+    versioned = {row.target.claim: row for row in sc_analysis.document_claims(
+        phases.assign(version=["a", "a", "a", "a", "b", "a"]), recovery, fit_runs, baselines,
+        {"psth_r_smooth": 0.4}, targets)}
+    assert versioned[targets["correlation_lneuron"].claim].stale
     assert len(with_longer) == len(rows) + 2

@@ -83,7 +83,7 @@ def test_sweep_key_follows_parameters_notebook_and_library(tmp_path, monkeypatch
     notebook.write_text("x = 2\n")
     assert key != sweeps.sweep_key(notebook, {"seed": 0})
     notebook.write_text("x = 1\n")
-    monkeypatch.setattr(sweeps.results, "source_hash", lambda: "another library")
+    monkeypatch.setattr(sweeps.results, "measurement_hash", lambda: "another library")
     assert key != sweeps.sweep_key(notebook, {"seed": 0})
 
 

@@ -37,6 +37,19 @@ def source_hash() -> str:
     return digest.hexdigest()[:16]
 
 
+def measurement_hash() -> str:
+    """First 16 hex digits of the sha256 of the code a measurement depends on: every
+    ``.py``/``.yaml`` file of hdlib outside ``hdlib/book`` (the models, training, losses,
+    metrics, data and fits; ``hdlib.book`` only runs, decides and presents). Every run of a
+    claim's row must share it (:mod:`hdlib.book.claims`)."""
+    digest = hashlib.sha256()
+    book = PACKAGE / "book"
+    for path in sorted(p for p in PACKAGE.rglob("*")
+                       if p.suffix in {".py", ".yaml"} and book not in p.parents):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _git(*args) -> str:
     try:
         return subprocess.run(["git", *args], cwd=PACKAGE, capture_output=True, text=True,
@@ -54,6 +67,7 @@ def provenance() -> dict:
         "commit": _git("rev-parse", "--short", "HEAD") or "unknown",
         "uncommitted_changes": bool(_git("status", "--porcelain", "--", str(PACKAGE))),
         "hdlib_hash": source_hash(),
+        "measurement_hash": measurement_hash(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
@@ -74,20 +88,45 @@ def _plain(value):
     return value
 
 
-def write_result(path, metrics: dict, parameters: dict) -> Path | None:
+def write_result(path, metrics: dict, parameters: dict, targets: dict | None = None
+                 ) -> Path | None:
     """Write ``metrics`` (name -> number or list) with the run's ``parameters`` and its
     provenance to ``path`` atomically. An empty ``path`` writes nothing (a chapter read in the
-    book has no ``result_path``)."""
+    book has no ``result_path``). ``targets`` (the chapter's claim targets,
+    :data:`hdlib.book.parameters.TARGETS`) are recorded as ``{key: [threshold, side]}``, so a
+    threshold changed after the run is caught (``tests/test_stored_results.py``)."""
     if not path:
         return None
     if not isinstance(metrics, dict) or not metrics:
         raise ValueError(f"metrics must be a non-empty mapping of name -> number; got {metrics!r}")
     record = {"parameters": _plain(parameters), "metrics": _plain(metrics),
               "provenance": provenance()}
+    if targets is not None:
+        record["targets"] = target_record(targets)
     text = json.dumps(record, indent=1, allow_nan=True)
     with io.atomic_path(path) as tmp:
         tmp.write_text(text + "\n")
     return Path(path)
+
+
+def target_record(targets: dict) -> dict:
+    """``{key: [threshold, side]}`` of a chapter's targets, as result files record them."""
+    return {"/".join(key) if isinstance(key, tuple) else str(key): [float(t.threshold), t.side]
+            for key, t in targets.items()}
+
+
+def changed_targets(folder, targets: dict) -> list[str]:
+    """One line per result file of ``folder`` that recorded a threshold or side different from
+    ``targets`` now (or a target that no longer exists): the thresholds of a claim must be
+    fixed before its runs."""
+    current = target_record(targets)
+    changes = []
+    for path in sorted(Path(folder).glob("*.json")):
+        recorded = read_result(path).get("targets", {})
+        for key, value in recorded.items():
+            if current.get(key) != value:
+                changes.append(f"{path.name}: {key} recorded {value}, now {current.get(key)}")
+    return changes
 
 
 def read_result(path) -> dict:
@@ -106,7 +145,8 @@ def read_result(path) -> dict:
 
 def load_results(folder) -> pd.DataFrame:
     """Every result file of ``folder`` as one row (index: the file's stem): the metrics as
-    columns, plus ``seed`` and the provenance's ``commit``, ``hdlib_hash`` and ``date``."""
+    columns, plus ``seed`` and the provenance's ``commit``, ``hdlib_hash``, ``version`` (the
+    measurement hash, or hdlib's hash for runs that predate it) and ``date``."""
     folder = Path(folder)
     files = sorted(folder.glob("*.json"))
     if not files:
@@ -118,6 +158,7 @@ def load_results(folder) -> pd.DataFrame:
         prov = record.get("provenance", {})
         rows[path.stem] = {**record["metrics"], "seed": record["parameters"].get("seed"),
                            "commit": prov.get("commit"), "hdlib_hash": prov.get("hdlib_hash"),
+                           "version": prov.get("measurement_hash", prov.get("hdlib_hash")),
                            "date": prov.get("date")}
     return pd.DataFrame.from_dict(rows, orient="index")
 

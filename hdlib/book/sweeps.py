@@ -84,14 +84,27 @@ def expand_seeds(configs: dict, seeds) -> dict:
             for name, params in configs.items() for seed in seeds}
 
 
-def sweep_key(notebook, parameters: dict) -> str:
+def sweep_key(notebook, parameters: dict, targets: dict | None = None) -> str:
     """What a run depends on: a hash of its merged parameters (without ``result_path``), the
-    notebook's source and hdlib's source (:func:`hdlib.book.results.source_hash`)."""
+    notebook's source, the code a measurement depends on
+    (:func:`hdlib.book.results.measurement_hash`) and the chapter's claim ``targets`` (a
+    threshold changed after a run makes the run stale)."""
     chosen = {k: v for k, v in parameters.items() if k != "result_path"}
     digest = hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode())
     digest.update(Path(notebook).read_bytes())
-    digest.update(results.source_hash().encode())
+    digest.update(results.measurement_hash().encode())
+    if targets:
+        digest.update(json.dumps(targets, sort_keys=True).encode())
     return digest.hexdigest()[:16]
+
+
+def chapter_targets(output_dir) -> dict | None:
+    """The claim targets (:func:`hdlib.book.results.target_record`) of the chapter whose
+    number starts the name of ``output_dir`` (``results/04_phases`` -> chapter 04), or None."""
+    from .parameters import TARGETS
+
+    number = Path(output_dir).name[:2]
+    return results.target_record(TARGETS[number]) if number in TARGETS else None
 
 
 def _stored_key(record: dict):
@@ -138,8 +151,11 @@ def _row(record: dict) -> dict:
 def _stamp(result_path, provenance: dict) -> dict:
     """Add the sweep's ``provenance`` (key, command, seconds) to a finished run's result file."""
     record = json.loads(Path(result_path).read_text())
+    targets = provenance.pop("targets", None)
     if "metrics" in record:
         record["provenance"] = {**record.get("provenance", {}), **provenance}
+        if targets:
+            record["targets"] = targets
     else:
         record["sweep_key"] = provenance["sweep_key"]
     with io.atomic_path(result_path) as tmp:
@@ -192,6 +208,7 @@ def run_sweep(notebook, configs: dict, output_dir, base: dict | None = None,
     output_dir = Path(output_dir).resolve()
     (output_dir / "runs").mkdir(parents=True, exist_ok=True)
     notebook = str(Path(notebook).resolve())
+    targets = chapter_targets(output_dir)
     own_pool = executor is None
     if own_pool:
         executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers)
@@ -200,7 +217,7 @@ def run_sweep(notebook, configs: dict, output_dir, base: dict | None = None,
         for name, overrides in configs.items():
             params = merge(base or {}, overrides)
             params["result_path"] = str(output_dir / f"{name}.json")
-            key = sweep_key(notebook, params)
+            key = sweep_key(notebook, params, targets)
             if not force and already_done(params["result_path"], key):
                 rows[name] = {"status": "ok", "skipped": True,
                               **_row(json.loads(Path(params["result_path"]).read_text()))}
@@ -208,7 +225,8 @@ def run_sweep(notebook, configs: dict, output_dir, base: dict | None = None,
             Path(params["result_path"]).unlink(missing_ok=True)
             jobs[name] = executor.submit(_run_one, notebook, params,
                                          str(output_dir / "runs" / f"{name}.ipynb"),
-                                         {"sweep_key": key, "command": command})
+                                         {"sweep_key": key, "command": command,
+                                          "targets": targets})
         for name, job in tqdm(jobs.items(), desc="sweep", disable=not progress,
                               mininterval=10.0):
             try:

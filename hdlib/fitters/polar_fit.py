@@ -368,59 +368,40 @@ def endpoint_table(table):
     return pd.DataFrame(rows)
 
 
-def claims_of_document(table, flop_ratios, tolerance: float) -> list:
-    """The chapter's claims (:class:`hdlib.book.claims.Claim`) from a results table (one row
-    per seed) and the operation ratios of learnable to frozen steps. A claim whose fits the
-    table lacks is left out."""
-    from ..book.claims import Claim
+def claims_of_document(table, flop_ratios, targets: dict) -> tuple[list, list]:
+    """``(claims, checks)`` of the chapter (:class:`hdlib.book.claims.Claim` and
+    :class:`~hdlib.book.claims.Check`) from a results table (one row per seed, with its
+    ``version``), the operation ratios of learnable to frozen steps and the chapter's
+    ``targets`` (:data:`hdlib.book.parameters.POLAR_TARGETS`). Recovery is judged on the time
+    constants in ms (``largest_tau_error``). A claim whose fits the table lacks is left out."""
+    from ..book import claims
 
-    tolerance = validate.float_in("tolerance", tolerance, 0.0, 1.0, low_open=True)
-    o1, original = fit_label("polar_v1", 0.1), fit_label("polar_v1_conservative", 0.1)
     o2, o3 = fit_label("polar_v1_relaxed", 0.1), fit_label("polar_v1_very_relaxed", 0.1)
     o2_full = fit_label("polar_v1_relaxed", 1.0)
     have = set(stored_fits(table))
     get = lambda label, key: per_seed(table, label, key)  # noqa: E731
-    rows = []
-    for label, source, what in [
-            (o1, "004: 3. Option 1", "Option 1 (alphas fixed, rates learn from the original)"),
-            (original, "004: 7. For Conservative Users", "Original values, alphas learnable"),
-            (o2, "004: 3. Option 2", "Option 2 (relaxed)"),
-            (o3, "004: 3. Option 3", "Option 3 (very relaxed)")]:
-        if label in have:
-            rows.append(Claim(f"{what}: the learnable constants end within {tolerance:.0%} of "
-                              "the truth (largest relative error)", source,
-                              get(label, "largest_error"), tolerance, "below", digits=3))
-    converged = table[[f"{label}/converged" for label in have]].astype(float).mean(axis=1)
-    rows.append(Claim("Late in training the constants converge and stop changing (share of "
-                      "fits meeting the rule)", "004: 5. Expected Behavior",
-                      list(converged), 0.95, "above"))
+    versions = list(table["version"]) if "version" in table else None
+    measured = {}
+    for config in ("polar_v1", "polar_v1_conservative", "polar_v1_relaxed",
+                   "polar_v1_very_relaxed"):
+        if fit_label(config, 0.1) in have:
+            measured[f"recovery_{config}"] = get(fit_label(config, 0.1), "largest_tau_error")
+    measured["converge"] = list(table[[f"{label}/converged" for label in have]]
+                                .astype(float).mean(axis=1))
     if {o2, o3} <= have:
-        rows.append(Claim("A very relaxed start needs more training (steps to converge, "
-                          "Option 3 minus Option 2, paired by seed)",
-                          "004: 7. For Exploratory Users",
-                          list(np.subtract(get(o3, "steps"), get(o2, "steps"))), 0, "above",
-                          unit="steps", digits=0))
+        measured["relaxed_needs_more"] = list(np.subtract(get(o3, "steps"), get(o2, "steps")))
     if {o2, o2_full} <= have:
-        rows.append(Claim("A 10x lower learning rate keeps the constants steadier (jitter at "
-                          "1x / at 0.1x, paired by seed)", "004: 6. Advanced",
-                          list(np.divide(get(o2_full, "jitter"), get(o2, "jitter"))), 1,
-                          "above"))
+        measured["lower_rate_steadier"] = list(np.divide(get(o2_full, "jitter"),
+                                                         get(o2, "jitter")))
     if o3 in have:
-        rows.append(Claim("alpha_slow > alpha_fast after training from equal alphas "
-                          "(Option 3; slow - fast)", "004: 5. Sanity Checks",
-                          list(np.subtract(get(o3, "alpha_slow"), get(o3, "alpha_fast"))), 0,
-                          "above", digits=3))
-        rows.append(Claim("lambda_sac > lambda_fix after training (Option 3; "
-                          "lambda_sac / lambda_fix)", "004: 5. Sanity Checks",
-                          list(np.divide(get(o3, "lambda_sac"), get(o3, "lambda_fix"))), 1,
-                          "above"))
-    rows.append(Claim("Learning the constants adds negligible cost (floating-point "
-                      "operations per step of the reference form, learnable / frozen, "
-                      "random batches)", "004: Questions",
-                      list(flop_ratios), 1.1, "below", digits=3))
-    worst = [1.96 * max(float(table[f"se_learned_{k}"].iloc[i]) for k in CONSTANTS)
-             for i in range(len(table))]
-    rows.append(Claim(f"The spikes determine every time constant to within {tolerance:.0%} "
-                      "(1.96 x the largest Cramer-Rao standard error, readout learned)", "book",
-                      worst, tolerance, "below", digits=3))
-    return rows
+        measured["alpha_order"] = list(np.subtract(get(o3, "alpha_slow"),
+                                                   get(o3, "alpha_fast")))
+    measured["identifiable"] = [1.96 * max(float(table[f"se_learned_{k}"].iloc[i])
+                                           for k in CONSTANTS) for i in range(len(table))]
+    rows = [claims.Claim(targets[key], values, versions=versions)
+            for key, values in measured.items()]
+    checks = [claims.check(targets["cost"], flop_ratios)]
+    if o3 in have:
+        checks.insert(0, claims.check(targets["lambda_order"], np.divide(
+            get(o3, "lambda_sac"), get(o3, "lambda_fix"))))
+    return rows, checks

@@ -9,7 +9,7 @@ answer the document's questions.
   its fits, measured, and a fifth one, ``alpha = dt / tau > 1``).
 * Stored runs (rows ``NAME_seedS`` of :func:`hdlib.book.results.load_results`):
   :func:`by_configuration`, :func:`paired_table` (means, intervals, changes paired by seed,
-  :func:`holm`), :func:`paired_changes`, :func:`recovery_errors`, :func:`recovery_summary`,
+  Holm's correction), :func:`paired_changes`, :func:`recovery_errors`, :func:`recovery_summary`,
   :func:`main_effects` and :func:`document_claims`.
 """
 from __future__ import annotations
@@ -216,22 +216,6 @@ def unit_ceilings(target, mask, condition, n_splits: int = 20, seed: int = 0) ->
 
 
 # ---------------------------------------------------------------------------- stored sweeps
-def holm(p_values) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error control over the comparisons):
-    sort ``p`` ascending, ``p_(i) * (m - i)`` for ``i = 0..m-1``, running maximum, capped at 1;
-    NaN stays NaN and does not count."""
-    p = np.asarray(p_values, dtype=float)
-    out = np.full_like(p, np.nan)
-    finite = np.flatnonzero(~np.isnan(p))
-    order = finite[np.argsort(p[finite])]
-    m = len(order)
-    running = 0.0
-    for i, index in enumerate(order):
-        running = max(running, min(1.0, p[index] * (m - i)))
-        out[index] = running
-    return out
-
-
 def by_configuration(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Runs of a seeded sweep (rows ``NAME_seedS``) grouped by configuration ``NAME``, each
     indexed by seed."""
@@ -271,6 +255,8 @@ def paired_table(table: pd.DataFrame, baseline: str = "baseline",
                         if len(seeds) > 1 and change.std() > 0 else math.nan})
         rows[name] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
+    from ..book.claims import holm
+
     out["Holm p"] = holm(out["p"])
     out["survives Holm"] = out["Holm p"] < alpha
     return out
@@ -484,29 +470,42 @@ def main_effects(table: pd.DataFrame, column: str = "worst_error") -> dict[str, 
 
 
 def document_claims(phases: pd.DataFrame, recovery: pd.DataFrame, fit_runs: pd.DataFrame,
-                    baselines: dict, ceiling: dict, *, tolerance: float,
+                    baselines: dict, ceiling: dict, targets: dict, *,
                     longer: pd.DataFrame | None = None) -> list:
-    """The claims table of the chapter (:class:`hdlib.book.claims.Claim` rows), every score on
-    the same held-out test trials.
+    """The claims of the chapter (:class:`hdlib.book.claims.Claim` rows, thresholds from
+    ``targets``, :data:`hdlib.book.parameters.SUPERIOR_COLLICULUS_TARGETS`), every score on the
+    same held-out test trials, each row with the versions of its runs.
 
     The book's targets, on the seeds of the fit command (``fit_runs``): beating the best
     baseline of ``baselines`` (:func:`hdlib.fitters.sc_fit.score_baselines`) on bits/spike and
-    on the smoothed per-condition PSTH ``r`` (per-seed differences above 0), reaching 0.6 of
-    the smoothed ``ceiling``, selectivity matches of at least 0.5, single-trial ``r`` above
-    that of resampled recorded trials. The document's items, from the stored sweep ``phases``:
-    each by its per-seed change of bits/spike against the baseline paired by seed (the Phase-1
-    losses against the document's own correlation loss, the Poisson distance of ``L_trial``
-    against ``L_trial`` with its Euclidean one; "breaks training" as a relative loss of more
-    than half of the *last* state's validation bits/spike, since the kept best state could be
-    the untrained start); and, per cell of the recovery design (``recovery`` from
-    :func:`recovery_errors`), whether both time constants end within ``tolerance``. Rows whose
+    on the smoothed per-condition PSTH ``r`` (per-seed differences), reaching 0.6 of the
+    smoothed ``ceiling``, selectivity matches, single-trial ``r`` above that of resampled
+    recorded trials. The document's items, from the stored sweep ``phases``: each by its
+    per-seed change of bits/spike against the baseline paired by seed (the Phase-1 losses
+    against the document's own correlation loss, the Poisson distance of ``L_trial`` against
+    ``L_trial`` with its Euclidean one; "breaks training" as a relative loss of more than half
+    of the *last* state's validation bits/spike, since the kept best state could be the
+    untrained start); and, per cell of the recovery design (``recovery`` from
+    :func:`recovery_errors`), whether both time constants end within the tolerance. Rows whose
     configuration is missing are left out (see :func:`missing_configurations`). ``longer``
     (runs of the same defaults at a larger step budget, its step count in ``steps``) adds the
     two beat-the-baseline rows at that budget."""
+    import dataclasses
+
     from ..book.claims import Claim
     from .sc_fit import best_baseline
 
     groups = by_configuration(phases)
+
+    def claim(key, values, table=phases, names=("baseline",), **changes):
+        """A row of ``targets[key]`` (its text changed by ``changes``) with the versions of
+        the runs of ``table`` (of its configurations ``names``, if given)."""
+        if not len(values):
+            return None
+        target = dataclasses.replace(targets[key], **changes) if changes else targets[key]
+        runs = pd.concat([groups[n] for n in names if n in groups]) if names else table
+        return Claim(target, list(values),
+                     versions=list(runs["version"]) if "version" in runs else None)
 
     def change(name, metric="bits_per_spike", baseline="baseline", relative=False):
         if name not in groups or baseline not in groups:
@@ -514,74 +513,56 @@ def document_claims(phases: pd.DataFrame, recovery: pd.DataFrame, fit_runs: pd.D
         return paired_changes(phases, name, baseline=baseline, metric=metric,
                               relative=relative)
 
-    def item(claim, source, name, side="above", **options):
-        return Claim(claim, source, change(name, **options), 0.0, side, digits=3)
+    def item(key, name=None, **options):
+        name = name or key
+        baseline = options.get("baseline", "baseline")
+        return claim(key, change(name, **options), names=(name, baseline))
 
-    def against(metric, runs=fit_runs):
+    def against(metric, runs):
         best = best_baseline(baselines, metric)
         return best, [v - baselines[best][metric] for v in runs[metric]]
 
-    bps_best, bps_gap = against("bits_per_spike")
-    r_best, r_gap = against("psth_r_smooth")
+    rows = []
+    for runs, budget in ((fit_runs, "3-minute"), *(() if longer is None else (
+            (longer, f"{int(longer['steps'].max())}-step"),))):
+        for key, metric in (("beats_baseline_bps", "bits_per_spike"),
+                            ("beats_baseline_r", "psth_r_smooth")):
+            best, gap = against(metric, runs)
+            rows.append(claim(key, gap, table=runs, names=(), claim=targets[key].claim.replace(
+                "The fit", f"The {budget} fit").replace("best baseline",
+                                                        f"best baseline ({best})")))
+    rows.append(claim("ceiling", [v / ceiling["psth_r_smooth"]
+                                  for v in fit_runs["psth_r_smooth"]], table=fit_runs, names=()))
+    for factor in ("reward", "salience", "location"):
+        if f"selectivity_{factor}" in fit_runs:
+            rows.append(claim("selectivity", list(fit_runs[f"selectivity_{factor}"]),
+                              table=fit_runs, names=(), claim=targets["selectivity"].claim
+                              .replace("selectivity", f"{factor} selectivity (reliability "
+                                       f"{ceiling[f'selectivity_{factor}']:.2f})")))
     resampled = baselines["resampled trials"]["single_trial_r"]
-    rows = [
-        Claim(f"The 3-minute fit beats the best baseline ({bps_best}) on test bits/spike",
-              "book", bps_gap, 0.0, "above", digits=3),
-        Claim(f"The 3-minute fit beats the best baseline ({r_best}) on smoothed PSTH r",
-              "book", r_gap, 0.0, "above", digits=3),
-        *([] if longer is None else [
-            Claim(f"The {int(longer['steps'].max())}-step fit beats the best baseline "
-                  f"({name}) on test {label}", "book", gap, 0.0, "above", digits=3)
-            for label, (name, gap) in (("bits/spike", against("bits_per_spike", longer)),
-                                       ("smoothed PSTH r", against("psth_r_smooth", longer)))]),
-        Claim("The 3-minute fit reaches 0.6 of the smoothed PSTH ceiling", "book",
-              [v / ceiling["psth_r_smooth"] for v in fit_runs["psth_r_smooth"]], 0.6, "above",
-              digits=2),
-        *[Claim(f"Fitted {factor} selectivity matches the recorded one (reliability "
-                f"{ceiling[f'selectivity_{factor}']:.2f})", "book",
-                list(fit_runs[f"selectivity_{factor}"]), 0.5, "above", digits=2)
-          for factor in ("reward", "salience", "location")
-          if f"selectivity_{factor}" in fit_runs],
-        Claim("Single-trial r of the fit beats resampled recorded trials", "book",
-              [v - resampled for v in fit_runs["single_trial_r"]], 0.0, "above", digits=3),
-        item("Task inputs on the GLM's temporal basis help", "book", "raw_inputs", "below"),
-        item("A rate scale and baseline per neuron help", "book", "scalar_gain", "below"),
-        Claim("Poisson L_neuron hurts the fit (bits/spike, vs the correlation loss)",
-              "003: Phase 1 Results", [-v for v in change("correlation_lneuron")], 0.0,
-              "below", digits=3),
-        Claim("Poisson L_neuron hurts the fit (smoothed PSTH r, vs the correlation loss)",
-              "003: Phase 1 Results",
-              [-v for v in change("correlation_lneuron", metric="psth_r_smooth")], 0.0,
-              "below", digits=3),
-        *[item(f"Hybrid loss {w} hurts the fit (vs the correlation loss)",
-               "003: Phase 1 Results", f"hybrid_{w}", "below", baseline="correlation_lneuron")
-          for w in ("0.3", "0.5")],
-        item("The published pooled term raises the published metric", "book", "pooled_term",
-             metric="pooled_metric"),
-        item("The published pooled term raises bits/spike", "book", "pooled_term"),
-        *[Claim(f"Learnable tau in [10, 200] ms ({kind}) breaks training (loses > 50% of the "
-                f"last state's validation bits/spike)", "003: Phase 1 Results",
-                change(f"learnable_tau_{kind}", metric="final_val_bits_per_spike",
-                       relative=True), -0.5, "below", digits=3)
-          for kind in ("population", "neuron")],
-        item("L_trial improves single-trial r", "003: Goal", "ltrial_on",
-             metric="single_trial_r"),
-        item("Poisson distance in L_trial helps (vs Euclidean L_trial)", "003: Improvement 1",
-             "ltrial_poisson", baseline="ltrial_on"),
-        *[item(f"Learnable alpha ({kind}) helps", "003: Improvement 2",
-               f"learnable_alpha_{kind}") for kind in ("scalar", "population", "neuron")],
-        item("A soft clamp (sigmoid) makes learnable tau help", "003: Improvement 3",
-             "learnable_tau_smooth"),
-        *[item(f"Low rank {rank} helps", "003: Improvement 4", f"low_rank_{rank}")
-          for rank in (10, 20, 30, 50)],
-        *[item(f"Cosine schedule, warm-up {w}, helps", "003: Improvement 5a",
-               f"cosine_warmup_{w}") for w in (0, 50)],
-        *[item(f"Activity regularisation {lam} helps", "003: Improvement 5b",
-               f"activity_reg_{lam}") for lam in ("0.01", "0.001")],
-    ]
-    rows = [row for row in rows if row.values]  # a configuration not (yet) in the sweep
+    rows.append(claim("single_trial", [v - resampled for v in fit_runs["single_trial_r"]],
+                      table=fit_runs, names=()))
+    rows += [item("raw_inputs"), item("scalar_gain"),
+             claim("correlation_lneuron", [-v for v in change("correlation_lneuron")],
+                   names=("correlation_lneuron", "baseline")),
+             claim("correlation_lneuron_r",
+                   [-v for v in change("correlation_lneuron", metric="psth_r_smooth")],
+                   names=("correlation_lneuron", "baseline")),
+             *[item(f"hybrid_{w}", baseline="correlation_lneuron") for w in ("0.3", "0.5")],
+             item("pooled_term_metric", "pooled_term", metric="pooled_metric"),
+             item("pooled_term"),
+             *[claim(f"learnable_tau_{kind}",
+                     change(f"learnable_tau_{kind}", metric="final_val_bits_per_spike",
+                            relative=True), names=(f"learnable_tau_{kind}", "baseline"))
+               for kind in ("population", "neuron")],
+             item("ltrial_on", metric="single_trial_r"),
+             item("ltrial_poisson", baseline="ltrial_on"),
+             *[item(f"learnable_alpha_{kind}") for kind in ("scalar", "population", "neuron")],
+             item("learnable_tau_smooth"),
+             *[item(f"low_rank_{rank}") for rank in (10, 20, 30, 50)],
+             *[item(f"cosine_warmup_{w}") for w in (0, 50)],
+             *[item(f"activity_reg_{lam}") for lam in ("0.01", "0.001")]]
     for name, group in by_configuration(recovery).items():
-        rows.append(Claim(f"Learnable alpha recovers tau_E and tau_I within {tolerance:.0%} "
-                          f"({name.replace('_', ' ')})", "book", list(group["worst_error"]),
-                          tolerance, "below", digits=2))
-    return rows
+        rows.append(claim("recovery", list(group["worst_error"]), table=group, names=(),
+                          claim=f"{targets['recovery'].claim} ({name.replace('_', ' ')})"))
+    return [row for row in rows if row is not None]
