@@ -73,7 +73,7 @@ from IPython.display import display
 from myst_nb import glue
 
 from hdlib import validate
-from hdlib.book import claims, parameters, plots
+from hdlib.book import chapter_claims, claims, parameters, plots, tables
 from hdlib.book import results as result_files
 from hdlib.datasets.tasks import HeadDirectionTrackingTask
 from hdlib.fitters import recipe_comparison as rc
@@ -143,7 +143,7 @@ recipes = {name: training.scaled_recipe(overrides, epoch_scale)
 for name, overrides in recipe_overrides.items():
     if "optimizer" in overrides:
         recipes[name]["optimizer"] = overrides["optimizer"]
-display(pd.DataFrame(recipes).T.fillna("adam"))
+tables.show(pd.DataFrame(recipes).T.fillna("adam"))
 
 # %% [markdown]
 # Each recipe is trained once on this page's seed with `train_model_enhanced`, early stopping
@@ -215,7 +215,7 @@ live = pd.DataFrame({
            "sequences to level": cost["sequences"][name],
            "steps to level": cost["steps"][name],
            "tracking error (deg)": run["error"]} for name, run in runs.items()}).T
-display(live.style.format("{:.3g}"))
+tables.show(live)
 
 # %% [markdown]
 # One seed shows how each number is obtained; whether a difference between two recipes is more
@@ -348,8 +348,7 @@ if show_stored:
 
 # %%
 if show_stored:
-    measures = rc.paired_measures(seed_records, "cosine (default)",
-                                  controls=["constant rate", "SGD + cosine"], presets=presets)
+    measures = chapter_claims.training_measures(stored)
     paired = pd.DataFrame(measures, index=pd.Index(stored["seed"].tolist(), name="seed"))
     display(paired.round(2).T)
 
@@ -370,27 +369,14 @@ if show_stored:
 # %%
 if show_stored:
     targets = parameters.TRAINING_TARGETS
-    versions = stored["version"].tolist()
-    measured = {
-        "constant_rate": "constant rate above reference (%)",
-        "sgd": "SGD + cosine above reference (%)",
-        "conservative_slower": "conservative: log2 sequences ratio",
-        "conservative_stable": "conservative: rise minus reference (points)",
-        "aggressive_faster": "aggressive: log2 sequences ratio",
-        "aggressive_unstable": "aggressive: rise minus reference (points)",
-        "val_tracks_train": "largest val / train",
-    }
-    censored = {f"{p}_{what}": [not reached for reached in measures[f"{p}: reached the level"]]
-                for p in ("conservative", "aggressive") for what in ("slower", "faster")}
-    claims_rows = [claims.Claim(targets[key], measures[name], censored=censored.get(key),
-                                versions=versions) for key, name in measured.items()]
+    claims_rows = chapter_claims.training(stored)
     evidence = claims.evidence_table(claims_rows)
     display(evidence.style.hide(axis="index"))
     checks = claims.checks_table([
         claims.check(targets["violations"], stored["constraint_violations"]),
         claims.check(targets["resume_gap"], stored["resume_gap"])])
     display(checks.style.hide(axis="index"))
-    for key, verdict in zip(measured, evidence["verdict"]):
+    for key, verdict in claims.verdicts_by_key(claims_rows, evidence, targets).items():
         glue(f"verdict_{key}", verdict, display=False)
     glue("n_stored", len(seed_records), display=False)
     for key, name in {"const_gap": "constant rate above reference (%)",

@@ -97,7 +97,7 @@ from myst_nb import glue
 
 from hdlib import baselines as bl
 from hdlib import validate
-from hdlib.book import claims, parameters, plots, results, sweeps
+from hdlib.book import claims, parameters, plots, results, sweeps, tables
 from hdlib.datasets import sessions
 from hdlib.fitters import sc_analysis, sc_fit
 
@@ -216,7 +216,7 @@ report = {"baselines": baselines, "ceiling": ceiling}
 columns = ["bits_per_spike", "psth_r_smooth", "psth_r2_smooth", "psth_r", "single_trial_r",
            "pooled_metric", "selectivity_reward", "selectivity_salience",
            "selectivity_location", "selectivity_identity"]
-display(sc_fit.score_table(report)[columns].style.format(precision=3, na_rep=""))
+tables.show(sc_fit.score_table(report)[columns])
 glue("trial_end_pooled", baselines["trial end"]["pooled_metric"], display=False)
 glue("published_pooled", published["psth_corr_pooled"], display=False)
 for name, key in (("glm", "Poisson GLM"), ("shrunk", "shrunk PSTH"), ("pooled", "pooled PSTH")):
@@ -268,7 +268,7 @@ model, history = sc_fit.fit(session, config, progress=False)
 live_cpu = time.process_time() - start
 live = sc_fit.evaluate(model, session, session.test_idx, seed=seed)
 live_table = sc_fit.score_table({**report, "fit": live})[columns]
-display(live_table.style.format(precision=3, na_rep=""))
+tables.show(live_table)
 glue("live_steps", live_steps, display=False)
 glue("seed", seed, display=False)
 glue("batch_size", config.batch_size, display=False)
@@ -326,7 +326,7 @@ plt.show()
 # %%
 fit_runs = results.load_results(fit_runs_dir)
 print(results.describe_provenance(fit_runs))
-display(fit_runs[["steps", "best_step", "rollbacks"] + columns].style.format(precision=3))
+tables.show(fit_runs[["steps", "best_step", "rollbacks"] + columns])
 gaps = {}
 for metric in ("bits_per_spike", "psth_r_smooth"):
     best = sc_fit.best_baseline(baselines, metric)
@@ -361,7 +361,7 @@ glue("runs_fraction", float(fit_runs["psth_r_smooth"].mean() / ceiling["psth_r_s
 # %%
 fit_long = results.load_results(fit_long_dir)
 print(results.describe_provenance(fit_long))
-display(fit_long[["steps", "best_step"] + columns].style.format(precision=3))
+tables.show(fit_long[["steps", "best_step"] + columns])
 for metric in ("bits_per_spike", "psth_r_smooth"):
     best = sc_fit.best_baseline(baselines, metric)
     glue(f"long_{metric}_mean", float(fit_long[metric].mean()), display=False)
@@ -403,7 +403,7 @@ phase_table = sc_analysis.paired_table(phases, alpha=family_alpha)
 phase_table = phase_table.reindex([name for name in expected if name in phase_table.index])
 missing = sc_analysis.missing_configurations(phases, expected)
 print(f"configurations with fewer than 3 stored seeds: {', '.join(missing) or 'none'}")
-display(phase_table.style.format(precision=3, na_rep=""))
+tables.show(phase_table)
 shape_table = sc_analysis.paired_table(phases, metrics=("psth_r_smooth",), alpha=family_alpha)
 glue("family_alpha", family_alpha, display=False)
 glue("n_comparisons", int(phase_table["p"].notna().sum()), display=False)

@@ -109,3 +109,14 @@ def test_bad_input_is_refused_with_the_argument_named():
         Claim(BELOW, [1.0, 2.0], censored=[True])
     with pytest.raises(ValueError, match="paired"):
         claims.paired([1.0, 2.0], [1.0])
+
+
+def test_a_row_of_bounds_is_decided_by_the_sign_test_not_as_deterministic():
+    target = Target("slower", "001: Examples", 0.0, "above")
+    few = Claim(target, [0.04] * 6, censored=[True] * 6)
+    assert not few.deterministic
+    assert few.measured() == "0.04 on average; 6 of 6 above 0; 6 of 6 are lower bounds"
+    assert few.p_value() == pytest.approx(3 * 2 * 0.5 ** 6)  # 0.094: not yet
+    assert claims.evidence_table([few])["verdict"][0] == "inconclusive"
+    ten = Claim(target, [0.04] * 10, censored=[True] * 10)
+    assert claims.evidence_table([ten])["verdict"][0] == "holds"  # 3 x 2 / 1024

@@ -115,6 +115,10 @@ INSPECT = """() => {
       loaded: i.complete && i.naturalWidth > 0})),
     wide_code: Array.from(document.querySelectorAll('article pre'))
       .filter(e => visible(e) && wide(e)).map(e => e.innerText.slice(0, 80)),
+    wide_tables: Array.from(document.querySelectorAll('article table'))
+      .filter(e => visible(e) && (wide(e) || e.getBoundingClientRect().width >
+        e.closest('article').getBoundingClientRect().width + 1))
+      .map(e => `${e.scrollWidth} px: ${e.innerText.slice(0, 60)}`),
     page_width: [document.documentElement.scrollWidth, document.documentElement.clientWidth],
     text: document.querySelector('article') ? document.querySelector('article').innerText : '',
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
@@ -149,6 +153,8 @@ def test_nothing_wider_than_its_column(browser_pages):
     for page, found in browser_pages.items():
         assert not found["wide_code"], f"{page}: code wider than its column: " \
                                        f"{found['wide_code'][:3]}"
+        assert not found["wide_tables"], f"{page}: tables wider than the column: " \
+                                         f"{found['wide_tables'][:3]}"
         scroll, client = found["page_width"]
         assert scroll <= client + 1, f"{page}: page is {scroll} px wide in a {client} px view"
 

@@ -2,6 +2,7 @@
 import concurrent.futures
 import json
 
+import pandas as pd
 import pytest
 
 from hdlib.book import sweeps
@@ -136,3 +137,48 @@ def test_the_notebook_comes_from_the_command_or_the_file(tmp_path):
         sweeps.sweep_notebook(plain)
     with pytest.raises(ValueError, match="but the command names"):
         sweeps.sweep_notebook(named, "other.py")
+
+
+def test_looks_run_the_next_seeds_only_for_undecided_configurations(tmp_path, monkeypatch):
+    ran = []
+
+    def fake_run_sweep(notebook, configs, output_dir, **options):
+        ran.append(sorted(configs))
+        return pd.DataFrame({"status": "ok"}, index=list(configs))
+
+    monkeypatch.setattr(sweeps, "run_sweep", fake_run_sweep)
+    configs = sweeps.expand_seeds({"a": {}, "b": {}}, list(range(10)))
+    undecided = iter([{"a"}, set()])
+    table = sweeps.run_looks("nb.py", configs, tmp_path, [3, 6, 10],
+                             lambda folder: next(undecided))
+    assert ran == [["a_seed0", "a_seed1", "a_seed2", "b_seed0", "b_seed1", "b_seed2"],
+                   ["a_seed0", "a_seed1", "a_seed2", "a_seed3", "a_seed4", "a_seed5"]]
+    assert len(table) == 9  # every run once
+
+
+def test_looks_must_fit_the_seeds(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("configs: {a: {}}\nseeds: [0, 1, 2, 3, 4, 5]\nlooks: [3, 6]\n")
+    assert sweeps.sweep_looks(good) == [3, 6]
+    for looks in ("[3, 10]", "[6, 3]", "[]"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"configs: {{a: {{}}}}\nseeds: [0, 1, 2, 3, 4, 5]\nlooks: {looks}\n")
+        with pytest.raises(ValueError, match="looks must be increasing"):
+            sweeps.sweep_looks(bad)
+
+
+def test_undecided_configurations_follow_the_claims_of_the_stored_runs(tmp_path):
+    from hdlib.book import chapter_claims, results
+
+    def store(folder, rows):
+        for seed, (reset, document, untrained, kept) in enumerate(rows):
+            results.write_result(folder / f"book_seed{seed}.json",
+                                 {"error_reset": reset, "error_document": document,
+                                  "error_untrained": untrained, "amplitude_kept": kept},
+                                 {"seed": seed})
+
+    clear, noisy = tmp_path / "01_clear", tmp_path / "01_noisy"
+    store(clear, [(2.0, 1.30, 5.0, 0.9), (2.1, 1.31, 5.1, 0.91), (2.2, 1.29, 5.2, 0.92)])
+    store(noisy, [(2.0, 1.3, 5.0, 0.9), (1.0, 1.4, 5.1, 0.2), (2.2, 1.2, 5.2, 0.95)])
+    assert chapter_claims.undecided_configurations(clear) == set()
+    assert chapter_claims.undecided_configurations(noisy) == {"book"}

@@ -123,7 +123,7 @@ def p_value(values, threshold: float, censored=None) -> float:
     ``min(1, len(LOOKS) p)``, with the t-test's two-sided ``p``, or the exact sign test's when
     some values are censored. ``nan`` for fewer than two values or no spread."""
     x = _finite(values)
-    if x.size < 2 or np.ptp(x) == 0:
+    if x.size < 2 or (np.ptp(x) == 0 and not (censored is not None and any(censored))):
         return math.nan
     if censored is not None and any(censored):
         bound = np.asarray(censored, dtype=bool)  # lower bounds: below the threshold unknown
@@ -171,8 +171,13 @@ class Claim:
         return self.versions is not None and len(set(self.versions)) > 1
 
     @property
+    def bounds_only(self) -> int:
+        """How many values are lower bounds (censored)."""
+        return 0 if self.censored is None else sum(map(bool, self.censored))
+
+    @property
     def deterministic(self) -> bool:
-        return len(self.values) > 1 and len(set(self.values)) == 1
+        return len(self.values) > 1 and len(set(self.values)) == 1 and not self.bounds_only
 
     def p_value(self) -> float:
         if self.stale:
@@ -185,12 +190,13 @@ class Claim:
         mean, low, high = interval(self.values, bounds=t.bounds)
         if self.deterministic:
             return f"{mean:.{t.digits}f}{unit}, the same in all {len(self.values)} runs"
-        spread = ("(one value)" if len(self.values) == 1 else
-                  f"[{low:.{t.digits}f}, {high:.{t.digits}f}]")
-        text = f"{mean:.{t.digits}f}{unit} {spread}"
-        if self.censored is not None and any(self.censored):
-            text += f"; {sum(map(bool, self.censored))} of {len(self.values)} are bounds"
-        return text
+        n = len(self.values)
+        if self.bounds_only:  # the sign test decides: say where the seeds lie
+            above = sum(v > t.threshold for v in self.values)
+            return (f"{mean:.{t.digits}f}{unit} on average; {above} of {n} above "
+                    f"{t.threshold:g}; {self.bounds_only} of {n} are lower bounds")
+        spread = "(one value)" if n == 1 else f"[{low:.{t.digits}f}, {high:.{t.digits}f}]"
+        return f"{mean:.{t.digits}f}{unit} {spread}"
 
     def verdict(self, adjusted_p: float) -> str:
         t = self.target
@@ -241,6 +247,14 @@ def undecided(claims) -> list[int]:
     claims = list(claims)
     adjusted = holm([c.p_value() for c in claims])
     return [i for i, (c, p) in enumerate(zip(claims, adjusted)) if c.undecided(p)]
+
+
+def verdicts_by_key(claims, table: pd.DataFrame, targets: dict) -> dict:
+    """``{key: verdict}`` of ``claims`` (the rows of ``table``, :func:`evidence_table`), keyed
+    by their target's key in ``targets``: for prose that quotes a verdict."""
+    keys = {id(target): key for key, target in targets.items()}
+    return {keys[id(c.target)]: verdict for c, verdict in zip(claims, table["verdict"])
+            if id(c.target) in keys}
 
 
 def print_evidence(table: pd.DataFrame) -> None:

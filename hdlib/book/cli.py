@@ -4,7 +4,9 @@
 with papermill; ``--list-params`` prints its parameters. ``python -m hdlib refresh NOTEBOOK...``
 re-runs chapters at their defaults and stores the paired notebooks.
 ``python -m hdlib sweep NOTEBOOK -f SWEEP.yaml [-o DIR] [--workers N] [--engine E]`` runs one
-papermill execution per configuration of a sweep file and writes ``DIR/results.csv``.
+papermill execution per configuration of a sweep file and writes ``DIR/results.csv``; with
+``looks`` in the file (e.g. ``[3, 6, 10]``) the seeds run look by look, and only the
+configurations of undecided claims (:mod:`hdlib.book.chapter_claims`) get the next look's.
 ``python -m hdlib fit SESSION [--steps N | --minutes M] [--seed S] [--config FILE.yaml]
 [--mapping MAP.yaml] [--baselines-only] [--out DIR]`` fits the E-I RNN to a recorded session
 (MATLAB export or NWB; :func:`hdlib.fitters.sc_fit.fit_file`) and prints its held-out scores
@@ -111,8 +113,16 @@ def _sweep(args) -> int:
     executor = sweeps.make_executor(args.engine, args.workers, folder=f"{args.output}/logs",
                                     address=args.dask_address)
     command = "python -m hdlib " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    table = sweeps.run_sweep(notebook, configs, args.output, base=base, executor=executor,
-                             force=args.force, command=command)
+    looks = sweeps.sweep_looks(args.sweep_file)
+    if looks:
+        from .chapter_claims import undecided_configurations
+
+        table = sweeps.run_looks(notebook, configs, args.output, looks,
+                                 undecided_configurations, base=base, executor=executor,
+                                 force=args.force, command=command)
+    else:
+        table = sweeps.run_sweep(notebook, configs, args.output, base=base, executor=executor,
+                                 force=args.force, command=command)
     out = f"{args.output}/results.csv"
     with io.atomic_path(out, suffix=".csv") as tmp:
         table.to_csv(tmp)

@@ -244,6 +244,10 @@ ANGULAR_VELOCITY_TARGETS = {
     ("relu", "error_long"): Target(
         f"ReLU as F, from random recurrent weights (error {_LONG})", "002: Architecture", 2.0,
         "below", "deg", 2, reason=_TWO_DEGREES),
+    ("plain_cosine", "amplitude_ablation"): Target(
+        "The bump amplitude loss keeps the activity's size stable (|log10 amplitude after 1200 "
+        "still steps|, without the term minus with it)", "002: Loss Functions 2", 0.0,
+        "above", "", 2),
     ("relu_silent_start", "percent_of_null"): Target(
         "ReLU as F from the silent start learns (error, % of null)", "002: Architecture", 10.0,
         "below", "%", 1, reason="as the first row"),
@@ -352,6 +356,9 @@ POLAR_TARGETS = {
     "lower_rate_steadier": Target(
         "A 10x lower rate keeps the constants steadier (jitter at 1x / at 0.1x)",
         "004: 6. Advanced", 1.0, "above", "", 2),
+    "option2_beats_option1": Target(
+        "Option 2 (recommended) predicts held-out spikes better than Option 1 (bits/spike, "
+        "Option 2 minus Option 1)", "004: 3. Option 2 (Recommended)", 0.0, "above", "", 4),
     "alpha_order": Target("alpha_slow > alpha_fast after training from equal alphas "
                           "(Option 3; slow - fast)", "004: 5. Sanity Checks", 0.0, "above", "",
                           3),

@@ -45,10 +45,10 @@ def load_sweep(path) -> tuple[dict, dict]:
         document = yaml.safe_load(handle) or {}
     if not isinstance(document, dict) or not isinstance(document.get("configs"), dict):
         raise ValueError(f"sweep file {path} must hold a 'configs' mapping (name -> parameters)")
-    unknown = sorted(set(document) - {"base", "configs", "seeds", "notebook"})
+    unknown = sorted(set(document) - {"base", "configs", "seeds", "looks", "notebook"})
     if unknown:
         raise ValueError(f"sweep file {path}: unknown section(s) {unknown}; "
-                         "expected 'base', 'configs', 'seeds' and 'notebook'")
+                         "expected 'base', 'configs', 'seeds', 'looks' and 'notebook'")
     base = document.get("base") or {}
     configs = {name: (params or {}) for name, params in document["configs"].items()}
     for name, params in [("base", base), *configs.items()]:
@@ -57,6 +57,49 @@ def load_sweep(path) -> tuple[dict, dict]:
     if "seeds" in document:
         configs = expand_seeds(configs, document["seeds"])
     return base, configs
+
+
+def sweep_looks(path) -> list[int] | None:
+    """The file's ``looks`` (numbers of seeds at which the sequential design looks, e.g.
+    ``[3, 6, 10]``; :mod:`hdlib.book.claims`), checked against its ``seeds``, or None."""
+    with open(path) as handle:
+        document = yaml.safe_load(handle) or {}
+    looks = document.get("looks")
+    if looks is None:
+        return None
+    seeds = document.get("seeds") or []
+    if (not isinstance(looks, list) or not looks
+            or not all(isinstance(n, int) and n > 0 for n in looks)
+            or looks != sorted(set(looks)) or looks[-1] > len(seeds)):
+        raise ValueError(f"sweep file {path}: looks must be increasing numbers of seeds, the "
+                         f"last at most the {len(seeds)} seeds listed; got {looks!r}")
+    return looks
+
+
+def seed_of(name: str) -> tuple[str, int]:
+    """``('NAME', S)`` of a run named ``NAME_seedS``."""
+    config, seed = name.rsplit("_seed", 1)
+    return config, int(seed)
+
+
+def run_looks(notebook, configs: dict, output_dir, looks, undecided, **options):
+    """The sequential design: run every configuration on its first ``looks[0]`` seeds, then,
+    look by look, run the next seeds of the configurations ``undecided(output_dir)`` names,
+    until none is undecided or the last look is reached. ``configs`` is expanded over all the
+    seeds (:func:`expand_seeds`); ``options`` go to :func:`run_sweep`. Returns the tables of
+    every look, concatenated."""
+    seeds = sorted({seed_of(name)[1] for name in configs})
+    active = {seed_of(name)[0] for name in configs}
+    tables = []
+    for k, n in enumerate(looks):
+        chosen = {name: params for name, params in configs.items()
+                  if seed_of(name)[0] in active and seed_of(name)[1] in seeds[:n]}
+        tables.append(run_sweep(notebook, chosen, output_dir, **options))
+        if k + 1 < len(looks):
+            active &= set(undecided(output_dir))
+            if not active:
+                break
+    return pd.concat(tables).groupby(level=0).last()
 
 
 def sweep_notebook(path, given=None) -> str:

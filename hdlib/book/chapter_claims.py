@@ -1,0 +1,158 @@
+"""Each chapter's claims from its stored runs, and the configurations the sequential design of
+:mod:`hdlib.book.claims` gives more seeds.
+
+The chapters show these tables; ``python -m hdlib sweep`` with ``looks`` in its sweep file asks
+:func:`undecided_configurations` after each look which configurations to run on more seeds. A
+row depends on the configurations of the runs that gave it (every configuration of a sweep
+that has only one).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from . import claims, parameters, results
+
+
+def _versions(table):
+    return list(table["version"]) if "version" in table else None
+
+
+def tracking(stored) -> list[claims.Claim]:
+    """Chapter 01: the tracking network's claims over the stored seeds (one row per seed)."""
+    targets = parameters.TRACKING_TARGETS
+    measured = {
+        "state_passing": claims.paired(stored["error_reset"], stored["error_document"]),
+        "about_1_3": (stored["error_document"] - 1.3).abs().tolist(),
+        "beats_untrained": claims.paired(stored["error_untrained"], stored["error_document"]),
+        "holds_in_darkness": stored["amplitude_kept"].tolist(),
+    }
+    return [claims.Claim(targets[key], values, versions=_versions(stored))
+            for key, values in measured.items()]
+
+
+#: Chapter 02's recipes: the reference, its controls and the document's presets.
+REFERENCE = "cosine (default)"
+CONTROLS = ["constant rate", "SGD + cosine"]
+PRESETS = [REFERENCE, "conservative", "aggressive"]
+TRAINING_MEASURES = {
+    "constant_rate": "constant rate above reference (%)",
+    "sgd": "SGD + cosine above reference (%)",
+    "conservative_slower": "conservative: log2 sequences ratio",
+    "conservative_stable": "conservative: rise minus reference (points)",
+    "aggressive_faster": "aggressive: log2 sequences ratio",
+    "aggressive_unstable": "aggressive: rise minus reference (points)",
+    "val_tracks_train": "largest val / train",
+}
+
+
+def training_measures(stored) -> dict:
+    """Chapter 02's per-seed quantities
+    (:func:`hdlib.fitters.recipe_comparison.paired_measures`)."""
+    from ..fitters import recipe_comparison
+
+    records = [row.to_dict() for _, row in stored.sort_values("seed").iterrows()]
+    return recipe_comparison.paired_measures(records, REFERENCE, controls=CONTROLS,
+                                             presets=PRESETS)
+
+
+def training(stored) -> list[claims.Claim]:
+    """Chapter 02: the recipes' claims, costs of a preset that never reached the defaults' loss
+    censored (counted at their lower bound)."""
+    targets = parameters.TRAINING_TARGETS
+    measures = training_measures(stored.sort_values("seed"))
+    censored = {f"{p}_{what}": [not reached for reached in measures[f"{p}: reached the level"]]
+                for p in ("conservative", "aggressive") for what in ("slower", "faster")}
+    return [claims.Claim(targets[key], measures[name], censored=censored.get(key),
+                         versions=_versions(stored))
+            for key, name in TRAINING_MEASURES.items()]
+
+
+#: Chapter 03's columns that are checks, not claims.
+ANGULAR_VELOCITY_CHECKS = ("drift_per_sequence", "final_amplitude", "gain_error_pct",
+                           "bump_width", "ideal_long", "diverged")
+
+
+def angular_velocity_table(stored, seq_len: int) -> dict:
+    """Chapter 03's per-seed quantities, ``{column: {configuration: [values]}}``, with the
+    derived ones (:func:`hdlib.fitters.av_integration.add_derived`), the gap to the ideal ring
+    at the long length (``excess_over_ideal``) and each run's ``version``."""
+    from ..fitters import av_integration as avi
+
+    stored = stored.copy()
+    stored["diverged"] = stored.get("diverged", 0.0)
+    stored["diverged"] = stored["diverged"].fillna(0.0)
+    columns = ("error_short", "error_long", "null_short", "ideal_long", "drift_deg_per_step",
+               "final_amplitude", "gain_error_pct", "bump_width", "argmax_error", "worst_jump",
+               "diverged", "version")
+    per_config = {c: avi.by_config(stored, c) for c in columns if c in stored}
+    avi.add_derived(per_config, seq_len)
+    per_config["excess_over_ideal"] = {
+        config: [e - i for e, i in zip(errors, per_config["ideal_long"][config])]
+        for config, errors in per_config["error_long"].items()}
+    size = {config: [abs(math.log10(max(a, 1e-12))) for a in amplitudes]
+            for config, amplitudes in per_config["final_amplitude"].items()}
+    if {"plain_cosine", "plain_cosine_no_amplitude"} <= set(size):
+        per_config["amplitude_ablation"] = {"plain_cosine": claims.paired(
+            size["plain_cosine_no_amplitude"], size["plain_cosine"])}
+    return per_config
+
+
+def angular_velocity(stored, seq_len: int) -> dict:
+    """Chapter 03: ``{(configuration, column): Claim}`` for every target that is not a check
+    and has at least three stored seeds."""
+    per_config = angular_velocity_table(stored, seq_len)
+    versions = per_config.get("version", {})
+    partner = {"amplitude_ablation": "plain_cosine_no_amplitude"}  # paired configurations
+
+    def runs(config, column):
+        return versions.get(config, []) + versions.get(partner.get(column), [])
+
+    return {key: claims.Claim(target, per_config[key[1]][key[0]], versions=runs(*key))
+            for key, target in parameters.ANGULAR_VELOCITY_TARGETS.items()
+            if key[1] not in ANGULAR_VELOCITY_CHECKS
+            and len(per_config.get(key[1], {}).get(key[0], [])) >= 3}
+
+
+def polar(stored, operation_ratios=(1.0,)) -> tuple[list[claims.Claim], list[claims.Check]]:
+    """Chapter 05: the constants' claims and checks
+    (:func:`hdlib.fitters.polar_fit.claims_of_document`, the cost check on
+    ``operation_ratios``), and Option 2 against Option 1 on held-out bits/spike."""
+    from ..fitters import polar_fit
+
+    targets = parameters.POLAR_TARGETS
+    rows, checks = polar_fit.claims_of_document(stored, list(operation_ratios), targets)
+    o1, o2 = (polar_fit.fit_label(c, 0.1) for c in ("polar_v1", "polar_v1_relaxed"))
+    if {o1, o2} <= set(polar_fit.stored_fits(stored)):
+        rows.append(claims.Claim(targets["option2_beats_option1"], claims.paired(
+            polar_fit.per_seed(stored, o2, "bits_per_spike"),
+            polar_fit.per_seed(stored, o1, "bits_per_spike")), versions=_versions(stored)))
+    return rows, checks
+
+
+def undecided_configurations(folder, seq_len: int = 120) -> set[str]:
+    """The configurations of the sweep in ``folder`` (``results/NN_name``) that the sequential
+    design gives more seeds: those of every row that is inconclusive below the last look.
+    Chapter 04's rows need the session's baselines and are not decided here (empty set)."""
+    folder = Path(folder)
+    try:
+        stored = results.load_results(folder)
+    except FileNotFoundError:
+        return set()
+    names = {str(name).rsplit("_seed", 1)[0] for name in stored.index}
+    number = folder.name[:2]
+    if number == "03":
+        rows = angular_velocity(stored, seq_len)
+        adjusted = claims.holm([row.p_value() for row in rows.values()])
+        return {key[0] for (key, row), p in zip(rows.items(), adjusted) if row.undecided(p)}
+    builders = {"01": tracking, "02": training, "05": lambda table: polar(table)[0]}
+    if number not in builders:
+        return set()
+    return names if claims.undecided(builders[number](stored)) else set()
+
+
+def seeds_needed(n_now: int) -> int:
+    """The next look's number of seeds after ``n_now`` (:data:`hdlib.book.claims.LOOKS`)."""
+    later = [n for n in claims.LOOKS if n > n_now]
+    return later[0] if later else n_now
+
