@@ -560,7 +560,7 @@ plt.show()
 targets = parameters.TRACKING_TARGETS
 claim_rows = chapter_claims.tracking(stored)
 evidence = claims.evidence_table(claim_rows)
-display(evidence.style.hide(axis="index"))
+display(claims.styled(evidence))
 checks = claims.checks_table([
     claims.check(targets["batch_gap"], batch_gaps),
     claims.check(targets["chunk_gap"], chunk_gaps),

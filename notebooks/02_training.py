@@ -371,7 +371,7 @@ if show_stored:
     targets = parameters.TRAINING_TARGETS
     claims_rows = chapter_claims.training(stored)
     evidence = claims.evidence_table(claims_rows)
-    display(evidence.style.hide(axis="index"))
+    display(claims.styled(evidence))
     checks = claims.checks_table([
         claims.check(targets["violations"], stored["constraint_violations"]),
         claims.check(targets["resume_gap"], stored["resume_gap"])])

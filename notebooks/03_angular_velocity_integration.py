@@ -612,7 +612,7 @@ if show_stored:
     targets = parameters.ANGULAR_VELOCITY_TARGETS
     rows = chapter_claims.angular_velocity(stored, seq_len)
     evidence = claims.evidence_table(rows.values())
-    display(evidence.style.hide(axis="index"))
+    display(claims.styled(evidence))
     checks = claims.checks_table([
         claims.check(target, per_config[key[1]][key[0]]) for key, target in targets.items()
         if key[1] in chapter_claims.ANGULAR_VELOCITY_CHECKS and per_config[key[1]].get(key[0])])

@@ -567,7 +567,7 @@ claim_rows = sc_analysis.document_claims(phases, recovery, fit_runs, baselines, 
                                          parameters.SUPERIOR_COLLICULUS_TARGETS,
                                          longer=fit_long)
 table = claims.evidence_table(claim_rows)
-display(table.style.hide(axis="index"))
+display(claims.styled(table))
 glue("n_claims", len(table), display=False)
 glue("n_holds", int((table["verdict"] == "holds").sum()), display=False)
 glue("n_fails", int((table["verdict"] == "fails").sum()), display=False)

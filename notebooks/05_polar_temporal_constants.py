@@ -575,7 +575,7 @@ note(stored_ceiling=float(stored["ceiling_bits_per_spike"].mean()),
 # %%
 rows, check_rows = chapter_claims.polar(stored, flop_ratios)
 evidence = claims.evidence_table(rows)
-display(evidence.style.hide(axis="index"))
+display(claims.styled(evidence))
 checks = claims.checks_table(check_rows)
 display(checks.style.hide(axis="index"))
 for key, verdict in claims.verdicts_by_key(rows, evidence, parameters.POLAR_TARGETS).items():

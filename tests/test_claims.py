@@ -81,6 +81,9 @@ def test_zero_spread_and_stale_rows_say_so():
     assert table["verdict"].tolist() == ["holds", "stale"]
     assert table["p (Holm)"].tolist() == ["–", "–"]
     assert table["code"].tolist() == ["", "a, b"]
+    same = claims.evidence_table([Claim(BELOW, [1.0, 1.1, 0.9], versions=["abc"] * 3)])
+    assert "code" not in same and same.attrs["code"] == "abc"
+    assert "measuring code abc" in claims.styled(same).to_html()
 
 
 def test_undecided_rows_get_more_seeds_until_the_last_look():

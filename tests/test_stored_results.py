@@ -70,7 +70,8 @@ def test_glued_verdicts_are_verdicts_of_the_chapters_table(source):
         for output in cell.get("outputs", []):
             name = output.get("metadata", {}).get("scrapbook", {}).get("name", "")
             if name.startswith("verdict_"):
-                glued.append(output["data"]["text/plain"].strip("'\""))
+                value = next(v for k, v in output["data"].items() if k.endswith("text/plain"))
+                glued.append(value.strip("'\""))
             if output.get("output_type") == "stream":
                 printed += re.findall(r"^(holds|fails|inconclusive|stale) \(n=", output["text"],
                                       flags=re.M)

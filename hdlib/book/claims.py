@@ -224,8 +224,9 @@ def describe(target: Target) -> str:
 
 def evidence_table(claims) -> pd.DataFrame:
     """The table ``claim | source | measured | n | p (Holm) | verdict`` of ``claims``
-    (:class:`Claim` objects), their p-values adjusted together (:func:`holm`); with a column
-    ``code`` (the measurement hash) when the claims carry their runs' versions."""
+    (:class:`Claim` objects), their p-values adjusted together (:func:`holm`). The versions of
+    the runs (measurement hashes) go in a column ``code`` when they differ between rows, and
+    otherwise in ``table.attrs['code']`` (:func:`styled` shows it as the caption)."""
     claims = list(claims)
     adjusted = holm([c.p_value() for c in claims])
     rows = []
@@ -237,8 +238,23 @@ def evidence_table(claims) -> pd.DataFrame:
         if claim.versions is not None:
             row["code"] = ", ".join(sorted({str(v)[:7] for v in claim.versions}))
         rows.append(row)
-    columns = EVIDENCE_COLUMNS + (["code"] if any("code" in r for r in rows) else [])
-    return pd.DataFrame(rows, columns=columns).fillna("")
+    codes = {r.get("code", "") for r in rows}
+    table = pd.DataFrame([{"code": "", **row} for row in rows],
+                         columns=EVIDENCE_COLUMNS + ["code"])
+    if len(codes) <= 1 and "," not in "".join(codes):  # one version: said once, in the caption
+        table = table.drop(columns="code")
+        table.attrs["code"] = codes.pop() if codes else ""
+    return table
+
+
+def styled(table: pd.DataFrame):
+    """``table`` ready to display: no index, and the measuring code's version in the caption
+    when every row shares it."""
+    style = table.style.hide(axis="index")
+    if table.attrs.get("code"):
+        style = style.set_caption(f"Every run of every row: measuring code "
+                                  f"{table.attrs['code']}")
+    return style
 
 
 def undecided(claims) -> list[int]:
