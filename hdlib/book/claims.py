@@ -41,6 +41,7 @@ fail, listed under the claims table, never mixed into it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -78,6 +79,14 @@ class Target:
         validate.choice("side", self.side, ("above", "below"))
         if self.source == "book" and not self.reason:
             raise ValueError(f"target {self.claim!r}: a book target needs its reason")
+
+
+def _number(x: float, digits: int) -> str:
+    """``x`` to ``digits`` decimals, or in scientific notation when that would show 0 for a
+    number that is not 0 (an interval must not look zero-wide)."""
+    if x != 0 and math.isfinite(x) and abs(x) < 0.5 * 10 ** -digits:
+        return f"{x:.1e}"
+    return f"{x:.{digits}f}"
 
 
 def about(value: float) -> float:
@@ -191,12 +200,13 @@ class Claim:
         if self.deterministic:
             return f"{mean:.{t.digits}f}{unit}, the same in all {len(self.values)} runs"
         n = len(self.values)
+        shown = functools.partial(_number, digits=t.digits)
         if self.bounds_only:  # the sign test decides: say where the seeds lie
             above = sum(v > t.threshold for v in self.values)
             return (f"{mean:.{t.digits}f}{unit} on average; {above} of {n} above "
                     f"{t.threshold:g}; {self.bounds_only} of {n} are lower bounds")
-        spread = "(one value)" if n == 1 else f"[{low:.{t.digits}f}, {high:.{t.digits}f}]"
-        return f"{mean:.{t.digits}f}{unit} {spread}"
+        spread = "(one value)" if n == 1 else f"[{shown(low)}, {shown(high)}]"
+        return f"{shown(mean)}{unit} {spread}"
 
     def verdict(self, adjusted_p: float) -> str:
         t = self.target

@@ -143,6 +143,7 @@ POLAR = {
 # document's own number (its section in ``source``) or a number this book sets (``'book'``,
 # with its reason). Result files record them (``hdlib.book.results.write_result``) and a test
 # fails when a stored result was produced under a different threshold.
+NONNEGATIVE = (0.0, math.inf)  # an error, a distance: the interval stays at or above zero
 _ROUNDING = "float32 rounding of quantities of order 1 stays below 1e-5"
 _ZERO = "a comparison wins when the paired difference is above zero"
 
@@ -154,7 +155,7 @@ TRACKING_TARGETS = {
     "about_1_3": Target(
         "Tracking error about 1.3 deg (|error - 1.3|)", "000: Testing Results 3",
         claims.about(1.3), "below", "deg", 3,
-        reason=f"'about' is within {claims.ABOUT_BAND:.0%}, book-wide"),
+        reason=f"'about' is within {claims.ABOUT_BAND:.0%}, book-wide", bounds=NONNEGATIVE),
     "beats_untrained": Target(
         "Training lowers the tracking error (untrained minus trained)", "book", 0.0, "above",
         "deg", 3, reason="the untrained network is the do-nothing reference; the cue alone is "
@@ -218,10 +219,10 @@ ANGULAR_VELOCITY_TARGETS = {
     ("random", "percent_of_null"): Target(
         "Tracks heading from angular velocity alone (error, % of the null baseline)",
         "002: Overview", 10.0, "below", "%", 1,
-        reason="a tenth of the error of always guessing the start"),
+        reason="a tenth of the error of always guessing the start", bounds=NONNEGATIVE),
     ("random", "error_long"): Target(
         f"Tracking holds at 10x the training length (error {_LONG})", "book", 2.0, "below",
-        "deg", 2, reason=_TWO_DEGREES),
+        "deg", 2, reason=_TWO_DEGREES, bounds=NONNEGATIVE),
     ("random", "excess_over_ideal"): Target(
         f"Training reaches the ideal ring (trained minus ideal error {_LONG})", "book", 0.5,
         "below", "deg", 2, reason="the ideal ring is the do-nothing reference; half a degree "
@@ -237,23 +238,24 @@ ANGULAR_VELOCITY_TARGETS = {
         reason="as above"),
     ("perfect", "error_long"): Target(
         f"Learning from the perfect start keeps integrating (error {_LONG})",
-        "002: Model Configurations", 2.0, "below", "deg", 2, reason=_TWO_DEGREES),
+        "002: Model Configurations", 2.0, "below", "deg", 2, reason=_TWO_DEGREES,
+        bounds=NONNEGATIVE),
     ("perfect_small_lr", "error_long"): Target(
         f"... at a tenth of the rate (error {_LONG})", "book", 2.0, "below", "deg", 2,
-        reason=_TWO_DEGREES),
+        reason=_TWO_DEGREES, bounds=NONNEGATIVE),
     ("relu", "error_long"): Target(
         f"ReLU as F, from random recurrent weights (error {_LONG})", "002: Architecture", 2.0,
-        "below", "deg", 2, reason=_TWO_DEGREES),
+        "below", "deg", 2, reason=_TWO_DEGREES, bounds=NONNEGATIVE),
     ("plain_cosine", "amplitude_ablation"): Target(
         "The bump amplitude loss keeps the activity's size stable (|log10 amplitude after 1200 "
         "still steps|, without the term minus with it)", "002: Loss Functions 2", 0.0,
         "above", "", 2),
     ("relu_silent_start", "percent_of_null"): Target(
         "ReLU as F from the silent start learns (error, % of null)", "002: Architecture", 10.0,
-        "below", "%", 1, reason="as the first row"),
+        "below", "%", 1, reason="as the first row", bounds=NONNEGATIVE),
     ("gelu", "error_long"): Target(
         f"GELU as F (error {_LONG})", "002: Architecture", 2.0, "below", "deg", 2,
-        reason=_TWO_DEGREES),
+        reason=_TWO_DEGREES, bounds=NONNEGATIVE),
     # checks (the ideal ring and the trained weights' own properties)
     ("random", "drift_per_sequence"): Target(
         "W0 holds the bump in place with no input (drift per 120 steps)",
@@ -332,7 +334,7 @@ SUPERIOR_COLLICULUS_TARGETS = {
                            "model-free reference"),
     "recovery": Target("Learnable alpha recovers tau_E and tau_I within 25% (largest error)",
                        "book", 0.25, "below", "", 2,
-                       reason="a quarter of the teacher's value"),
+                       reason="a quarter of the teacher's value", bounds=NONNEGATIVE),
 }
 
 #: Chapter 05 (Polar V1 temporal constants).
@@ -340,7 +342,8 @@ POLAR_TARGETS = {
     **{f"recovery_{label}": Target(
         f"{what}: the learnable time constants end within 15% of the truth (largest "
         "relative error of tau, ms)", source, 0.15, "below", "", 3,
-        reason="the chapter's tolerance; the Cramer-Rao bound of alpha_fast is near it")
+        reason="the chapter's tolerance; the Cramer-Rao bound of alpha_fast is near it",
+        bounds=NONNEGATIVE)
        for label, what, source in (
            ("polar_v1", "Option 1 (alphas fixed)", "004: 3. Option 1"),
            ("polar_v1_conservative", "Original values, alphas learnable",
@@ -364,7 +367,7 @@ POLAR_TARGETS = {
                           3),
     "identifiable": Target("The spikes determine every time constant to within 15% (1.96 x "
                            "the largest Cramer-Rao standard error)", "book", 0.15, "below", "",
-                           3, reason="the recovery tolerance"),
+                           3, reason="the recovery tolerance", bounds=NONNEGATIVE),
     # checks
     "lambda_order": Target("lambda_sac > lambda_fix after training (Option 3; ratio)",
                            "004: 5. Sanity Checks", 1.0, "above", "", 2),
