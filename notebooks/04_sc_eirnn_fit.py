@@ -573,6 +573,14 @@ glue("n_holds", int((table["verdict"] == "holds").sum()), display=False)
 glue("n_fails", int((table["verdict"] == "fails").sum()), display=False)
 
 # %% [markdown]
+# Of the {glue:text}`n_claims` rows, {glue:text}`n_holds` hold and {glue:text}`n_fails` fail
+# once their p-values are adjusted together; the rest are undecided on the stored seeds. With
+# this many rows Holm's correction asks for a small p of every row, so a change that looks
+# clear on three seeds in the paired table above can stay undecided here: those rows need the
+# sequential design's further seeds, which this chapter's sweeps do not yet run
+# (chapter 04's claims need the session's baselines to be decided).
+
+# %% [markdown]
 # ## 8. Fitting your own session
 #
 # `python -m hdlib fit SESSION` runs all of the above on any session of the export schema:

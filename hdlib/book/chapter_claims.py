@@ -93,8 +93,10 @@ def angular_velocity_table(stored, seq_len: int) -> dict:
     size = {config: [abs(math.log10(max(a, 1e-12))) for a in amplitudes]
             for config, amplitudes in per_config["final_amplitude"].items()}
     if {"plain_cosine", "plain_cosine_no_amplitude"} <= set(size):
+        without, with_term = size["plain_cosine_no_amplitude"], size["plain_cosine"]
+        common = min(len(without), len(with_term))  # seeds 0, 1, ... of both, in seed order
         per_config["amplitude_ablation"] = {"plain_cosine": claims.paired(
-            size["plain_cosine_no_amplitude"], size["plain_cosine"])}
+            without[:common], with_term[:common])}
     return per_config
 
 
@@ -144,7 +146,9 @@ def undecided_configurations(folder, seq_len: int = 120) -> set[str]:
     if number == "03":
         rows = angular_velocity(stored, seq_len)
         adjusted = claims.holm([row.p_value() for row in rows.values()])
-        return {key[0] for (key, row), p in zip(rows.items(), adjusted) if row.undecided(p)}
+        partners = {"amplitude_ablation": "plain_cosine_no_amplitude"}
+        return {config for (key, row), p in zip(rows.items(), adjusted) if row.undecided(p)
+                for config in (key[0], partners.get(key[1])) if config}
     builders = {"01": tracking, "02": training, "05": lambda table: polar(table)[0]}
     if number not in builders:
         return set()
