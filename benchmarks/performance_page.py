@@ -159,12 +159,13 @@ noise drawn per step), calling the model's own step `ei_ring_step`. The `referen
 the same step on the whole batch; the `torch` backend runs the sequence as one autograd node:
 two matrix products per step through the few Fourier modes of `W_EE` fused with the E<->I
 products, the noise drawn step by step in the same order, and the backward pass written out.
-Speed-ups are the document's loop over `torch`, and the batched reference over `torch`.
+Times in ms: the document's loop (doc), the batched reference (ref) and `torch`; the speed-ups
+are the document's loop over `torch` (x doc) and the batched reference over `torch` (x ref).
 
 {table(ei, [("size", "size", ""), ("setting", "setting", ""), ("threads", "threads", "d"),
-            ("document_ms", "document ms", ".1f"), ("reference_ms", "reference ms", ".1f"),
-            ("torch_ms", "torch ms", ".1f"), ("speedup", "speed-up", ".1f"),
-            ("reference_speedup", "over reference", ".1f")])}
+            ("document_ms", "doc", ".1f"), ("reference_ms", "ref", ".1f"),
+            ("torch_ms", "torch", ".1f"), ("speedup", "x doc", ".1f"),
+            ("reference_speedup", "x ref", ".1f")])}
 
 At the document's size (800 E / 200 I, B = 32, T = 100) a training step of the `torch` backend
 is **{ei_two['speedup']:.1f}x** faster than the document's loop at 2 threads
