@@ -182,3 +182,25 @@ def test_undecided_configurations_follow_the_claims_of_the_stored_runs(tmp_path)
     store(noisy, [(2.0, 1.3, 5.0, 0.9), (1.0, 1.4, 5.1, 0.2), (2.2, 1.2, 5.2, 0.95)])
     assert chapter_claims.undecided_configurations(clear) == set()
     assert chapter_claims.undecided_configurations(noisy) == {"book"}
+
+
+def test_chapter_04_rows_name_the_runs_that_give_them():
+    import dataclasses
+
+    from hdlib.book import chapter_claims, claims, parameters
+
+    targets = parameters.SUPERIOR_COLLICULUS_TARGETS
+
+    def runs(key, **changes):
+        target = dataclasses.replace(targets[key], **changes) if changes else targets[key]
+        return chapter_claims.superior_colliculus_runs(claims.Claim(target, [1.0, 2.0, 3.0]))
+
+    assert runs("raw_inputs") == ("04_phases", {"raw_inputs", "baseline"})
+    assert runs("hybrid_0.5") == ("04_phases", {"hybrid_0.5", "correlation_lneuron"})
+    assert runs("correlation_lneuron_r") == ("04_phases", {"correlation_lneuron", "baseline"})
+    assert runs("ltrial_poisson") == ("04_phases", {"ltrial_poisson", "ltrial_on"})
+    assert runs("single_trial") == ("04_fit_3min", {"fit_command"})
+    assert runs("beats_baseline_r", claim="The 8000-step fit beats the best baseline") == (
+        "04_fit_long", {"fit_long"})
+    assert runs("recovery", claim=f"{targets['recovery'].claim} (trials 400 lr 10x)") == (
+        "04_recovery", {"trials_400_lr_10x"})

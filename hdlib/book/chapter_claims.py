@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
+
 from . import claims, parameters, results
 
 
@@ -132,11 +134,82 @@ def polar(stored, operation_ratios=(1.0,)) -> tuple[list[claims.Claim], list[cla
     return rows, checks
 
 
+#: Chapter 04's sweeps (folders of ``results/``) and the recorded session they are scored on.
+SC_SWEEPS = ("04_fit_3min", "04_fit_long", "04_phases", "04_recovery")
+SC_SESSION = Path(__file__).parents[2] / "data" / "sc" / "rnn_export_Newton_08_14_2025_SC.mat"
+#: Rows of chapter 04 read from the fit command's runs; every other keyed row is a phase item.
+_SC_FIT_ROWS = ("beats_baseline_bps", "beats_baseline_r", "ceiling", "selectivity",
+                "single_trial")
+#: A phase row's configuration when its key is not one, and what it is compared with when
+#: that is not the baseline.
+_SC_CONFIG = {"correlation_lneuron_r": "correlation_lneuron", "pooled_term_metric": "pooled_term"}
+_SC_AGAINST = {"hybrid_0.3": "correlation_lneuron", "hybrid_0.5": "correlation_lneuron",
+               "ltrial_poisson": "ltrial_on"}
+
+
+def superior_colliculus(stored: dict, baselines: dict, ceiling: dict) -> list[claims.Claim]:
+    """Chapter 04's rows (:func:`hdlib.fitters.sc_analysis.document_claims`) from ``stored``,
+    the tables of :data:`SC_SWEEPS` by folder name, scored against the session's
+    ``baselines`` and ``ceiling`` on its test trials."""
+    from ..fitters import sc_analysis
+
+    recovery = stored["04_recovery"]
+    return sc_analysis.document_claims(
+        stored["04_phases"], sc_analysis.recovery_errors(recovery) if len(recovery) else recovery,
+        stored["04_fit_3min"], baselines, ceiling, parameters.SUPERIOR_COLLICULUS_TARGETS,
+        longer=stored["04_fit_long"] if len(stored["04_fit_long"]) else None)
+
+
+def superior_colliculus_runs(row: claims.Claim) -> tuple[str, set[str]]:
+    """The sweep (folder name) and configurations whose runs give a chapter 04 row."""
+    targets = parameters.SUPERIOR_COLLICULUS_TARGETS
+    key = next((k for k, t in targets.items() if t is row.target), None)
+    if key is None or key in _SC_FIT_ROWS:  # a fit-command row, or one whose text was filled
+        recovery = targets["recovery"].claim
+        if row.target.claim.startswith(recovery):
+            cell = row.target.claim[len(recovery):].strip(" ()").replace(" ", "_")
+            return "04_recovery", {cell}
+        if "-step fit" in row.target.claim:
+            return "04_fit_long", {"fit_long"}
+        return "04_fit_3min", {"fit_command"}
+    return "04_phases", {_SC_CONFIG.get(key, key), _SC_AGAINST.get(key, "baseline")}
+
+
+def _superior_colliculus_undecided(folder: Path) -> set[str]:
+    """Chapter 04: the configurations of ``folder`` behind its undecided rows; the rows are
+    decided on all four sweeps together, against the shipped session's baselines."""
+    from .. import baselines as bl
+    from ..datasets import sessions
+    from ..fitters import sc_fit
+
+    stored = {}
+    for name in SC_SWEEPS:
+        try:
+            stored[name] = results.load_results(folder.parent / name)
+        except FileNotFoundError:
+            stored[name] = pd.DataFrame()
+    if not len(stored["04_phases"]) or not len(stored["04_fit_3min"]):
+        return set()
+    session = sessions.load_session(SC_SESSION, seed=sc_fit.SPLIT_SEED,
+                                    val_fraction=sc_fit.VAL_FRACTION,
+                                    test_fraction=sc_fit.TEST_FRACTION)
+    baselines = sc_fit.score_baselines(session, bl.fit_baselines(session), session.test_idx)
+    rows = superior_colliculus(stored, baselines, sc_fit.ceilings(session, session.test_idx))
+    adjusted = claims.holm([row.p_value() for row in rows])
+    chosen = set()
+    for row, p in zip(rows, adjusted):
+        sweep, configs = superior_colliculus_runs(row)
+        if sweep == folder.name and row.undecided(p):
+            chosen |= configs
+    return chosen
+
+
 def undecided_configurations(folder, seq_len: int = 120) -> set[str]:
     """The configurations of the sweep in ``folder`` (``results/NN_name``) that the sequential
-    design gives more seeds: those of every row that is inconclusive below the last look.
-    Chapter 04's rows need the session's baselines and are not decided here (empty set)."""
+    design gives more seeds: those of every row that is inconclusive below the last look."""
     folder = Path(folder)
+    if folder.name in SC_SWEEPS:
+        return _superior_colliculus_undecided(folder)
     try:
         stored = results.load_results(folder)
     except FileNotFoundError:
