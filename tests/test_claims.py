@@ -123,3 +123,19 @@ def test_a_row_of_bounds_is_decided_by_the_sign_test_not_as_deterministic():
     assert claims.evidence_table([few])["verdict"][0] == "inconclusive"
     ten = Claim(target, [0.04] * 10, censored=[True] * 10)
     assert claims.evidence_table([ten])["verdict"][0] == "holds"  # 3 x 2 / 1024
+
+
+def test_training_option_measures_from_a_record():
+    from hdlib.book import chapter_claims
+
+    record = {"cosine (default)/final_val_loss": 1.02, "cosine (default)/tracking_error_deg": 3.0,
+              "options/least_moved_groups": 0.2, "options/least_moved_one_rate": 0.05,
+              "options/final_val_loss_unconstrained": 1.0,
+              "options/inside_bounds_unconstrained": 6 / 7,
+              "options/early_error_best": 2.5, "options/early_error_last": 2.75}
+    measures = chapter_claims._option_measures(record)
+    assert measures["per_group_balance"] == pytest.approx(2.0)  # log2(0.2 / 0.05)
+    assert measures["constraints_cost"] == pytest.approx(2.0)  # 100 * 0.02 / 1.0
+    assert measures["plausible"] == pytest.approx(6 / 7)
+    assert measures["early_stopping_helps"] == pytest.approx(-0.5)
+    assert measures["best_state_helps"] == pytest.approx(-0.25)

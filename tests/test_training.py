@@ -135,6 +135,36 @@ def test_early_stopping():
     assert len(trainer.history["val_loss"]) < 30
 
 
+def test_keep_best_restores_the_state_with_the_lowest_validation_loss(tmp_path):
+    model = _model()
+    trainer = training.AdamCosineTrainer(
+        model, _config(max_epochs=6, learning_rate=0.05, keep_best=True,
+                       best_path=str(tmp_path / "best.pt"), checkpoint_path=str(tmp_path / "c.pt")),
+        _task(model))
+    trainer.train()
+    val = trainer.history["val_loss"]
+    best = min(range(len(val)), key=val.__getitem__)
+    assert trainer.best_epoch == best + 1 and trainer.best_val_loss == val[best]
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert saved["epoch"] == best + 1
+    assert trainer.restore_best() == best + 1
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, saved["model"][name], rtol=0.0, atol=0.0)
+    # the validation batches and noise are fixed, so the restored state scores its own loss again
+    model.eval()  # as the engine evaluates
+    with torch.no_grad():
+        assert trainer.validate()["val_loss"] == pytest.approx(val[best], rel=1e-6)
+    resumed_model = _model(seed=3)
+    resumed = training.AdamCosineTrainer(resumed_model, trainer.config, _task(resumed_model))
+    resumed.load_checkpoint(tmp_path / "c.pt")
+    assert resumed.best_epoch == best + 1 and resumed.best_val_loss == val[best]
+
+
+def test_best_path_needs_keep_best():
+    with pytest.raises(ValueError, match="best_path needs keep_best"):
+        training.create_training_config(best_path="best.pt")
+
+
 def test_document_interface():
     model = _model()
     out_model, history, trainer = training.train_model_enhanced(

@@ -48,14 +48,46 @@ TRAINING_MEASURES = {
 }
 
 
+#: Chapter 02's measures of the document's options, each run once per seed beside the
+#: defaults (``options/...`` of a run's record).
+OPTION_MEASURES = {
+    "per_group_balance": "per-group rates: log2 least-moved ratio",
+    "constraints_cost": "constraints: val loss above unconstrained (%)",
+    "plausible": "unconstrained: share inside the bounds",
+    "early_stopping_helps": "early stopping: error minus the full run's (deg)",
+    "best_state_helps": "best state: error minus the last state's (deg)",
+}
+
+
+def _option_measures(record: dict) -> dict:
+    """One seed's values of :data:`OPTION_MEASURES` (by key)."""
+    on = record[f"{REFERENCE}/final_val_loss"]
+    off = record["options/final_val_loss_unconstrained"]
+    return {
+        "per_group_balance": math.log2(record["options/least_moved_groups"]
+                                       / record["options/least_moved_one_rate"]),
+        "constraints_cost": 100.0 * (on - off) / off,
+        "plausible": record["options/inside_bounds_unconstrained"],
+        "early_stopping_helps": (record["options/early_error_best"]
+                                 - record[f"{REFERENCE}/tracking_error_deg"]),
+        "best_state_helps": record["options/early_error_best"] - record["options/early_error_last"],
+    }
+
+
 def training_measures(stored) -> dict:
     """Chapter 02's per-seed quantities
-    (:func:`hdlib.fitters.recipe_comparison.paired_measures`)."""
+    (:func:`hdlib.fitters.recipe_comparison.paired_measures`, then :data:`OPTION_MEASURES`
+    when the runs measured the options)."""
     from ..fitters import recipe_comparison
 
     records = [row.to_dict() for _, row in stored.sort_values("seed").iterrows()]
-    return recipe_comparison.paired_measures(records, REFERENCE, controls=CONTROLS,
-                                             presets=PRESETS)
+    measures = recipe_comparison.paired_measures(records, REFERENCE, controls=CONTROLS,
+                                                 presets=PRESETS)
+    if records and "options/least_moved_groups" in records[0]:
+        per_seed = [_option_measures(r) for r in records]
+        measures.update({name: [m[key] for m in per_seed]
+                         for key, name in OPTION_MEASURES.items()})
+    return measures
 
 
 def training(stored) -> list[claims.Claim]:
@@ -67,7 +99,8 @@ def training(stored) -> list[claims.Claim]:
                 for p in ("conservative", "aggressive") for what in ("slower", "faster")}
     return [claims.Claim(targets[key], measures[name], censored=censored.get(key),
                          versions=_versions(stored))
-            for key, name in TRAINING_MEASURES.items()]
+            for key, name in {**TRAINING_MEASURES, **OPTION_MEASURES}.items()
+            if name in measures]
 
 
 #: Chapter 03's columns that are checks, not claims.

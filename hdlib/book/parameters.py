@@ -144,6 +144,7 @@ POLAR = {
 # with its reason). Result files record them (``hdlib.book.results.write_result``) and a test
 # fails when a stored result was produced under a different threshold.
 NONNEGATIVE = (0.0, math.inf)  # an error, a distance: the interval stays at or above zero
+SHARE = (0.0, 1.0)  # a share: the interval stays in [0, 1]
 _ROUNDING = "float32 rounding of quantities of order 1 stays below 1e-5"
 _ZERO = "a comparison wins when the paired difference is above zero"
 
@@ -203,6 +204,24 @@ TRAINING_TARGETS = {
         "Validation loss tracks training loss (largest final val / train)",
         "001: Understanding the Results", 2.0, "below", "", 2,
         reason="twice the training loss is where over-fitting starts to show"),
+    "per_group_balance": Target(
+        "Per-group learning rates balance training (log2 of the least-moved parameter's "
+        "relative change, per-group rates over one rate)", "000: Fixes 2", 0.0, "above", "", 2),
+    "constraints_cost": Target(
+        "The constraints leave room to train (final val loss with them above without, %)",
+        "000: Fixes 3", 2.0, "below", "%", 1,
+        reason="a 2% loss is smaller than any difference between recipes this chapter reports"),
+    "plausible": Target(
+        "Parameters stay plausible without constraints (share of the constrained parameters "
+        "inside the document's bounds)", "001: Parameter Evolution", 0.9, "above", "", 2,
+        reason="fewer than one of the seven constrained parameters out of bounds per run, on "
+        "average", bounds=SHARE),
+    "early_stopping_helps": Target(
+        "Early stopping prevents over-fitting (held-out error of its best state minus the "
+        "full run's, deg)", "001: Key Features 4", 0.0, "below", "deg", 3),
+    "best_state_helps": Target(
+        "The best-validation state beats the last state (held-out error, deg)",
+        "001: Key Features 4", 0.0, "below", "deg", 3),
     # checks
     "violations": Target("Constraints keep parameters in range (violations)",
                          "001: Biological Parameter Constraints", 0.5, "below", "", 0),

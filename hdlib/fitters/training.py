@@ -15,6 +15,12 @@ generator seeded by ``(seed, step)``, so a run resumed from a checkpoint repeats
 uninterrupted run exactly. After every step the parameter ``constraints`` are applied by
 clamping (``name -> (low, high)``, ``None`` for an open end).
 
+The document's "automatic model saving at best validation loss" is ``keep_best=True``: after
+every epoch whose validation loss is the lowest so far, the trainer keeps a copy of the model's
+state (``best_state``, ``best_epoch``, ``best_val_loss``) and, given ``best_path``, writes it
+there atomically; :meth:`AdamCosineTrainer.restore_best` loads it back, and
+:func:`train_model_enhanced` does so when training ends.
+
 Two options carry the tracking document's training-loop fixes (both off by default):
 
 * ``regularisation = c > 0`` adds ``c * sum_p mean(p^2)`` over every trainable parameter to the
@@ -39,7 +45,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import validate
+from .. import io, validate
 from ..datasets.tasks import HeadDirectionTrackingTask
 from ..train import EarlyStopping, Step, Trainer
 
@@ -92,6 +98,8 @@ class TrainingConfig:
     state_passing: bool = False  # carry the state between steps (truncated backpropagation)
     segments_per_sequence: int = 4  # segments of one carried sequence before a fresh start
     checkpoint_path: str | None = None
+    keep_best: bool = False  # keep (and, with best_path, save) the best-validation state
+    best_path: str | None = None
     seed: int = 0
     progress: bool = True
 
@@ -112,6 +120,9 @@ class TrainingConfig:
         self.regularisation = validate.float_in("regularisation", self.regularisation, 0.0,
                                                 math.inf)
         self.state_passing = validate.boolean("state_passing", self.state_passing)
+        self.keep_best = validate.boolean("keep_best", self.keep_best)
+        if self.best_path is not None and not self.keep_best:
+            raise ValueError("best_path needs keep_best=True")
         self.segments_per_sequence = validate.positive_int("segments_per_sequence",
                                                            self.segments_per_sequence)
         unknown = set(self.group_lr_scale) - set(DEFAULT_GROUP_LR_SCALE)
@@ -204,6 +215,7 @@ class AdamCosineTrainer:
                                                                     if p.numel() > 1]
         self.param_history = {}
         self.grad_norms = {n: [] for n in self.monitored}
+        self.best_state, self.best_epoch, self.best_val_loss = None, None, math.inf
         self._record_parameters()
         per_epoch = config.batches_per_epoch
         self.engine = Trainer(
@@ -245,14 +257,35 @@ class AdamCosineTrainer:
 
     def on_evaluate(self, engine) -> None:
         self._record_parameters()
+        val_loss = engine.evaluations["val_loss"][-1]
+        if self.config.keep_best and val_loss < self.best_val_loss:
+            self.best_val_loss, self.best_epoch = val_loss, self.epoch
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if self.config.best_path:
+                with io.atomic_path(self.config.best_path, suffix=".pt") as tmp:
+                    torch.save({"model": self.best_state, "epoch": self.best_epoch,
+                                "val_loss": self.best_val_loss}, tmp)
+
+    def restore_best(self) -> int | None:
+        """Load the best-validation state into the model (``keep_best``); returns its epoch
+        (the number of epochs trained when it was reached), or None when none was kept."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return self.best_epoch
 
     def state_dict(self) -> dict:
         return {"param_history": self.param_history, "grad_norms": self.grad_norms,
-                "initial_parameters": self.initial_parameters}
+                "initial_parameters": self.initial_parameters,
+                "best": {"state": self.best_state, "epoch": self.best_epoch,
+                         "val_loss": self.best_val_loss}}
 
     def load_state_dict(self, state: dict) -> None:
         self.param_history, self.grad_norms = state["param_history"], state["grad_norms"]
         self.initial_parameters = state.get("initial_parameters", self.initial_parameters)
+        best = state.get("best", {})
+        self.best_state = best.get("state")
+        self.best_epoch = best.get("epoch")
+        self.best_val_loss = best.get("val_loss", math.inf)
 
     def _summary(self, name: str) -> float:
         """A parameter's value, or the mean absolute value of a matrix."""
@@ -343,13 +376,15 @@ def train_model_enhanced(model, learning_rate: float = 1e-3, max_epochs: int = 1
                          min_lr: float = 1e-6, weight_decay: float = 1e-4, batch_size: int = 32,
                          early_stopping: bool = True, patience: int = 20,
                          plot_progress: bool = True, task=None, **config):
-    """Train with :class:`AdamCosineTrainer`; returns ``(model, history, trainer)``."""
+    """Train with :class:`AdamCosineTrainer`; returns ``(model, history, trainer)``, the model
+    in its best-validation state when ``keep_best=True``."""
     cfg = create_training_config(learning_rate=learning_rate, max_epochs=max_epochs,
                                  min_lr=min(min_lr, learning_rate), weight_decay=weight_decay,
                                  batch_size=batch_size, early_stopping=early_stopping,
                                  patience=patience, **config)
     trainer = AdamCosineTrainer(model, cfg, task)
     history = trainer.train()
+    trainer.restore_best()
     if plot_progress:
         from ..book.plots import plot_trainer_history
 
