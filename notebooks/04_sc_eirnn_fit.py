@@ -97,7 +97,7 @@ from myst_nb import glue
 
 from hdlib import baselines as bl
 from hdlib import validate
-from hdlib.book import claims, parameters, plots, results, sweeps, tables
+from hdlib.book import chapter_claims, claims, parameters, plots, results, sweeps, tables
 from hdlib.datasets import sessions
 from hdlib.fitters import sc_analysis, sc_fit
 
@@ -318,7 +318,7 @@ plt.show()
 # ## 4. `python -m hdlib fit` at three minutes, over seeds (stored runs)
 #
 # The live fit is one seed at book scale. The fit command's defaults were run for three minutes
-# of one core each with seeds 0, 1 and 2, as `python -m hdlib fit SESSION --minutes 3` does,
+# of one core each, seeds by the sequential design, as `python -m hdlib fit SESSION --minutes 3` does,
 # through the sweep command (`OMP_NUM_THREADS=1 python -m hdlib sweep -f
 # notebooks/sweeps/04_fit_3min.yaml -o results/04_fit_3min --workers 2`), scored on the same
 # test trials. The baselines are deterministic given the split, so they are one value each.
@@ -335,13 +335,14 @@ for metric in ("bits_per_spike", "psth_r_smooth"):
     glue(f"runs_{metric}_gap", float(gap.mean()), display=False)
     glue(f"runs_{metric}_best", best, display=False)
 glue("runs_steps", float(fit_runs["steps"].mean()), display=False)
+glue("runs_n", len(fit_runs), display=False)
 glue("runs_best_step", float(fit_runs["best_step"].mean()), display=False)
 glue("runs_fraction", float(fit_runs["psth_r_smooth"].mean() / ceiling["psth_r_smooth"]),
      display=False)
 
 # %% [markdown]
 # In three minutes a fit takes about {glue:text}`runs_steps:.0f` steps, and its best validation
-# state comes at step {glue:text}`runs_best_step:.0f` on average. Over the three seeds it
+# state comes at step {glue:text}`runs_best_step:.0f` on average. Over the {glue:text}`runs_n` seeds it
 # reaches {glue:text}`runs_bits_per_spike_mean:.3f` bits/spike, {glue:text}`runs_bits_per_spike_gap:+.3f`
 # against the best baseline ({glue:text}`runs_bits_per_spike_best`), and a smoothed PSTH $r$ of
 # {glue:text}`runs_psth_r_smooth_mean:.3f`, {glue:text}`runs_psth_r_smooth_gap:+.3f` against
@@ -354,7 +355,7 @@ glue("runs_fraction", float(fit_runs["psth_r_smooth"].mean() / ceiling["psth_r_s
 #
 # ### A longer budget (stored runs)
 #
-# The same defaults were run for 8000 steps (about 2.4 times the three-minute runs; three seeds,
+# The same defaults were run for 8000 steps (about 2.4 times the three-minute runs; {glue:text}`long_n` seeds,
 # `notebooks/sweeps/04_fit_long.yaml`, stored in `results/04_fit_long`), to see whether the gap
 # in PSTH shape closes with time alone.
 
@@ -368,6 +369,7 @@ for metric in ("bits_per_spike", "psth_r_smooth"):
     glue(f"long_{metric}_gap", float((fit_long[metric] - baselines[best][metric]).mean()),
          display=False)
 glue("long_best_step", float(fit_long["best_step"].mean()), display=False)
+glue("long_n", len(fit_long), display=False)
 
 # %% [markdown]
 # At 8000 steps the fit reaches {glue:text}`long_bits_per_spike_mean:.3f` bits/spike
@@ -380,7 +382,7 @@ glue("long_best_step", float(fit_long["best_step"].mean()), display=False)
 #
 # Every Phase-1 and Phase-2 item of the document is one configuration of
 # `notebooks/sweeps/04_phases.yaml`, changing one thing against a fixed baseline (the fit
-# command's defaults without learnable $\alpha$, spelled out in the file), three seeds each at
+# command's defaults without learnable $\alpha$, spelled out in the file), three to six seeds each at
 # {glue:text}`live_steps` steps, every run keeping its best validation state and scored on the
 # test trials. Two rows ask what the network needs (raw task inputs instead of the GLM's
 # features; one shared rate scale). Phase 1: the document's correlation loss for the PSTHs,
@@ -443,7 +445,7 @@ for name in ("correlation_lneuron", "pooled_term", "ltrial_on", "raw_inputs", "s
 # At {glue:text}`live_steps` steps the baseline reaches {glue:text}`base_bits:.3f` bits/spike and
 # a smoothed PSTH $r$ of {glue:text}`base_shape:.3f`. On bits/spike, the changes that differ from
 # it after Holm's correction are: {glue:text}`survivors`. On the smoothed PSTH $r$:
-# {glue:text}`survivors_shape`. Everything else is within the spread of three seeds.
+# {glue:text}`survivors_shape`. Everything else is within the spread of its seeds.
 #
 # The rulers reverse some of the document's conclusions. Its Phase 1 found the Poisson loss worse
 # than its correlation loss; measured on held-out likelihood, the correlation loss changes
@@ -507,7 +509,7 @@ glue("reversal_20", float(100 * diagnosis.reversals[20.0]), display=False)
 # population-level learnable $\alpha$ starts at $\tau_E$ = {glue:text}`start_tau_e:.0f` ms and
 # $\tau_I$ = {glue:text}`start_tau_i:.0f` ms. The `notebooks/sweeps/04_recovery.yaml` design
 # crosses 400 or 1043 trials with the time constants' learning rate at 1x or 10x that of the
-# other parameters, three seeds per cell, 200 steps each (stored in `results/04_recovery`). These
+# other parameters, seeds by the sequential design, 200 steps each (stored in `results/04_recovery`). These
 # runs predate the Poisson default; the sweep file spells out the options they used (the
 # document's correlation loss, raw inputs), and the question, whether $\tau$ is recovered, does
 # not depend on the PSTH ruler.
@@ -563,22 +565,28 @@ glue("recovery_tolerance", parameters.SUPERIOR_COLLICULUS_TARGETS["recovery"].th
 # than half). The published metric decides nothing.
 
 # %%
-claim_rows = sc_analysis.document_claims(phases, recovery, fit_runs, baselines, ceiling,
-                                         parameters.SUPERIOR_COLLICULUS_TARGETS,
-                                         longer=fit_long)
+claim_rows = chapter_claims.superior_colliculus(
+    {"04_phases": phases, "04_recovery": recovery, "04_fit_3min": fit_runs,
+     "04_fit_long": fit_long}, baselines, ceiling)
 table = claims.evidence_table(claim_rows)
 display(claims.styled(table))
 glue("n_claims", len(table), display=False)
 glue("n_holds", int((table["verdict"] == "holds").sum()), display=False)
 glue("n_fails", int((table["verdict"] == "fails").sum()), display=False)
+glue("n_due", len(claims.undecided(claim_rows)), display=False)
+glue("seed_cap", claims.LOOKS[-1], display=False)
 
 # %% [markdown]
 # Of the {glue:text}`n_claims` rows, {glue:text}`n_holds` hold and {glue:text}`n_fails` fail
 # once their p-values are adjusted together; the rest are undecided on the stored seeds. With
 # this many rows Holm's correction asks for a small p of every row, so a change that looks
-# clear on three seeds in the paired table above can stay undecided here: those rows need the
-# sequential design's further seeds, which this chapter's sweeps do not yet run
-# (chapter 04's claims need the session's baselines to be decided).
+# clear on three seeds in the paired table above can stay undecided here. The sweeps run the
+# sequential design of the introduction: every configuration on three seeds, then the next
+# look's seeds for the configurations behind an undecided row
+# (`chapter_claims.undecided_configurations`, which scores the rows against this session's
+# baselines exactly as this table does). The `n` column says how far each row has gone;
+# {glue:text}`n_due` rows are undecided below the cap of {glue:text}`seed_cap` seeds and are
+# due more seeds from `make results`.
 
 # %% [markdown]
 # ## 8. Fitting your own session

@@ -204,3 +204,17 @@ def test_chapter_04_rows_name_the_runs_that_give_them():
         "04_fit_long", {"fit_long"})
     assert runs("recovery", claim=f"{targets['recovery'].claim} (trials 400 lr 10x)") == (
         "04_recovery", {"trials_400_lr_10x"})
+
+
+def test_a_look_drops_the_runs_another_code_version_made(tmp_path):
+    notebook = tmp_path / "nb.py"
+    notebook.write_text("# %%\nseed = 0\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    configs = sweeps.expand_seeds({"a": {}}, [0, 1])
+    current = sweeps.sweep_key(str(notebook), {**configs["a_seed0"],
+                                               "result_path": str(out / "a_seed0.json")})
+    (out / "a_seed0.json").write_text(json.dumps({"sweep_key": current, "x": 1}))
+    (out / "a_seed1.json").write_text(json.dumps({"sweep_key": "an older version", "x": 2}))
+    assert sweeps.drop_stale(notebook, configs, out) == ["a_seed1"]
+    assert (out / "a_seed0.json").exists() and not (out / "a_seed1.json").exists()

@@ -90,6 +90,7 @@ def run_looks(notebook, configs: dict, output_dir, looks, undecided, **options):
     every look, concatenated."""
     seeds = sorted({seed_of(name)[1] for name in configs})
     active = {seed_of(name)[0] for name in configs}
+    drop_stale(notebook, configs, output_dir, options.get("base"))
     tables = []
     for k, n in enumerate(looks):
         chosen = {name: params for name, params in configs.items()
@@ -100,6 +101,24 @@ def run_looks(notebook, configs: dict, output_dir, looks, undecided, **options):
             if not active:
                 break
     return pd.concat(tables).groupby(level=0).last()
+
+
+def drop_stale(notebook, configs: dict, output_dir, base: dict | None = None) -> list[str]:
+    """Remove the result files of ``configs`` (all their seeds) in ``output_dir`` that another
+    :func:`sweep_key` made (older code, thresholds or parameters), so that a look never
+    decides on runs of two code versions and a seed the looks do not reach is not left
+    behind from an older version. Returns the names removed."""
+    output_dir = Path(output_dir).resolve()
+    notebook = str(Path(notebook).resolve())
+    targets = chapter_targets(output_dir)
+    removed = []
+    for name, overrides in configs.items():
+        path = output_dir / f"{name}.json"
+        params = {**merge(base or {}, overrides), "result_path": str(path)}
+        if path.exists() and not already_done(path, sweep_key(notebook, params, targets)):
+            path.unlink()
+            removed.append(name)
+    return removed
 
 
 def sweep_notebook(path, given=None) -> str:
