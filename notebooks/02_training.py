@@ -46,7 +46,7 @@
 # steps and in training sequences (the work of a step grows with its batch), never in seconds.
 #
 # The page trains every recipe on one seed, live, to show the mechanism; the verdicts rest on
-# three seeds run by the sweep command and stored in `results/02_training/` (last sections). The
+# the seeds run by the sweep command and stored in `results/02_training/` (last sections). The
 # network is smaller than the document's (200 excitatory and 50 inhibitory neurons against 800
 # and 200) and every run is shortened by `epoch_scale`, so that the live part fits the book's
 # time budget.
@@ -57,7 +57,7 @@ n_inh = 50  # inhibitory neurons (the document's has 200)
 seq_len = 60  # steps (ms) per sequence
 speed_deg_s = 180.0  # spread of the heading's angular velocity
 cue_strength = 0.5
-seed = 0  # the live run's seed (the stored runs use 0, 1 and 2)
+seed = 0  # the live run's seed (the stored runs are seeds 0 to 9)
 epoch_scale = 0.2  # fraction of each configuration's max_epochs run at book scale
 batches_per_epoch = 6
 resume_epochs = 6  # length of the checkpoint/resume demonstration
@@ -400,7 +400,7 @@ result_files.write_result(result_path, record, params)
 show_stored = not result_path
 
 # %% [markdown]
-# ## Three seeds: the stored runs
+# ## Over seeds: the stored runs
 #
 # The sweep `notebooks/sweeps/02_training.yaml` runs this chapter at its defaults once per seed,
 #

@@ -224,7 +224,7 @@ fig = plots.plot_integration_run(sample["av"].cpu(), sample["angles"].cpu(),
 # the ring off its attractor on long ones, where a small error in the bump's dynamics compounds
 # over every step), gradient clipping (too loose to stop a large gradient), and the amplitude
 # term of the loss (pulling the bump's size against its position). The section on the stored
-# runs below tests them on three seeds each; the schedule here, the last stage at
+# runs below tests them over seeds; the schedule here, the last stage at
 # {glue:text}`last_factor` times the annealed rate, is the cure those runs support. To see an
 # unstable run live, execute the chapter with `-p stage_lr_factors "[1, 1, 1]"`.
 
@@ -464,7 +464,7 @@ result_files.write_result(result_path, metrics, params)
 show_stored = not result_path
 
 # %% [markdown]
-# ## Three seeds per configuration: the stored runs
+# ## Every configuration over seeds: the stored runs
 #
 # One run decides nothing: the same recipe trained from another seed can end elsewhere, and on
 # another machine float sums come out in another order. The sweep

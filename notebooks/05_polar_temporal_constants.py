@@ -254,7 +254,7 @@ plt.show()
 #
 # The live run fits the start(s) named in the parameters, here the document's recommended
 # Option 2 (relaxed), on seed {glue:text}`seed`; a later section loads the fits of every start
-# over three seeds.
+# over the stored seeds.
 
 # %%
 settings = dict(learning_rate=learning_rate, batch_size=batch_size, max_steps=max_steps,
@@ -449,11 +449,12 @@ for (start, scale), summary in summaries.items():
     metrics.update({f"{label}/{key}": value for key, value in summary.items()})
 
 # %% [markdown]
-# ## Every start over three seeds (stored runs)
+# ## Every start over seeds (stored runs)
 #
 # One seed cannot tell a real difference between starts from noise, and fitting every start
 # on every seed takes longer than a chapter may run. The sweep
-# `notebooks/sweeps/05_polar_constants.yaml` ran this chapter for seeds 0, 1 and 2 (each seed
+# `notebooks/sweeps/05_polar_constants.yaml` ran this chapter once per seed, by the looks of
+# the sequential design (each seed
 # a new video set, teacher readout, spike draw and student initialisation) with every start
 # at the lower rate (Options 1, 2 and 3 and the original values with all four constants
 # learnable) and Option 2 also at the readout's full rate, each fit stopped by the convergence
