@@ -183,14 +183,16 @@ _SC_AGAINST = {"hybrid_0.3": "correlation_lneuron", "hybrid_0.5": "correlation_l
 def superior_colliculus(stored: dict, baselines: dict, ceiling: dict) -> list[claims.Claim]:
     """Chapter 04's rows (:func:`hdlib.fitters.sc_analysis.document_claims`) from ``stored``,
     the tables of :data:`SC_SWEEPS` by folder name, scored against the session's
-    ``baselines`` and ``ceiling`` on its test trials."""
+    ``baselines`` and ``ceiling`` on its test trials; rows with fewer than three runs (a sweep
+    still running) are left out."""
     from ..fitters import sc_analysis
 
     recovery = stored["04_recovery"]
-    return sc_analysis.document_claims(
+    rows = sc_analysis.document_claims(
         stored["04_phases"], sc_analysis.recovery_errors(recovery) if len(recovery) else recovery,
         stored["04_fit_3min"], baselines, ceiling, parameters.SUPERIOR_COLLICULUS_TARGETS,
         longer=stored["04_fit_long"] if len(stored["04_fit_long"]) else None)
+    return [row for row in rows if len(row.values) >= 3]
 
 
 def superior_colliculus_runs(row: claims.Claim) -> tuple[str, set[str]]:
