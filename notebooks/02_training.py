@@ -369,8 +369,8 @@ print(f"early stopping ran {len(early.history['val_loss'])} of "
 
 # %% [markdown]
 # The figure shows each parameter's relative change under the two rate schemes on this seed,
-# on a log scale: per-group rates move the noise rates and the connectivity further, and the
-# least-moved parameter is the one "balance" must lift.
+# on a log scale; the shortest bar of each scheme is the least-moved parameter the claim
+# compares, the one "balance" must lift.
 
 # %% mystnb={"image": {"alt": "Relative change of every trainable parameter after training, with per-group learning rates and with one rate for all groups, on a log scale"}} tags=["hide-input"]
 movement = pd.DataFrame({
@@ -516,7 +516,9 @@ if show_stored:
 # ("the constraints leave room to train": *{glue:text}`verdict_constraints_cost`*), and
 # without them a share of {glue:text}`mean_plausible:.2f` of the constrained parameters ends
 # inside the document's bounds ("parameters stay plausible":
-# *{glue:text}`verdict_plausible`*). Early stopping's best state ends
+# *{glue:text}`verdict_plausible`*); a share of 1 with a cost of 0 means that the bounds never
+# bind at this scale, so these two rows say that the constraints are harmless here, not that
+# they are needed. Early stopping's best state ends
 # {glue:text}`mean_early_stopping_helps:+.3f` deg from the full run's held-out error
 # (*{glue:text}`verdict_early_stopping_helps`*), and {glue:text}`mean_best_state_helps:+.3f` deg
 # from its own last state (*{glue:text}`verdict_best_state_helps`*). Early stopping ended a run

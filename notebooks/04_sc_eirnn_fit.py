@@ -382,7 +382,8 @@ glue("long_n", len(fit_long), display=False)
 #
 # Every Phase-1 and Phase-2 item of the document is one configuration of
 # `notebooks/sweeps/04_phases.yaml`, changing one thing against a fixed baseline (the fit
-# command's defaults without learnable $\alpha$, spelled out in the file), three to six seeds each at
+# command's defaults without learnable $\alpha$, spelled out in the file), on the seeds of the
+# sequential design (three, then more for the configurations behind an undecided row), at
 # {glue:text}`live_steps` steps, every run keeping its best validation state and scored on the
 # test trials. Two rows ask what the network needs (raw task inputs instead of the GLM's
 # features; one shared rate scale). Phase 1: the document's correlation loss for the PSTHs,
