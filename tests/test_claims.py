@@ -130,12 +130,21 @@ def test_training_option_measures_from_a_record():
 
     record = {"cosine (default)/final_val_loss": 1.02, "cosine (default)/tracking_error_deg": 3.0,
               "options/least_moved_groups": 0.2, "options/least_moved_one_rate": 0.05,
+              "options/most_moved_groups": 0.8, "options/most_moved_one_rate": 0.8,
               "options/final_val_loss_unconstrained": 1.0,
               "options/inside_bounds_unconstrained": 6 / 7,
               "options/early_error_best": 2.5, "options/early_error_last": 2.75}
     measures = chapter_claims._option_measures(record)
-    assert measures["per_group_balance"] == pytest.approx(2.0)  # log2(0.2 / 0.05)
+    assert measures["per_group_balance"] == pytest.approx(2.0)  # log2(16) - log2(4)
     assert measures["constraints_cost"] == pytest.approx(2.0)  # 100 * 0.02 / 1.0
     assert measures["plausible"] == pytest.approx(6 / 7)
     assert measures["early_stopping_helps"] == pytest.approx(-0.5)
     assert measures["best_state_helps"] == pytest.approx(-0.25)
+
+
+def test_a_deterministic_value_at_the_threshold_is_on_neither_side():
+    target = claims.Target("x is below zero", "book", 0.0, "below", reason="r")
+    at = claims.Claim(target, [0.0, 0.0, 0.0])
+    below = claims.Claim(target, [-1.0, -1.0, -1.0])
+    assert at.deterministic and at.verdict(math.nan) == "inconclusive"
+    assert below.verdict(math.nan) == "holds"

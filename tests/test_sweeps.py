@@ -218,3 +218,21 @@ def test_a_look_drops_the_runs_another_code_version_made(tmp_path):
     (out / "a_seed1.json").write_text(json.dumps({"sweep_key": "an older version", "x": 2}))
     assert sweeps.drop_stale(notebook, configs, out) == ["a_seed1"]
     assert (out / "a_seed0.json").exists() and not (out / "a_seed1.json").exists()
+
+
+def test_chapter_04_rows_from_the_fit_runs_alone():
+    from hdlib.book import chapter_claims
+
+    fit_runs = pd.DataFrame({"bits_per_spike": [0.30, 0.32, 0.31],
+                             "psth_r_smooth": [0.50, 0.55, 0.52],
+                             "single_trial_r": [0.20, 0.21, 0.22], "seed": [0, 1, 2]},
+                            index=[f"fit_command_seed{s}" for s in range(3)])
+    baselines = {"Poisson GLM": {"bits_per_spike": 0.25, "psth_r_smooth": 0.6},
+                 "resampled trials": {"single_trial_r": 0.1}}
+    rows = chapter_claims.superior_colliculus({"04_fit_3min": fit_runs}, baselines,
+                                              {"psth_r_smooth": 0.8})
+    gap = next(row.values for row in rows if "3-minute" in row.target.claim
+               and "bits/spike" in row.target.claim)
+    assert [round(v, 2) for v in gap] == [0.05, 0.07, 0.06]  # minus the GLM's 0.25
+    assert len(rows) == 4  # the two gaps, the ceiling and single-trial r; no phase rows
+    assert chapter_claims.superior_colliculus({}, baselines, {"psth_r_smooth": 0.8}) == []

@@ -51,7 +51,7 @@ TRAINING_MEASURES = {
 #: Chapter 02's measures of the document's options, each run once per seed beside the
 #: defaults (``options/...`` of a run's record).
 OPTION_MEASURES = {
-    "per_group_balance": "per-group rates: log2 least-moved ratio",
+    "per_group_balance": "spread of changes: one rate minus per-group (log2)",
     "constraints_cost": "constraints: val loss above unconstrained (%)",
     "plausible": "unconstrained: share inside the bounds",
     "early_stopping_helps": "early stopping: error minus the full run's (deg)",
@@ -64,8 +64,10 @@ def _option_measures(record: dict) -> dict:
     on = record[f"{REFERENCE}/final_val_loss"]
     off = record["options/final_val_loss_unconstrained"]
     return {
-        "per_group_balance": math.log2(record["options/least_moved_groups"]
-                                       / record["options/least_moved_one_rate"]),
+        "per_group_balance": (math.log2(record["options/most_moved_one_rate"]
+                                        / record["options/least_moved_one_rate"])
+                              - math.log2(record["options/most_moved_groups"]
+                                          / record["options/least_moved_groups"])),
         "constraints_cost": 100.0 * (on - off) / off,
         "plausible": record["options/inside_bounds_unconstrained"],
         "early_stopping_helps": (record["options/early_error_best"]
@@ -187,11 +189,18 @@ def superior_colliculus(stored: dict, baselines: dict, ceiling: dict) -> list[cl
     still running) are left out."""
     from ..fitters import sc_analysis
 
-    recovery = stored["04_recovery"]
+    def table(name):  # a sweep with no runs yet gives no rows
+        found = stored.get(name)
+        return found if found is not None and len(found) else pd.DataFrame(
+            index=pd.Index([], dtype=object))
+
+    recovery, fit_runs, longer = table("04_recovery"), table("04_fit_3min"), table("04_fit_long")
+    if not len(fit_runs):
+        return []
     rows = sc_analysis.document_claims(
-        stored["04_phases"], sc_analysis.recovery_errors(recovery) if len(recovery) else recovery,
-        stored["04_fit_3min"], baselines, ceiling, parameters.SUPERIOR_COLLICULUS_TARGETS,
-        longer=stored["04_fit_long"] if len(stored["04_fit_long"]) else None)
+        table("04_phases"), sc_analysis.recovery_errors(recovery) if len(recovery) else recovery,
+        fit_runs, baselines, ceiling, parameters.SUPERIOR_COLLICULUS_TARGETS,
+        longer=longer if len(longer) else None)
     return [row for row in rows if len(row.values) >= 3]
 
 
@@ -222,8 +231,8 @@ def _superior_colliculus_undecided(folder: Path) -> set[str]:
         try:
             stored[name] = results.load_results(folder.parent / name)
         except FileNotFoundError:
-            stored[name] = pd.DataFrame()
-    if not len(stored["04_phases"]) or not len(stored["04_fit_3min"]):
+            continue
+    if folder.name not in stored:
         return set()
     session = sessions.load_session(SC_SESSION, seed=sc_fit.SPLIT_SEED,
                                     val_fraction=sc_fit.VAL_FRACTION,

@@ -24,7 +24,7 @@ in the chapter's spec (:mod:`hdlib.book.parameters`). Its values are one number 
   range: the true mean lies in the range, so the cut loses no coverage.
 * *No spread.* When every seed gives the same value the row says so ("the same in all n
   runs"): the result is deterministic, decided by the value, and takes no part in the
-  correction.
+  correction. A value exactly at the threshold lies on neither side: inconclusive.
 * *Censored values.* A value that is only a lower bound (a cost counted at the budget, say) is
   flagged; such a row is decided by the exact sign test of how many seeds lie on each side of
   the threshold (a bound above the threshold puts its seed above; a bound below it says
@@ -214,9 +214,11 @@ class Claim:
             return "stale"
         mean = float(np.mean(self.values))
         on_side = mean > t.threshold if t.side == "above" else mean < t.threshold
+        if mean == t.threshold:  # on neither side, e.g. an option that never acted
+            return "inconclusive"
         if self.deterministic:
             return "holds" if on_side else "fails"
-        if math.isnan(adjusted_p) or adjusted_p > ALPHA or mean == t.threshold:
+        if math.isnan(adjusted_p) or adjusted_p > ALPHA:
             return "inconclusive"
         return "holds" if on_side else "fails"
 
