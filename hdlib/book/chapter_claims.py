@@ -189,18 +189,19 @@ def superior_colliculus(stored: dict, baselines: dict, ceiling: dict) -> list[cl
     still running) are left out."""
     from ..fitters import sc_analysis
 
-    def table(name):  # a sweep with no runs yet gives no rows
+    def table(name):  # None for a sweep with no runs yet
         found = stored.get(name)
-        return found if found is not None and len(found) else pd.DataFrame(
-            index=pd.Index([], dtype=object))
+        return found if found is not None and len(found) else None
 
-    recovery, fit_runs, longer = table("04_recovery"), table("04_fit_3min"), table("04_fit_long")
-    if not len(fit_runs):
+    recovery, fit_runs = table("04_recovery"), table("04_fit_3min")
+    if fit_runs is None:
         return []
+    empty = pd.DataFrame(index=pd.Index([], dtype=object))
     rows = sc_analysis.document_claims(
-        table("04_phases"), sc_analysis.recovery_errors(recovery) if len(recovery) else recovery,
+        empty if (phases := table("04_phases")) is None else phases,
+        empty if recovery is None else sc_analysis.recovery_errors(recovery),
         fit_runs, baselines, ceiling, parameters.SUPERIOR_COLLICULUS_TARGETS,
-        longer=longer if len(longer) else None)
+        longer=table("04_fit_long"))
     return [row for row in rows if len(row.values) >= 3]
 
 
@@ -239,11 +240,10 @@ def _superior_colliculus_undecided(folder: Path) -> set[str]:
                                     test_fraction=sc_fit.TEST_FRACTION)
     baselines = sc_fit.score_baselines(session, bl.fit_baselines(session), session.test_idx)
     rows = superior_colliculus(stored, baselines, sc_fit.ceilings(session, session.test_idx))
-    adjusted = claims.holm([row.p_value() for row in rows])
     chosen = set()
-    for row, p in zip(rows, adjusted):
-        sweep, configs = superior_colliculus_runs(row)
-        if sweep == folder.name and row.undecided(p):
+    for i in claims.undecided(rows):
+        sweep, configs = superior_colliculus_runs(rows[i])
+        if sweep == folder.name:
             chosen |= configs
     return chosen
 
@@ -262,10 +262,10 @@ def undecided_configurations(folder, seq_len: int = 120) -> set[str]:
     number = folder.name[:2]
     if number == "03":
         rows = angular_velocity(stored, seq_len)
-        adjusted = claims.holm([row.p_value() for row in rows.values()])
+        keys = list(rows)
         partners = {"amplitude_ablation": "plain_cosine_no_amplitude"}
-        return {config for (key, row), p in zip(rows.items(), adjusted) if row.undecided(p)
-                for config in (key[0], partners.get(key[1])) if config}
+        return {config for i in claims.undecided(list(rows.values()))
+                for config in (keys[i][0], partners.get(keys[i][1])) if config}
     builders = {"01": tracking, "02": training, "05": lambda table: polar(table)[0]}
     if number not in builders:
         return set()

@@ -108,17 +108,27 @@ def drop_stale(notebook, configs: dict, output_dir, base: dict | None = None) ->
     :func:`sweep_key` made (older code, thresholds or parameters), so that a look never
     decides on runs of two code versions and a seed the looks do not reach is not left
     behind from an older version. Returns the names removed."""
-    output_dir = Path(output_dir).resolve()
-    notebook = str(Path(notebook).resolve())
-    targets = chapter_targets(output_dir)
+    stored = {name: overrides for name, overrides in configs.items()
+              if (Path(output_dir) / f"{name}.json").exists()}
     removed = []
-    for name, overrides in configs.items():
-        path = output_dir / f"{name}.json"
-        params = {**merge(base or {}, overrides), "result_path": str(path)}
-        if path.exists() and not already_done(path, sweep_key(notebook, params, targets)):
+    for name, params, key in planned_runs(notebook, stored, output_dir, base):
+        path = Path(params["result_path"])
+        if not already_done(path, key):
             path.unlink()
             removed.append(name)
     return removed
+
+
+def planned_runs(notebook, configs: dict, output_dir, base: dict | None = None):
+    """``(name, parameters, sweep_key)`` of each configuration: ``base`` merged with its
+    overrides, its ``result_path`` in ``output_dir``, and the key its result must carry."""
+    output_dir = Path(output_dir).resolve()
+    notebook = str(Path(notebook).resolve())
+    targets = chapter_targets(output_dir)
+    for name, overrides in configs.items():
+        params = {**merge(base or {}, overrides),
+                  "result_path": str(output_dir / f"{name}.json")}
+        yield name, params, sweep_key(notebook, params, targets)
 
 
 def sweep_notebook(path, given=None) -> str:
@@ -276,10 +286,7 @@ def run_sweep(notebook, configs: dict, output_dir, base: dict | None = None,
         executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers)
     try:
         jobs, rows = {}, {}
-        for name, overrides in configs.items():
-            params = merge(base or {}, overrides)
-            params["result_path"] = str(output_dir / f"{name}.json")
-            key = sweep_key(notebook, params, targets)
+        for name, params, key in planned_runs(notebook, configs, output_dir, base):
             if not force and already_done(params["result_path"], key):
                 rows[name] = {"status": "ok", "skipped": True,
                               **_row(json.loads(Path(params["result_path"]).read_text()))}
