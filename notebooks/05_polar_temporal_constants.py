@@ -280,7 +280,7 @@ live = pd.DataFrame([{"start": polar_fit.START_NAMES.get(start, start), "lr scal
                       "largest error": s["largest_error"], "steps": s["steps"],
                       "converged": s["converged"], "val bits/spike": s["bits_per_spike"]}
                      for (start, scale), s in summaries.items()])
-tables.show(live.set_index("start"))
+tables.show(live.set_index("start"), units=polar_fit.UNITS)
 first = next(iter(summaries.values()))
 note(live_steps=first["steps"], live_error_pct=100 * first["largest_error"],
      live_tau_error_pct=100 * first["largest_tau_error"],
@@ -435,8 +435,8 @@ note(flop_ratio=flop_ratios[0], n_flop_cases=n_flop_cases)
 # operations of a step that learns the readout alone. With the constants frozen, the backward
 # pass stops at the readout: its inputs (the relaxed amplitudes and both averages) need no
 # gradient. With the constants learnable, the backward pass runs back through both recurrences
-# over every frame, element-wise updates that the frozen step never makes. Four parameters, but
-# not a negligible cost.
+# over every frame, element-wise updates that the frozen step never makes: four parameters
+# whose cost is the ratio above, paid by every step.
 
 # %% tags=["hide-input"]
 metrics = {"ceiling_bits_per_spike": float(ceiling),
@@ -476,7 +476,7 @@ else:  # a sweep run: only this run's own numbers
     stored = pd.DataFrame([{**metrics, "seed": seed}])
 labels = polar_fit.stored_fits(stored)
 endpoints = polar_fit.endpoint_table(stored)
-tables.show(endpoints.set_index("start"))
+tables.show(endpoints.set_index("start"), units=polar_fit.UNITS)
 
 # %% [markdown]
 # The table gives, for each start, the learned constants as mean ± standard deviation over the

@@ -4,6 +4,7 @@ the time-constant diagnostics and the tables made from a sweep's results."""
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import torch
 
 from hdlib.book import parameters
@@ -67,21 +68,23 @@ def test_diagnosis_table_has_one_row_per_measurement(session):
     assert len(diagnosis.table()) == 2 + 1 + 2 + 1 + 2
 
 
-def test_paired_table_pairs_by_seed_and_corrects():
+def test_paired_table_pairs_by_seed_and_describes():
     base = [0.5, 0.6, 0.7]
     rows = {f"baseline_seed{s}": {"psth_corr_pooled": v, "seed": s} for s, v in enumerate(base)}
     # seeds listed out of order: pairing must follow the seed, not the row order
     for s, d in ((2, 0.3), (0, 0.1), (1, 0.2)):
         rows[f"better_seed{s}"] = {"psth_corr_pooled": base[s] + d, "seed": s}
+    for s in range(3):  # the same change on every seed: no interval to show
+        rows[f"shifted_seed{s}"] = {"psth_corr_pooled": base[s] + 0.25, "seed": s}
     table = pd.DataFrame.from_dict(rows, orient="index")
     out = sc_analysis.paired_table(table, metrics=("psth_corr_pooled",))  # the first is paired
     row = out.loc["better"]
-    assert row["change"] == pytest.approx(0.2)
-    # paired t = 0.2 / (0.1 / sqrt 3) = 2 sqrt 3 with 2 degrees of freedom, whose two-sided
-    # p-value is 1 - t / sqrt(2 + t^2) = 1 - sqrt(12 / 14)
-    assert row["p"] == pytest.approx(1 - (12 / 14) ** 0.5, rel=1e-6)
-    assert row["Holm p"] == pytest.approx(row["p"])  # one comparison
-    assert not row["survives Holm"] and out.loc["better", "n"] == 3
+    assert row["change"] == pytest.approx(0.2) and row["n"] == 3
+    # per-seed differences 0.1, 0.2, 0.3: sd 0.1, t(2) quantile at the one-look level 1 - 0.05/3
+    half = 0.1 / 3 ** 0.5 * scipy.stats.t.ppf(1 - 0.05 / 6, 2)
+    assert row["change 98.3% CI"] == f"[{0.2 - half:+.3f}, {0.2 + half:+.3f}]"
+    assert out.loc["shifted", "change 98.3% CI"] == "same in all runs"
+    assert "p" not in out and "survives Holm" not in out  # the claims table decides
     assert sc_analysis.paired_changes(table, "better", metric="psth_corr_pooled") == \
         pytest.approx([0.1, 0.2, 0.3])
 

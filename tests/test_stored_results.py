@@ -77,3 +77,15 @@ def test_glued_verdicts_are_verdicts_of_the_chapters_table(source):
                                       flags=re.M)
     for verdict in set(glued):
         assert glued.count(verdict) <= printed.count(verdict), (source.name, verdict)
+
+
+def test_a_row_settled_by_construction_is_a_check_not_a_claim():
+    # ReLU from the silent start gets exactly zero gradient: its row is in chapter 03's checks
+    from hdlib.book import chapter_claims
+
+    stored = results.load_results(ROOT / "results" / "03_av_integration")
+    rows = chapter_claims.angular_velocity(stored, 120)
+    key = ("relu_silent_start", "percent_of_null")
+    assert key in parameters.ANGULAR_VELOCITY_TARGETS and key not in rows
+    assert chapter_claims.is_angular_velocity_check(key)
+    assert ("relu", "error_long") in rows  # the same column of another configuration stays

@@ -11,6 +11,12 @@ def test_headers_become_words_and_numbers_are_rounded(capsys):
     assert shown["bits per spike"].tolist() == ["0.12", "0.2"]
 
 
+def test_units_go_into_the_headers_of_their_columns_only(capsys):
+    frame = pd.DataFrame({"error_short": [1.234], "seeds": [3]})
+    [shown] = tables.show(frame, units={"error_short": "deg", "absent": "ms"})
+    assert list(shown.columns) == ["error short (deg)", "seeds"]
+
+
 def test_a_wide_frame_is_split_into_groups_that_each_fit():
     frame = pd.DataFrame({f"metric_{k}_long_name": [0.123456789] * 3 for k in range(12)},
                          index=["baseline", "raw inputs", "scalar gain"])

@@ -81,7 +81,7 @@ class Target:
             raise ValueError(f"target {self.claim!r}: a book target needs its reason")
 
 
-def _number(x: float, digits: int) -> str:
+def format_number(x: float, digits: int) -> str:
     """``x`` to ``digits`` decimals, or in scientific notation when that would show 0 for a
     number that is not 0 (an interval must not look zero-wide)."""
     if x != 0 and math.isfinite(x) and abs(x) < 0.5 * 10 ** -digits:
@@ -200,7 +200,7 @@ class Claim:
         if self.deterministic:
             return f"{mean:.{t.digits}f}{unit}, the same in all {len(self.values)} runs"
         n = len(self.values)
-        shown = functools.partial(_number, digits=t.digits)
+        shown = functools.partial(format_number, digits=t.digits)
         if self.bounds_only:  # the sign test decides: say where the seeds lie
             above = sum(v > t.threshold for v in self.values)
             return (f"{mean:.{t.digits}f}{unit} on average; {above} of {n} above "

@@ -51,11 +51,15 @@ def groups(frame: pd.DataFrame, width_px: float = COLUMN_PX) -> list[list]:
     return chosen + ([current] if current else [])
 
 
-def show(frame: pd.DataFrame, digits: int = 3, width_px: float = COLUMN_PX) -> list:
-    """Display ``frame`` (numbers to ``digits`` significant digits, readable headers) as tables
-    that fit ``width_px``; returns the displayed frames."""
+def show(frame: pd.DataFrame, digits: int = 3, width_px: float = COLUMN_PX,
+         units: dict | None = None) -> list:
+    """Display ``frame`` (numbers to ``digits`` significant digits, readable headers, each
+    column of ``units`` with its unit in brackets) as tables that fit ``width_px``; returns
+    the displayed frames."""
     from IPython.display import display
 
+    frame = frame.rename(columns={name: f"{name} ({unit})" for name, unit in (units or {}).items()
+                                  if name in frame.columns})
     text = frame.apply(lambda column: column.map(lambda v: _text(v, digits)))
     text.index = [_text(v, digits) for v in frame.index]
     text.index.name = readable(frame.index.name) if frame.index.name else None

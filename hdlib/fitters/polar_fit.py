@@ -21,6 +21,8 @@ from ..train import Converged, Step, Trainer
 
 #: The four learnable temporal constants of :class:`PolarV1`.
 CONSTANTS = ("lambda_fix", "lambda_sac", "alpha_fast", "alpha_slow")
+#: Units of the constants for table headers (the alphas are per-frame decay factors).
+UNITS = {"lambda_fix": "1/s", "lambda_sac": "1/s"}
 #: Their time constants (:func:`hdlib.models.polar.time_constants`).
 TIME_CONSTANTS = ("tau_fix_ms", "tau_sac_ms", "tau_fast_frames", "tau_slow_frames")
 

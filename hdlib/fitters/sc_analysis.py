@@ -8,8 +8,8 @@ answer the document's questions.
   :func:`diagnose_time_constants` (the document's four hypotheses on why learning ``tau`` broke
   its fits, measured, and a fifth one, ``alpha = dt / tau > 1``).
 * Stored runs (rows ``NAME_seedS`` of :func:`hdlib.book.results.load_results`):
-  :func:`by_configuration`, :func:`paired_table` (means, intervals, changes paired by seed,
-  Holm's correction), :func:`paired_changes`, :func:`recovery_errors`, :func:`recovery_summary`,
+  :func:`by_configuration`, :func:`paired_table` (means, intervals and changes paired by seed,
+  descriptive), :func:`paired_changes`, :func:`recovery_errors`, :func:`recovery_summary`,
   :func:`main_effects` and :func:`document_claims`.
 """
 from __future__ import annotations
@@ -225,16 +225,24 @@ def by_configuration(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def paired_table(table: pd.DataFrame, baseline: str = "baseline",
-                 metrics=("bits_per_spike", "psth_r_smooth", "pooled_metric"),
-                 alpha: float = 0.05) -> pd.DataFrame:
-    """One row per configuration of a seeded sweep: mean and 95% t-interval over seeds of each
-    of ``metrics``; the change of ``metrics[0]`` against ``baseline`` paired by seed (mean and
-    interval of the per-seed differences), its paired t-test p-value, Holm's adjusted p over
-    all configurations but the baseline, and whether the change survives (adjusted p <
-    ``alpha``). ``n``: the seeds both runs have."""
-    from scipy import stats
+                 metrics=("bits_per_spike", "psth_r_smooth", "pooled_metric")) -> pd.DataFrame:
+    """One row per configuration of a seeded sweep, describing its runs: the mean of each of
+    ``metrics`` over seeds with its interval, and the change of ``metrics[0]`` against
+    ``baseline`` paired by seed (mean and interval of the per-seed differences). ``n``: the
+    seeds both runs have. The intervals are those of :func:`hdlib.book.claims.interval` (the
+    level of one look of the sequential design, named in the columns); a quantity with the
+    same value in every run is shown as such, not as an interval. Nothing here is a verdict:
+    the chapter's claims table decides, with the book's rule."""
+    from ..book.claims import ALPHA, LOOKS, format_number, interval
 
-    from ..book.claims import interval
+    label = f"{100 * (1 - ALPHA / len(LOOKS)):.1f}% CI"
+
+    def described(values, signed=False):
+        _, low, high = interval(values)
+        if low == high:
+            return "same in all runs"
+        ends = [("+" if signed and x >= 0 else "") + format_number(x, 3) for x in (low, high)]
+        return f"[{ends[0]}, {ends[1]}]"
 
     groups = by_configuration(table)
     base = groups[baseline][metrics[0]]
@@ -242,24 +250,15 @@ def paired_table(table: pd.DataFrame, baseline: str = "baseline",
     for name, group in groups.items():
         row = {"n": len(group)}
         for metric in metrics:
-            mean, low, high = interval(group[metric])
-            row[metric] = mean
-            row[f"{metric} 95% CI"] = f"[{low:.3f}, {high:.3f}]"
+            row[metric] = float(group[metric].mean())
+            row[f"{metric} {label}"] = described(group[metric])
         if name != baseline:
             seeds = group.index.intersection(base.index)
             change = group.loc[seeds, metrics[0]] - base.loc[seeds]
-            mean, low, high = interval(change)
-            row.update({"change": mean, "change 95% CI": f"[{low:+.3f}, {high:+.3f}]",
-                        "p": float(stats.ttest_rel(group.loc[seeds, metrics[0]],
-                                                   base.loc[seeds]).pvalue)
-                        if len(seeds) > 1 and change.std() > 0 else math.nan})
+            row.update({"n": len(seeds), "change": float(change.mean()),
+                        f"change {label}": described(change, signed=True)})
         rows[name] = row
-    out = pd.DataFrame.from_dict(rows, orient="index")
-    from ..book.claims import holm
-
-    out["Holm p"] = holm(out["p"])
-    out["survives Holm"] = out["Holm p"] < alpha
-    return out
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def missing_configurations(table: pd.DataFrame, expected) -> list[str]:
@@ -451,7 +450,7 @@ def recovery_summary(table: pd.DataFrame) -> pd.DataFrame:
         name: {"tau_E (ms)": g["tau_e_ms"].mean(), "tau_I (ms)": g["tau_i_ms"].mean(),
                "error E": g["error_e"].mean(), "error I": g["error_i"].mean(),
                "worst error (max over E, I)": g["worst_error"].mean(), "seeds": len(g)}
-        for name, g in by_configuration(table).items()}).T
+        for name, g in by_configuration(table).items()}).T.astype({"seeds": int})
 
 
 def main_effects(table: pd.DataFrame, column: str = "worst_error") -> dict[str, float]:
