@@ -89,3 +89,21 @@ def test_a_row_settled_by_construction_is_a_check_not_a_claim():
     assert key in parameters.ANGULAR_VELOCITY_TARGETS and key not in rows
     assert chapter_claims.is_angular_velocity_check(key)
     assert ("relu", "error_long") in rows  # the same column of another configuration stays
+
+
+def test_the_amplitude_ablation_pairs_runs_by_seed_not_by_position():
+    # drop seed 1 of the run without the term: seed 2 must meet seed 2, not seed 1
+    import math
+
+    from hdlib.book import chapter_claims
+
+    stored = results.load_results(ROOT / "results" / "03_av_integration")
+    stored = stored.drop(index="plain_cosine_no_amplitude_seed1")
+    got = chapter_claims.angular_velocity_table(stored, 120)["amplitude_ablation"]["plain_cosine"]
+    size = {name: abs(math.log10(max(stored.loc[name, "final_amplitude"], 1e-12)))
+            for name in stored.index if name.startswith("plain_cosine")}
+    seeds = [s for s in range(10) if f"plain_cosine_no_amplitude_seed{s}" in size
+             and f"plain_cosine_seed{s}" in size]
+    assert len(seeds) >= 3 and 1 not in seeds
+    assert got == pytest.approx([size[f"plain_cosine_no_amplitude_seed{s}"]
+                                 - size[f"plain_cosine_seed{s}"] for s in seeds])

@@ -135,13 +135,17 @@ def angular_velocity_table(stored, seq_len: int) -> dict:
     per_config["excess_over_ideal"] = {
         config: [e - i for e, i in zip(errors, per_config["ideal_long"][config])]
         for config, errors in per_config["error_long"].items()}
-    size = {config: [abs(math.log10(max(a, 1e-12))) for a in amplitudes]
-            for config, amplitudes in per_config["final_amplitude"].items()}
-    if {"plain_cosine", "plain_cosine_no_amplitude"} <= set(size):
-        without, with_term = size["plain_cosine_no_amplitude"], size["plain_cosine"]
-        common = min(len(without), len(with_term))  # seeds 0, 1, ... of both, in seed order
+    configs = pd.Series([avi.config_of(str(name)) for name in stored.index], index=stored.index)
+
+    def size(config):  # |log10 amplitude| after the still period, by seed
+        runs = stored[configs == config].set_index("seed")["final_amplitude"]
+        return runs.map(lambda a: abs(math.log10(max(a, 1e-12))))
+
+    if {"plain_cosine", "plain_cosine_no_amplitude"} <= set(configs):
+        without, with_term = size("plain_cosine_no_amplitude"), size("plain_cosine")
+        seeds = without.index.intersection(with_term.index).sort_values()  # paired by seed
         per_config["amplitude_ablation"] = {"plain_cosine": claims.paired(
-            without[:common], with_term[:common])}
+            without[seeds], with_term[seeds])}
     return per_config
 
 
