@@ -123,6 +123,7 @@ def angular_velocity_table(stored, seq_len: int) -> dict:
     derived ones (:func:`hdlib.fitters.av_integration.add_derived`), the gap to the ideal ring
     at the long length (``excess_over_ideal``) and each run's ``version``."""
     from ..fitters import av_integration as avi
+    from ..fitters.sc_analysis import by_configuration
 
     stored = stored.copy()
     stored["diverged"] = stored.get("diverged", 0.0)
@@ -135,13 +136,12 @@ def angular_velocity_table(stored, seq_len: int) -> dict:
     per_config["excess_over_ideal"] = {
         config: [e - i for e, i in zip(errors, per_config["ideal_long"][config])]
         for config, errors in per_config["error_long"].items()}
-    configs = pd.Series([avi.config_of(str(name)) for name in stored.index], index=stored.index)
+    groups = by_configuration(stored)  # indexed by seed
 
     def size(config):  # |log10 amplitude| after the still period, by seed
-        runs = stored[configs == config].set_index("seed")["final_amplitude"]
-        return runs.map(lambda a: abs(math.log10(max(a, 1e-12))))
+        return groups[config]["final_amplitude"].map(lambda a: abs(math.log10(max(a, 1e-12))))
 
-    if {"plain_cosine", "plain_cosine_no_amplitude"} <= set(configs):
+    if {"plain_cosine", "plain_cosine_no_amplitude"} <= set(groups):
         without, with_term = size("plain_cosine_no_amplitude"), size("plain_cosine")
         seeds = without.index.intersection(with_term.index).sort_values()  # paired by seed
         per_config["amplitude_ablation"] = {"plain_cosine": claims.paired(
@@ -201,17 +201,18 @@ def superior_colliculus(stored: dict, baselines: dict, ceiling: dict) -> list[cl
     still running) are left out."""
     from ..fitters import sc_analysis
 
-    def table(name):  # None for a sweep with no runs yet
-        found = stored.get(name)
-        return found if found is not None and len(found) else None
+    empty = pd.DataFrame(index=pd.Index([], dtype=object))
 
-    recovery, fit_runs = table("04_recovery"), table("04_fit_3min")
+    def table(name, missing=None):  # ``missing`` for a sweep with no runs yet
+        found = stored.get(name)
+        return found if found is not None and len(found) else missing
+
+    fit_runs, recovery = table("04_fit_3min"), table("04_recovery", empty)
     if fit_runs is None:
         return []
-    empty = pd.DataFrame(index=pd.Index([], dtype=object))
     rows = sc_analysis.document_claims(
-        empty if (phases := table("04_phases")) is None else phases,
-        empty if recovery is None else sc_analysis.recovery_errors(recovery),
+        table("04_phases", empty),
+        sc_analysis.recovery_errors(recovery) if len(recovery) else recovery,
         fit_runs, baselines, ceiling, parameters.SUPERIOR_COLLICULUS_TARGETS,
         longer=table("04_fit_long"))
     return [row for row in rows if len(row.values) >= 3]

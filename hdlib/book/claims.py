@@ -53,6 +53,8 @@ from .. import validate
 ALPHA = 0.05
 #: The numbers of seeds at which a row is looked at; a row undecided at the last is final.
 LOOKS = (3, 6, 10)
+#: The level of one look (``1 - ALPHA / len(LOOKS)``): the intervals the tables show.
+LOOK_CONFIDENCE = 1 - ALPHA / len(LOOKS)
 #: "About X" in a document means within this fraction of X, book-wide.
 ABOUT_BAND = 0.25
 EVIDENCE_COLUMNS = ["claim", "source", "measured", "n", "p (Holm)", "verdict"]
@@ -95,7 +97,7 @@ def about(value: float) -> float:
     return ABOUT_BAND * abs(value)
 
 
-def interval(values, confidence: float = 1 - ALPHA / len(LOOKS),
+def interval(values, confidence: float = LOOK_CONFIDENCE,
              bounds: tuple | None = None) -> tuple[float, float, float]:
     """``(mean, low, high)``: the mean of ``values`` and its t-interval (cut to ``bounds``)."""
     x = _finite(values)

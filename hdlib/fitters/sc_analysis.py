@@ -233,9 +233,9 @@ def paired_table(table: pd.DataFrame, baseline: str = "baseline",
     level of one look of the sequential design, named in the columns); a quantity with the
     same value in every run is shown as such, not as an interval. Nothing here is a verdict:
     the chapter's claims table decides, with the book's rule."""
-    from ..book.claims import ALPHA, LOOKS, format_number, interval
+    from ..book.claims import LOOK_CONFIDENCE, format_number, interval
 
-    label = f"{100 * (1 - ALPHA / len(LOOKS)):.1f}% CI"
+    label = f"{100 * LOOK_CONFIDENCE:.1f}% CI"
 
     def described(values, signed=False):
         _, low, high = interval(values)
