@@ -134,10 +134,12 @@ Polar stages with an input gradient, for both fast backends.
 One training iteration: a fresh batch of the task, forward, heading loss, backward, Adam step.
 The reference builds each sample's effective matrix `W_eff = J0/N + J1 W0 + L_t WL + R_t WR` at
 every step and applies it with a batched matrix-vector product, which autograd differentiates
-(keeping all `T` of the `B x N x N` matrices). The `torch` backend multiplies the batch once per
-step by the stacked weights `[J0/N + J1 W0; WL; WR]` and mixes the three results per sample; the
-sequence is one autograd node whose backward pass is written out: one matrix product per step,
-and the weights' and turn signals' gradients as a few products over all steps at the end.
+(keeping all `T` of the `B x N x N` matrices). The `torch` backend never forms a per-sample
+matrix: each step scales three copies of the state per sample, `[r, L_t r, R_t r]`, and
+multiplies them once by the stacked weights `[(J0/N + J1 W0)^T; WL^T; WR^T]`. The sequence is
+one autograd node whose backward pass is written out: one matrix product per step, and the
+weights' and turn signals' gradients as one product each per block of 16 steps, taken while
+the block's intermediate results are still in the processor's cache.
 
 {table(leaky, [("size", "size", ""), ("threads", "threads", "d"),
                ("reference_ms", "reference ms", ".1f"), ("torch_ms", "torch ms", ".1f"),

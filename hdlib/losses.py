@@ -40,13 +40,16 @@ from .circular import angle_grid, population_vector_length
 
 # ---------------------------------------------------------------------------- heading
 def heading_loss(activity: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """``mean(1 - cos_sim(population vector, (cos theta, sin theta)))``."""
+    """``mean(1 - cos_sim(population vector, (cos theta, sin theta)))``: the vector's component
+    along the true heading over its length (at least ``1e-8``, as in
+    :func:`torch.nn.functional.cosine_similarity`)."""
     grid = angle_grid(activity.shape[-1], device=activity.device, dtype=activity.dtype)
     # one product with both basis vectors: its backward pass is one product too, where two
     # separate ones would write two gradients of the activity's size and add them
     vector = activity @ torch.stack([torch.cos(grid), torch.sin(grid)], dim=-1)
-    target = torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
-    return 1.0 - torch.nn.functional.cosine_similarity(vector, target, dim=-1).mean()
+    along = vector[..., 0] * torch.cos(angles) + vector[..., 1] * torch.sin(angles)
+    length = torch.linalg.vector_norm(vector, dim=-1).clamp_min(1e-8)
+    return 1.0 - (along / length).mean()
 
 
 def bump_amplitude_loss(activity: torch.Tensor, target: float = 1.0) -> torch.Tensor:

@@ -5,7 +5,7 @@ from hdlib import losses
 from hdlib.circular import circular_mae, population_vector
 from hdlib.datasets.tasks import AVIntegrationDataset
 from hdlib.fitters import av_integration as avi
-from hdlib.models.leaky_ring import LeakyRingAttractor
+from hdlib.models.leaky_ring import CHUNK_STEPS, LeakyRingAttractor
 
 
 def document_forward(model, av, heading):
@@ -163,9 +163,11 @@ def test_states_without_a_backward_pass_are_the_same(batch):
     assert torch.equal(trained.detach(), evaluated)
 
 
-@pytest.mark.parametrize("batch, steps", [(0, 5), (3, 1), (2, 7)])
+@pytest.mark.parametrize("batch, steps", [(0, 5), (3, 1), (2, 7), (2, CHUNK_STEPS),
+                                          (3, 2 * CHUNK_STEPS + 3)])
 def test_both_backends_agree_on_edge_shapes(batch, steps):
-    # an empty batch and a single step, in float64, values and gradients
+    # an empty batch, a single step, one whole block of the backward pass and a sequence
+    # ending in a partial block, in float64, values and gradients
     g = torch.Generator().manual_seed(batch + steps)
     model = LeakyRingAttractor(10, init_scale=1.0, seed=2).double()
     av = 0.3 * torch.randn(batch, steps, dtype=torch.float64, generator=g)

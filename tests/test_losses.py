@@ -173,3 +173,22 @@ def test_bump_amplitude_loss_matches_the_cosine_bump_by_hand():
     activity = (1 + torch.cos(theta - 0.3)).expand(2, 4, 8)
     loss = fl.bump_amplitude_loss(activity, target=0.25)
     assert loss.item() == pytest.approx(0.75 ** 2, rel=1e-12)
+
+
+def test_heading_loss_is_one_minus_the_cosine_of_the_decoding_error():
+    # independent route: the population vector's angle by atan2, then 1 - cos(error)
+    g = torch.Generator().manual_seed(0)
+    activity = torch.rand(3, 5, 24, dtype=torch.float64, generator=g)
+    angles = 6.0 * torch.rand(3, 5, dtype=torch.float64, generator=g)
+    grid = 2 * math.pi * torch.arange(24, dtype=torch.float64) / 24
+    decoded = torch.atan2(activity @ torch.sin(grid), activity @ torch.cos(grid))
+    expected = (1 - torch.cos(decoded - angles)).mean()
+    assert fl.heading_loss(activity, angles).item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_heading_loss_of_a_silent_ring_is_one_with_a_finite_gradient():
+    activity = torch.zeros(2, 3, 12, requires_grad=True)
+    loss = fl.heading_loss(activity, torch.ones(2, 3))
+    loss.backward()
+    assert loss.item() == 1.0
+    assert torch.isfinite(activity.grad).all()

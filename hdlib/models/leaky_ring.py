@@ -15,15 +15,21 @@ angular velocity ``av_t`` (radians per step, positive = counter-clockwise = left
 
 The document writes each step with every sample's own effective matrix
 ``W_eff = J0/N + J1 W0 + L_t WL + R_t WR``: :func:`leaky_ring_step`, the model's definition
-(``backend="reference"``). The default ``"torch"`` backend computes the same values with one
-matrix product of the batch against the stacked weights ``[J0/N + J1 W0; WL; WR]`` (shape
-``3N x N``) per step, followed by a per-sample mix with ``(1, L_t, R_t)``: no per-sample
-``N x N`` matrix is ever formed. The whole sequence is one autograd node
-(:class:`_RingRecurrence`) whose backward pass is written out (backpropagation through time):
-with ``u_t`` the drive, ``g_t`` the gradient reaching ``r_t`` and ``e_t = alpha F'(u_t) g_t``,
-the gradient reaching ``r_{t-1}`` is ``(1 - alpha) g_t + [e_t, L_t e_t, R_t e_t] W_stack``
-(plus the loss's own gradient at ``t - 1``), one matrix product per step; the stacked weights'
-gradient ``sum_t [e_t, L_t e_t, R_t e_t]^T r_{t-1}`` is one product over all steps at the end.
+(``backend="reference"``). The default ``"torch"`` backend computes the same values without
+ever forming a per-sample ``N x N`` matrix. With ``M = J0/N + J1 W0``, the drive
+``u_t = M r + L_t WL r + R_t WR r`` (``r = r_{t-1}``) is one matrix product per step of the
+scaled copies ``[r, L_t r, R_t r]`` (``B x 3N``) against ``[M^T; WL^T; WR^T]`` (``3N x N``).
+The whole sequence is one autograd node (:class:`_RingRecurrence`) whose backward pass is
+written out (backpropagation through time). With ``g_t`` the gradient reaching ``r_t`` (the
+loss's own plus what later steps send back) and ``e_t = alpha F'(u_t) g_t``, one product per
+step gives ``e_t [M | WL | WR] = (e_t M, e_t WL, e_t WR)``, from which
+
+* the gradient reaching ``r_{t-1}`` is ``(1 - alpha) g_t + e_t M + L_t e_t WL + R_t e_t WR``;
+* the turn signals' gradients are ``dL/dL_t = <e_t WL, r_{t-1}>``, ``dL/dR_t = <e_t WR, r_{t-1}>``;
+* the stacked weights' gradient is ``sum_t [e_t, L_t e_t, R_t e_t]^T r_{t-1}``.
+
+The last two are taken once per block of ``CHUNK_STEPS`` steps, while the block's products are
+still in the processor's cache, as one matrix product each.
 """
 from __future__ import annotations
 
@@ -42,13 +48,14 @@ ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "gelu": F.gelu}
 INITS = ("random", "perfect", "debug_perfect")
 BACKENDS = ("reference", "torch")
 CALIBRATION_RANGE = 0.5  # rad/step covered when the ideal gain networks are fitted
+CHUNK_STEPS = 16  # steps whose backward products stay in cache until their weight gradient
 
 
 class _RingRecurrence(torch.autograd.Function):
     """All states ``r_t`` (``(B, T, N)``) of ``r_t = r_{t-1} + alpha (F(u_t) - r_{t-1})``,
     ``u_t = M r_{t-1} + L_t WL r_{t-1} + R_t WR r_{t-1}`` for the stacked weights
-    ``[M; WL; WR]`` ``(3N, N)`` and turn signals ``left``/``right`` ``(B, T)``; see the module
-    docstring for the backward pass."""
+    ``[M; WL; WR]`` ``(3N, N)`` and turn signals ``left``/``right`` ``(B, T)``; the module
+    docstring gives both passes."""
 
     @staticmethod
     def forward(ctx, initial, left, right, weights, alpha, activation, backward_to_come):
@@ -56,59 +63,85 @@ class _RingRecurrence(torch.autograd.Function):
         n = initial.shape[1]
         act, tanh = ACTIVATIONS[activation], activation == "tanh"
         states = initial.new_empty(batch, steps, n)
-        # (M r_{t-1}, WL r_{t-1}, WR r_{t-1}) of every step (of the current one without backward)
-        drives = initial.new_empty(steps if backward_to_come else 1, batch, 3, n)
         # what the backward pass needs: F(u_t) for tanh (F' = 1 - F^2), else u_t itself
         kept = initial.new_empty(steps if backward_to_come else 1, batch, n)
+        mixing = torch.stack([torch.ones_like(left), left, right]).permute(2, 1, 0)
+        mixing = mixing.unsqueeze(-1).contiguous()  # (T, B, 3, 1): (1, L_t, R_t)
+        tall = weights.view(3, n, n).transpose(1, 2).reshape(3 * n, n)  # [M^T; WL^T; WR^T]
+        inputs = initial.new_empty(batch, 3, n)  # [r_{t-1}, L_t r_{t-1}, R_t r_{t-1}]
+        flat = inputs.view(batch, 3 * n)
         u = initial.new_empty(batch, n)
-        left_t, right_t = left.t().unsqueeze(-1), right.t().unsqueeze(-1)  # (T, B, 1)
-        transposed = weights.t()
+        saved = kept.unbind(0) if backward_to_come else kept.expand(steps, batch, n).unbind(0)
         r = initial
-        for t in range(steps):
-            drive = drives[t if backward_to_come else 0]
-            torch.mm(r, transposed, out=drive.view(batch, 3 * n))
-            torch.addcmul(drive[:, 0], drive[:, 1], left_t[t], out=u)
-            u.addcmul_(drive[:, 2], right_t[t])
-            saved = kept[t if backward_to_come else 0]
+        for mixing_step, kept_step, state in zip(mixing.unbind(0), saved, states.unbind(1)):
+            torch.mul(r[:, None], mixing_step, out=inputs)
+            torch.mm(flat, tall, out=u)
             if tanh:
-                rate = torch.tanh(u, out=saved)
+                rate = torch.tanh(u, out=kept_step)
             else:
-                saved.copy_(u)
+                kept_step.copy_(u)
                 rate = act(u)
-            r = torch.lerp(r, rate, alpha, out=states[:, t])
+            r = torch.lerp(r, rate, alpha, out=state)
         ctx.alpha, ctx.activation = alpha, activation
-        ctx.save_for_backward(initial, left_t, right_t, weights, states, kept, drives)
+        ctx.save_for_backward(initial, mixing, weights, states, kept)
         return states
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_states):
-        initial, left_t, right_t, weights, states, kept, drives = ctx.saved_tensors
+        initial, mixing, weights, states, kept = ctx.saved_tensors
         alpha = ctx.alpha
         steps, batch, n = kept.shape
-        if ctx.activation == "tanh":  # alpha F'(u) for all steps at once: alpha (1 - F(u)^2)
-            slope = torch.addcmul(kept.new_tensor(alpha), kept, kept, value=-alpha)
-        else:
-            with torch.enable_grad():
-                u = kept.detach().requires_grad_()
-                slope = torch.autograd.grad(ACTIVATIONS[ctx.activation](u), u,
-                                            torch.full_like(u, alpha))[0]
-        turn = torch.cat([left_t, right_t], dim=-1)[..., None]  # (T, B, 2, 1)
-        mixed = kept.new_empty(steps, batch, 3, n)  # (e_t, L_t e_t, R_t e_t) of every step
-        g = initial.new_zeros(batch, n)
-        for t in range(steps - 1, -1, -1):
-            if grad_states is not None:
-                g = g + grad_states[:, t]
-            e = torch.mul(g, slope[t], out=mixed[t, :, 0])
-            torch.mul(e[:, None], turn[t], out=mixed[t, :, 1:])
-            g = torch.addmm(g, mixed[t].view(batch, 3 * n), weights, beta=1 - alpha)
-        # over all steps at once: the weights' gradient sum_t [e_t, L_t e_t, R_t e_t]^T r_{t-1},
-        # and dL/dL_t = <e_t, WL r_{t-1}>, dL/dR_t = <e_t, WR r_{t-1}>
-        previous = torch.cat([initial[None], states.transpose(0, 1)[:-1]])  # (T, B, N)
-        previous = previous.reshape(steps * batch, n)
-        grad_weights = mixed.view(steps * batch, 3 * n).t() @ previous
-        turns = torch.einsum("tbn,tbkn->tbk", mixed[:, :, 0], drives[:, :, 1:])  # (T, B, 2)
-        return g, turns[..., 0].t(), turns[..., 1].t(), grad_weights, None, None, None
+        lefts, rights = mixing[:, :, 1].unbind(0), mixing[:, :, 2].unbind(0)
+        wide = weights.view(3, n, n).transpose(0, 1).reshape(n, 3 * n)  # [M | WL | WR]
+        chunk = max(1, min(CHUNK_STEPS, steps))
+        slope = kept.new_empty(chunk, batch, n)  # alpha F'(u_t)
+        errors = kept.new_empty(chunk, batch, n)  # e_t
+        pulled = kept.new_empty(chunk, batch, 3, n)  # (e_t M, e_t WL, e_t WR)
+        mixed = kept.new_empty(chunk, batch, 3, n)  # (e_t, L_t e_t, R_t e_t)
+        previous = kept.new_empty(chunk, batch, n)  # r_{t-1}
+        grad_weights = kept.new_zeros(n, 3 * n)  # transposed
+        grad_turns = kept.new_empty(steps, batch, 2, 1)
+        loss_grads = grad_states.unbind(1)
+        slope_at, error_at = slope.unbind(0), errors.unbind(0)
+        pull_at = pulled.view(chunk, batch, 3 * n).unbind(0)
+        pull_m, pull_l, pull_r = (pulled[:, :, k].unbind(0) for k in range(3))
+        g = initial.new_zeros(batch, n)  # the gradient reaching r_t from later steps
+        for end in range(steps, 0, -chunk):
+            start = max(0, end - chunk)
+            size = end - start
+            _activation_slope(kept[start:end], alpha, ctx.activation, out=slope[:size])
+            for t in range(end - 1, start - 1, -1):
+                j = t - start
+                g = g + loss_grads[t]
+                torch.mm(torch.mul(g, slope_at[j], out=error_at[j]), wide, out=pull_at[j])
+                g = torch.add(pull_m[j], g, alpha=1 - alpha)
+                g.addcmul_(pull_l[j], lefts[t]).addcmul_(pull_r[j], rights[t])
+            if start == 0:
+                previous[0] = initial
+                previous[1:size] = states[:, :size - 1].transpose(0, 1)
+            else:
+                previous[:size] = states[:, start - 1:end - 1].transpose(0, 1)
+            # the block's share of the weights' gradient, and its turn signals' gradients
+            torch.mul(errors[:size, :, None], mixing[start:end], out=mixed[:size])
+            grad_weights.addmm_(previous[:size].view(size * batch, n).t(),
+                                mixed[:size].view(size * batch, 3 * n))
+            torch.matmul(pulled[:size, :, 1:], previous[:size, :, :, None],
+                         out=grad_turns[start:end])
+        return (g, grad_turns[:, :, 0, 0].t(), grad_turns[:, :, 1, 0].t(), grad_weights.t(),
+                None, None, None)
+
+
+def _activation_slope(kept: torch.Tensor, alpha: float, activation: str,
+                      out: torch.Tensor) -> torch.Tensor:
+    """``alpha F'(u)`` from what the forward pass kept: ``F(u)`` for tanh
+    (``F' = 1 - F^2``), else ``u``."""
+    if activation == "tanh":
+        return torch.addcmul(kept.new_tensor(alpha), kept, kept, value=-alpha, out=out)
+    with torch.enable_grad():
+        u = kept.detach().requires_grad_()
+        slope, = torch.autograd.grad(ACTIVATIONS[activation](u), u, torch.full_like(u, alpha))
+    return out.copy_(slope)
 
 
 def leaky_ring_step(r: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
