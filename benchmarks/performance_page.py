@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks.common import RESULTS  # noqa: E402
+from hdlib.models.leaky_ring import CHUNK_STEPS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "book" / "performance.md"
@@ -138,8 +139,8 @@ every step and applies it with a batched matrix-vector product, which autograd d
 matrix: each step scales three copies of the state per sample, `[r, L_t r, R_t r]`, and
 multiplies them once by the stacked weights `[(J0/N + J1 W0)^T; WL^T; WR^T]`. The sequence is
 one autograd node whose backward pass is written out: one matrix product per step, and the
-weights' and turn signals' gradients as one product each per block of 16 steps, taken while
-the block's intermediate results are still in the processor's cache.
+weights' and turn signals' gradients as one product each per block of {CHUNK_STEPS} steps,
+taken while the block's intermediate results are still in the processor's cache.
 
 {table(leaky, [("size", "size", ""), ("threads", "threads", "d"),
                ("reference_ms", "reference ms", ".1f"), ("torch_ms", "torch ms", ".1f"),

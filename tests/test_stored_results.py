@@ -1,13 +1,14 @@
 """The stored results against the rule: thresholds fixed before the runs, and chapter prose
 whose verdict words come from the tables."""
 import json
+import math
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from hdlib.book import parameters, results
+from hdlib.book import chapter_claims, parameters, results
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = sorted(p for p in (ROOT / "results").iterdir() if p.is_dir())
@@ -81,8 +82,6 @@ def test_glued_verdicts_are_verdicts_of_the_chapters_table(source):
 
 def test_a_row_settled_by_construction_is_a_check_not_a_claim():
     # ReLU from the silent start gets exactly zero gradient: its row is in chapter 03's checks
-    from hdlib.book import chapter_claims
-
     stored = results.load_results(ROOT / "results" / "03_av_integration")
     rows = chapter_claims.angular_velocity(stored, 120)
     key = ("relu_silent_start", "percent_of_null")
@@ -93,10 +92,6 @@ def test_a_row_settled_by_construction_is_a_check_not_a_claim():
 
 def test_the_amplitude_ablation_pairs_runs_by_seed_not_by_position():
     # drop seed 1 of the run without the term: seed 2 must meet seed 2, not seed 1
-    import math
-
-    from hdlib.book import chapter_claims
-
     stored = results.load_results(ROOT / "results" / "03_av_integration")
     stored = stored.drop(index="plain_cosine_no_amplitude_seed1")
     got = chapter_claims.angular_velocity_table(stored, 120)["amplitude_ablation"]["plain_cosine"]
